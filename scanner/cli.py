@@ -1,0 +1,131 @@
+"""The ``gatehouse`` command: scan, clamd, bench.
+
+Exit codes: 0 below the ``--fail-on`` bar (or no bar), 1 at or above it, 2 for usage or
+internal errors. No traceback reaches the user unless GATEHOUSE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from scanner.config import Settings, SettingsError
+from scanner.policy import Policy, PolicyError, Verdict
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The command line asks for something impossible; exit 2 with the message."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    debug = os.environ.get("GATEHOUSE_DEBUG") == "1"
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        return int(args.func(args, settings))
+    except (UsageError, SettingsError, PolicyError) as exc:
+        print(f"gatehouse: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"gatehouse: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatehouse", description="Scan plugin bundles before they reach users.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan one bundle and print a report")
+    scan.add_argument("bundle", type=Path)
+    scan.add_argument("--format", choices=("json", "sarif", "text"), default="text")
+    scan.add_argument("--output", type=Path, help="write the report here instead of standard output")
+    scan.add_argument("--fail-on", choices=("review", "reject"), help="exit 1 when the verdict is at least this")
+    scan.add_argument("--keep-workdir", type=Path, help="copy the unpacked bundle here for inspection")
+    scan.set_defaults(func=_cmd_scan)
+
+    clamd = sub.add_parser("clamd", help="run the embedded clamd with the project's signatures")
+    clamd.add_argument("action", choices=("start", "stop", "status", "foreground"), nargs="?", default="start")
+    clamd.set_defaults(func=_cmd_clamd)
+
+    bench = sub.add_parser("bench", help="print the speed figures of the scanning core")
+    bench.add_argument("--corpus", type=Path, help="the labelled corpus (for the zip bomb figure)")
+    bench.add_argument("--repeat", type=int, default=5)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.pipeline import build_stages, default_stage_factories, scan_bundle
+    from scanner.reports import RENDERERS
+
+    bundle: Path = args.bundle
+    if not bundle.is_file():
+        raise UsageError(f"{bundle}: no such file")
+    policy = Policy.load(settings.policy_path)
+    stages, unavailable = build_stages(settings, default_stage_factories())
+    result = scan_bundle(bundle, settings, stages, policy, unavailable=unavailable, keep_workdir=args.keep_workdir)
+    report = RENDERERS[args.format](result)
+    if args.output:
+        _write_atomically(args.output, report)
+        print(f"{bundle.name}: {result.decision.verdict.label} (report in {args.output})", file=sys.stderr)
+    else:
+        sys.stdout.write(report)
+    if args.fail_on and result.decision.verdict >= Verdict.parse(args.fail_on):
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A report is either whole or absent: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cmd_clamd(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.clamd_server import ClamdServer, ClamdStartError
+
+    server = ClamdServer(settings)
+    try:
+        if args.action == "status":
+            running = server.is_running()
+            print(f"clamd {'is running' if running else 'is not running'} on {settings.clamd_socket_path}")
+            return EXIT_OK if running else EXIT_FAIL
+        if args.action == "stop":
+            print("clamd stopped" if server.stop() else "clamd was not running")
+            return EXIT_OK
+        if args.action == "foreground":
+            return server.run_foreground()
+        if server.is_running():
+            print(f"clamd already running on {settings.clamd_socket_path}")
+            return EXIT_OK
+        proc = server.start()
+        print(f"clamd started (pid {proc.pid}) on {settings.clamd_socket_path}; config {server.conf}")
+        return EXIT_OK
+    except ClamdStartError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.bench import run_bench
+
+    return run_bench(settings, corpus=args.corpus, repeat=args.repeat)

@@ -1,0 +1,1 @@
+"""JavaScript analysis on a tree-sitter syntax tree, with rules kept as data."""

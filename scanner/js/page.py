@@ -1,0 +1,140 @@
+"""Analyzers for reaching beyond the plugin's container into the host page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from tree_sitter import Node
+
+from scanner.findings import Category, Severity
+from scanner.js.engine import Captures, FileContext, Hit, analyzer
+from scanner.js.rules import JsRule
+
+PAGE_TARGETS = frozenset(
+    {"document", "window", "self", "top", "parent", "globalThis", "document.body",
+     "document.documentElement", "window.document", "document.forms"}
+)
+# Events that carry what the user types or submits.
+INPUT_EVENTS = frozenset(
+    {"keydown", "keyup", "keypress", "input", "beforeinput", "change", "submit", "paste",
+     "copy", "cut", "compositionend", "focusin", "formdata"}
+)
+_PASSWORD_RE = re.compile(r"password|passwd|pwd", re.I)
+_PAYMENT_RE = re.compile(r"card|\bcc[-_]|cvv|cvc|expir|iban", re.I)
+_FORM_SELECTOR_RE = re.compile(r"(^|[\s,>+~(])(form|input|textarea|select)\b|\[\s*(name|type)\s*[~|^$*]?=", re.I)
+# Host primitives whose replacement lets a plugin see or change all page traffic or input.
+_OVERRIDE_RE = re.compile(
+    r"^(?:(?:window|self|globalThis|top)\.)?(?:fetch|XMLHttpRequest|WebSocket|EventSource)$"
+    r"|^(?:XMLHttpRequest|EventTarget|HTMLFormElement|HTMLInputElement|Element|Node|Document"
+    r"|WebSocket|Storage|History|Response|Request)\.prototype\.\w+$"
+    r"|^navigator\.(?:sendBeacon|clipboard|credentials|serviceWorker)$"
+    r"|^(?:window|document)\.(?:addEventListener|dispatchEvent|write|open|cookie|onerror)$"
+)
+
+
+@analyzer("cookie_access")
+def cookie_access(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    node = caps["hit"][0]
+    parent = node.parent
+    if parent is not None and parent.type == "assignment_expression" and parent.child_by_field_name("left") == node:
+        yield Hit(node, "writes cookies of the host page", Severity.MEDIUM, Category.UNDECLARED_CAPABILITY)
+    else:
+        yield Hit(node)
+
+
+@analyzer("page_listener")
+def page_listener(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    node = caps["hit"][0]
+    target = re.sub(r"\s", "", ctx.text(caps["target"][0]))
+    if target not in PAGE_TARGETS:
+        return
+    event = ctx.resolver.full(caps["event"][0]) if "event" in caps else None
+    name = event.text.lower() if event else ctx.text(caps.get("prop", [node])[0]).lower().removeprefix("on")
+    if name in INPUT_EVENTS:
+        yield Hit(node, f"listens to {name} events on the whole page ({target}), outside its container")
+
+
+@analyzer("host_query")
+def host_query(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    node = caps["hit"][0]
+    value = ctx.resolver.full(caps["selector"][0])
+    if value is None:
+        return
+    selector = value.text
+    if _PASSWORD_RE.search(selector):
+        yield Hit(node, f"looks up password fields of the host page ({selector!r})", Severity.HIGH,
+                  Category.CREDENTIAL_ACCESS, honour_declared=False)
+    elif _PAYMENT_RE.search(selector):
+        yield Hit(node, f"looks up payment fields of the host page ({selector!r})", Severity.HIGH,
+                  Category.CREDENTIAL_ACCESS, honour_declared=False)
+    elif _FORM_SELECTOR_RE.search(selector):
+        yield Hit(node, f"reaches into the host page's forms ({selector!r})")
+
+
+def _guarded(ctx: FileContext, node: Node, prop: str) -> bool:
+    """A polyfill only fills a gap: its assignment sits under a test of the same name."""
+    parent = node.parent
+    right = parent.child_by_field_name("right") if parent is not None else None
+    if right is not None and right.type == "binary_expression" and prop in ctx.text(right.child_by_field_name("left")):
+        return True
+    ancestor = node.parent
+    for _ in range(8):
+        if ancestor is None:
+            return False
+        if ancestor.type in ("if_statement", "ternary_expression", "binary_expression"):
+            cond = ancestor.child_by_field_name("condition") or ancestor.child_by_field_name("left")
+            if cond is not None and cond != node and prop in ctx.text(cond, 2000):
+                return True
+        ancestor = ancestor.parent
+    return False
+
+
+@analyzer("override")
+def override(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    node = caps["hit"][0]
+    target = re.sub(r"\s", "", ctx.text(caps["target"][0], 300))
+    if "prop" in caps:  # Object.defineProperty(target, 'prop', ...)
+        prop_value = ctx.resolver.full(caps["prop"][0])
+        if prop_value is None:
+            return
+        target = f"{target}.{prop_value.text}"
+    if not _OVERRIDE_RE.match(target):
+        return
+    prop = target.rsplit(".", 1)[-1]
+    if _guarded(ctx, caps["target"][0], prop):
+        yield Hit(node, f"polyfills {target} where it is missing", Severity.INFO)
+    else:
+        yield Hit(node, f"replaces {target} for the whole page")
+
+
+@analyzer("page_write")
+def page_write(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    node = caps["hit"][0]
+    where = ctx.text(caps["target"][0])
+    method = ctx.text(caps["method"][0])
+    if where.endswith("head") and method in ("appendChild", "append", "insertBefore", "prepend"):
+        yield Hit(node, "adds elements to the page head (usually styles)", Severity.LOW)
+    else:
+        yield Hit(node, f"changes the page outside its container ({where}.{method})")
+
+
+@analyzer("clipboard")
+def clipboard(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    node = caps["hit"][0]
+    method = ctx.text(caps["method"][0]).strip("'\"")
+    if method in ("readText", "read", "paste"):
+        yield Hit(node, "reads the user's clipboard", Severity.HIGH, Category.CREDENTIAL_ACCESS)
+    elif method in ("writeText", "write", "copy", "cut"):
+        yield Hit(node, "writes to the user's clipboard")
+
+
+@analyzer("workers")
+def workers(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    node = caps["hit"][0]
+    kind = ctx.text(caps["kind"][0])
+    if kind == "register":
+        yield Hit(node, "registers a service worker, which outlives the page and sees its traffic",
+                  Severity.HIGH)
+    else:
+        yield Hit(node, f"starts a {kind}")

@@ -1,0 +1,105 @@
+"""JS rules as data: one TOML file per rule under rules/js/, file stem = rule id."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tree_sitter import Query
+
+from scanner.findings import Category, RuleState, Severity
+from scanner.js.parser import compile_query
+
+CAPABILITIES = frozenset(
+    {"network", "storage", "cookies", "dom", "navigation", "clipboard", "workers", "eval"}
+)
+
+
+class RuleError(ValueError):
+    """A rule file is malformed; the rule set cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class JsRule:
+    id: str
+    title: str
+    message: str
+    category: Category
+    severity: Severity
+    state: RuleState
+    query: str
+    analyzer: str = "report"
+    # The declared capability that makes this behaviour expected rather than a finding.
+    capability: str | None = None
+    # Report one finding per file with a count instead of one per occurrence.
+    once_per_file: bool = False
+    # With once_per_file: fewer occurrences than this are not reported.
+    min_count: int = 1
+
+
+@dataclass(frozen=True)
+class CompiledRules:
+    rules: tuple[JsRule, ...]
+    query: Query
+    # pattern index in the combined query -> index in ``rules``
+    owner: tuple[int, ...]
+
+
+def load_rules(directory: Path, analyzers: Sequence[str]) -> list[JsRule]:
+    rules = []
+    for path in sorted(directory.glob("*.toml")):
+        rules.append(_parse_rule(path, set(analyzers)))
+    if not rules:
+        raise RuleError(f"no JS rules found under {directory}")
+    return rules
+
+
+def _parse_rule(path: Path, analyzers: set[str]) -> JsRule:
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RuleError(f"{path.name}: {exc}") from None
+    try:
+        rule = JsRule(
+            id=data["id"],
+            title=data["title"],
+            message=data["message"],
+            category=Category(data["category"]),
+            severity=Severity.parse(data["severity"]),
+            state=RuleState(data.get("state", "enabled")),
+            query=data["query"],
+            analyzer=data.get("analyzer", "report"),
+            capability=data.get("capability"),
+            once_per_file=bool(data.get("once_per_file", False)),
+            min_count=int(data.get("min_count", 1)),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RuleError(f"{path.name}: bad or missing field: {exc}") from None
+    if rule.id != path.stem:
+        raise RuleError(f"{path.name}: id {rule.id!r} must equal the file name")
+    if rule.analyzer not in analyzers:
+        raise RuleError(f"{path.name}: unknown analyzer {rule.analyzer!r}")
+    if rule.capability is not None and rule.capability not in CAPABILITIES:
+        raise RuleError(f"{path.name}: unknown capability {rule.capability!r}")
+    if "@hit" not in rule.query:
+        raise RuleError(f"{path.name}: the query must capture the reported node as @hit")
+    try:
+        compile_query(rule.query)
+    except Exception as exc:  # noqa: BLE001 - tree-sitter raises several types for bad queries
+        raise RuleError(f"{path.name}: query does not compile: {exc}") from None
+    return rule
+
+
+def compile_rules(rules: Sequence[JsRule]) -> CompiledRules:
+    """One combined query, so each file's tree is walked once for every rule."""
+    active = tuple(r for r in rules if r.state is not RuleState.DISABLED)
+    owner: list[int] = []
+    for i, rule in enumerate(active):
+        owner.extend([i] * compile_query(rule.query).pattern_count)
+    combined = compile_query("\n".join(r.query for r in active))
+    if combined.pattern_count != len(owner):  # pragma: no cover - guards the mapping
+        raise RuleError("pattern count mismatch while combining JS rules")
+    return CompiledRules(active, combined, tuple(owner))

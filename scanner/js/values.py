@@ -1,0 +1,274 @@
+"""Constant folding of JavaScript expressions: what string does this node evaluate to?
+
+Only pure, side-effect-free forms are folded (literals, ``+``, templates, ``join``,
+``split``, ``reverse``, ``concat``, ``String.fromCharCode``, ``atob``, URI decoding,
+and identifiers bound once to such a value). A partly dynamic string keeps its known
+prefix, which is usually enough to learn the origin a request goes to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from tree_sitter import Node
+
+MAX_DEPTH = 24
+MAX_STRING = 1_000_000
+_ESCAPE_RE = re.compile(
+    r"\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|u[0-9a-fA-F]{4}|\r\n|[\s\S])"
+)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
+DECODERS = frozenset({"atob", "unescape", "decodeURIComponent", "decodeURI"})
+
+
+@dataclass(frozen=True)
+class Value:
+    """A folded string: ``complete`` is False when only a prefix is known."""
+
+    text: str
+    complete: bool = True
+    decoded: bool = False  # passed through a decoder (atob, fromCharCode, escapes...)
+
+
+def unescape_js(body: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        esc = m.group(1)
+        if esc[0] == "x":
+            return chr(int(esc[1:], 16))
+        if esc.startswith("u{"):
+            return chr(min(int(esc[2:-1], 16), 0x10FFFF))
+        if esc[0] == "u" and len(esc) == 5:
+            return chr(int(esc[1:], 16))
+        if esc in ("\n", "\r\n", "\r", "\u2028", "\u2029"):
+            return ""
+        return _SIMPLE_ESCAPES.get(esc, esc)
+
+    return _ESCAPE_RE.sub(repl, body)
+
+
+def string_literal(node: Node) -> str:
+    text = node.text.decode("utf-8", "replace") if node.text else ""
+    return unescape_js(text[1:-1])
+
+
+class Resolver:
+    """Folds expressions of one parsed file; identifiers resolve through single bindings."""
+
+    def __init__(self, bindings: dict[str, Node] | None = None) -> None:
+        self.bindings = bindings or {}
+
+    def value(self, node: Node | None) -> Value | None:
+        """The string (or known prefix) ``node`` evaluates to, or None."""
+        if node is None:
+            return None
+        out = self._eval(node, 0)
+        if isinstance(out, Value):
+            return out
+        return None
+
+    def full(self, node: Node | None) -> Value | None:
+        v = self.value(node)
+        return v if v is not None and v.complete else None
+
+    # The evaluator returns Value, a list of Values (arrays), an int, or None.
+    def _eval(self, node: Node, depth: int) -> Value | list[Value] | int | None:
+        if depth > MAX_DEPTH:
+            return None
+        kind = node.type
+        if kind == "string":
+            raw = node.text.decode("utf-8", "replace") if node.text else ""
+            text = unescape_js(raw[1:-1])
+            return Value(text, True, "\\x" in raw or "\\u" in raw)
+        if kind == "number":
+            return _number(node)
+        if kind == "template_string":
+            return self._template(node, depth)
+        if kind == "parenthesized_expression":
+            inner = node.named_children[-1] if node.named_children else None
+            return self._eval(inner, depth + 1) if inner else None
+        if kind == "binary_expression":
+            return self._binary(node, depth)
+        if kind == "identifier":
+            name = _text(node)
+            bound = self.bindings.get(name)
+            return self._eval(bound, depth + 1) if bound is not None else None
+        if kind == "array":
+            return self._array(node, depth)
+        if kind == "call_expression":
+            return self._call(node, depth)
+        return None
+
+    def _template(self, node: Node, depth: int) -> Value | None:
+        parts: list[str] = []
+        decoded = False
+        for child in node.named_children:
+            if child.type == "string_fragment":
+                parts.append(_text(child))
+            elif child.type == "escape_sequence":
+                parts.append(unescape_js(_text(child)))
+                decoded = True
+            elif child.type == "template_substitution":
+                inner = child.named_children[0] if child.named_children else None
+                v = self._eval(inner, depth + 1) if inner else None
+                if not isinstance(v, Value):
+                    return Value("".join(parts), False, decoded)
+                parts.append(v.text)
+                decoded |= v.decoded
+                if not v.complete:
+                    return Value("".join(parts), False, decoded)
+        return Value("".join(parts), True, decoded)
+
+    def _binary(self, node: Node, depth: int) -> Value | int | None:
+        op = node.child_by_field_name("operator")
+        if op is None or op.type != "+":
+            return None
+        left_node = node.child_by_field_name("left")
+        right_node = node.child_by_field_name("right")
+        left = self._eval(left_node, depth + 1) if left_node else None
+        if isinstance(left, int):
+            right_num = self._eval(right_node, depth + 1) if right_node else None
+            return left + right_num if isinstance(right_num, int) else None
+        if not isinstance(left, Value):
+            return None
+        if not left.complete:
+            return left
+        right = self._eval(right_node, depth + 1) if right_node else None
+        if isinstance(right, int):
+            right = Value(str(right))
+        if not isinstance(right, Value):
+            return Value(left.text, False, left.decoded)
+        text = left.text + right.text
+        if len(text) > MAX_STRING:
+            return None
+        return Value(text, right.complete, left.decoded or right.decoded)
+
+    def _array(self, node: Node, depth: int) -> list[Value] | None:
+        items: list[Value] = []
+        for child in node.named_children:
+            v = self._eval(child, depth + 1)
+            if isinstance(v, int):
+                v = Value(str(v))
+            if not isinstance(v, Value) or not v.complete:
+                return None
+            items.append(v)
+        return items
+
+    def _call(self, node: Node, depth: int) -> Value | list[Value] | None:
+        fn = node.child_by_field_name("function")
+        args_node = node.child_by_field_name("arguments")
+        if fn is None or args_node is None:
+            return None
+        args = [a for a in args_node.named_children if a.type != "comment"]
+        name = callee_name(fn)
+        if name in DECODERS and len(args) == 1:
+            arg = self._eval(args[0], depth + 1)
+            if not isinstance(arg, Value) or not arg.complete:
+                return None
+            decoded = _decode(name, arg.text)
+            return Value(decoded, True, True) if decoded is not None else None
+        if name == "String.fromCharCode":
+            return self._from_char_code(args, depth)
+        if fn.type != "member_expression":
+            return None
+        obj_node = fn.child_by_field_name("object")
+        method = _text(fn.child_by_field_name("property"))
+        obj = self._eval(obj_node, depth + 1) if obj_node else None
+        return _method(obj, method, [self._eval(a, depth + 1) for a in args])
+
+    def _from_char_code(self, args: list[Node], depth: int) -> Value | None:
+        codes: list[int] = []
+        for a in args:
+            target = a.named_children[0] if a.type == "spread_element" and a.named_children else a
+            v = self._eval(target, depth + 1)
+            if isinstance(v, int):
+                codes.append(v)
+            elif isinstance(v, list):
+                for item in v:
+                    if not item.text.isdigit():
+                        return None
+                    codes.append(int(item.text))
+            else:
+                return None
+        try:
+            return Value("".join(chr(c) for c in codes), True, True)
+        except (ValueError, OverflowError):
+            return None
+
+
+def _method(
+    obj: Value | list[Value] | int | None, method: str, args: list[Value | list[Value] | int | None]
+) -> Value | list[Value] | None:
+    if isinstance(obj, list):
+        if method == "join":
+            sep = args[0] if args else Value(",")
+            if not isinstance(sep, Value):
+                return None
+            return Value(sep.text.join(v.text for v in obj), True, any(v.decoded for v in obj))
+        if method == "reverse" and not args:
+            return list(reversed(obj))
+        return None
+    if not isinstance(obj, Value) or not obj.complete:
+        return None
+    if method == "split" and len(args) == 1 and isinstance(args[0], Value):
+        sep = args[0].text
+        parts = list(obj.text) if sep == "" else obj.text.split(sep)
+        return [Value(p, True, obj.decoded) for p in parts]
+    if method == "concat" and all(isinstance(a, Value) and a.complete for a in args):
+        return Value(obj.text + "".join(a.text for a in args if isinstance(a, Value)), True, obj.decoded)
+    if method in ("toLowerCase", "toUpperCase", "trim") and not args:
+        text = {"toLowerCase": obj.text.lower, "toUpperCase": obj.text.upper, "trim": obj.text.strip}[method]()
+        return Value(text, True, obj.decoded)
+    return None
+
+
+def _decode(name: str, text: str) -> str | None:
+    if name == "atob":
+        try:
+            raw = base64.b64decode(re.sub(r"\s+", "", text), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return raw.decode("latin-1")
+    return unquote(text)
+
+
+def _number(node: Node) -> int | None:
+    text = _text(node).replace("_", "")
+    for base in (0, 10):  # base 10 catches legacy zero-padded literals such as 010
+        try:
+            return int(text, base)
+        except ValueError:
+            continue
+    return None
+
+
+def _text(node: Node | None) -> str:
+    if node is None or node.text is None:
+        return ""
+    return node.text.decode("utf-8", "replace")
+
+
+def callee_name(fn: Node) -> str:
+    """``atob``, ``window.atob`` -> ``atob``; ``String.fromCharCode`` kept whole."""
+    if fn.type == "identifier":
+        return _text(fn)
+    if fn.type == "member_expression":
+        obj = fn.child_by_field_name("object")
+        prop = _text(fn.child_by_field_name("property"))
+        obj_text = _text(obj)
+        if obj_text in ("window", "self", "globalThis"):
+            return prop
+        return f"{obj_text}.{prop}"
+    return ""
+
+
+def collect_bindings(root: Node, query_matches: list[tuple[Node, Node]]) -> dict[str, Node]:
+    """Names bound exactly once in the file to a foldable-looking value."""
+    seen: dict[str, Node | None] = {}
+    for name_node, value_node in query_matches:
+        name = _text(name_node)
+        seen[name] = None if name in seen else value_node
+    return {k: v for k, v in seen.items() if v is not None}

@@ -1,0 +1,1 @@
+"""One module per stage; ``scanner.pipeline`` lists them in order."""
