@@ -30,18 +30,46 @@ class ClamdClient(Protocol):
     def scan_bytes(self, data: bytes) -> ClamdVerdict: ...
 
 
+class _UnixSocket(clamd.ClamdUnixSocket):  # type: ignore[misc]
+    """clamd 1.0.2 leaks the socket when connect fails and sets the timeout only after it."""
+
+    def _init_socket(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_socket)
+        except OSError as exc:
+            sock.close()
+            raise clamd.ConnectionError(self._error_message(exc)) from None
+        self.clamd_socket = sock
+
+
+class _NetworkSocket(clamd.ClamdNetworkSocket):  # type: ignore[misc]
+    """The same fix for TCP, where a connect without a timeout can hang for minutes."""
+
+    def _init_socket(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise clamd.ConnectionError(self._error_message(exc)) from None
+        self.clamd_socket = sock
+
+
 class SocketClamdClient:
     """The `clamd` package over a unix socket or TCP, one INSTREAM per file."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def _connect(self) -> clamd.ClamdUnixSocket | clamd.ClamdNetworkSocket:
+    def _connect(self) -> _UnixSocket | _NetworkSocket:
         s = self._settings
         if s.clamd_tcp:
             host, _, port = s.clamd_tcp.rpartition(":")
-            return clamd.ClamdNetworkSocket(host or "127.0.0.1", int(port), timeout=s.clamd_timeout)
-        return clamd.ClamdUnixSocket(str(s.clamd_socket_path), timeout=s.clamd_timeout)
+            return _NetworkSocket(host or "127.0.0.1", int(port), timeout=s.clamd_timeout)
+        return _UnixSocket(str(s.clamd_socket_path), timeout=s.clamd_timeout)
 
     def ping(self) -> None:
         try:

@@ -246,7 +246,8 @@ def _unpack_zip(fh: BinaryIO, dest: Path, budget: _Budget) -> list[UnpackedFile]
 
 
 def _check_zip_member(info: zipfile.ZipInfo, budget: _Budget) -> str:
-    rel = normalise_member_name(info.filename, budget.limits)
+    # zipfile cuts names at a NUL; a browser-side unzip may not, so check the raw name.
+    rel = normalise_member_name(info.orig_filename, budget.limits)
     mode = info.external_attr >> 16
     kind = stat.S_IFMT(mode)
     if kind == stat.S_IFLNK:

@@ -17,7 +17,7 @@ rule cryptominer_browser_miner
         $throttle = "throttle" nocase
         $hashes = "hashesPerSecond" nocase
         $wasm = "WebAssembly" fullword
-        $worker = "Worker(" fullword
+        $worker = /\bWorker\(/
     condition:
         any of ($lib*) or (any of ($algo*) and ($wasm or $worker) and ($throttle or $hashes))
 }

@@ -6,15 +6,15 @@ rule python_exec_encoded
         severity = "critical"
         state = "enabled"
     strings:
-        $exec1 = "exec(" fullword
-        $exec2 = "eval(" fullword
-        $exec3 = "compile(" fullword
-        $dec1 = "b64decode(" fullword
-        $dec2 = "zlib.decompress(" fullword
-        $dec3 = "marshal.loads(" fullword
-        $dec4 = "codecs.decode(" fullword
-        $dec5 = "bytes.fromhex(" fullword
-        $dec6 = "lzma.decompress(" fullword
+        $exec1 = /\bexec\(/
+        $exec2 = /\beval\(/
+        $exec3 = /\bcompile\(/
+        $dec1 = /\bb64decode\(/
+        $dec2 = /\bzlib\.decompress\(/
+        $dec3 = /\bmarshal\.loads\(/
+        $dec4 = /\bcodecs\.decode\(/
+        $dec5 = /\bbytes\.fromhex\(/
+        $dec6 = /\blzma\.decompress\(/
     condition:
         extension == "py" and any of ($exec*) and any of ($dec*)
 }

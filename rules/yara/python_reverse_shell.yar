@@ -6,13 +6,13 @@ rule python_reverse_shell
         severity = "critical"
         state = "enabled"
     strings:
-        $sock = "socket.socket(" fullword
-        $dup2 = "os.dup2(" fullword
-        $pty = "pty.spawn(" fullword
+        $sock = /\bsocket\.socket\(/
+        $dup2 = /\bos\.dup2\(/
+        $pty = /\bpty\.spawn\(/
         $sh1 = "/bin/sh" fullword
         $sh2 = "/bin/bash" fullword
         $sh3 = "cmd.exe" nocase fullword
-        $connect = ".connect((" fullword
+        $connect = /\b\.connect\(\(/
     condition:
         extension == "py" and $sock and $connect and ($dup2 or $pty) and any of ($sh*)
 }

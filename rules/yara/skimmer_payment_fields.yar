@@ -12,13 +12,13 @@ rule skimmer_payment_fields
         $card4 = "card-number" nocase
         $cvv1 = "cvv" nocase fullword
         $cvv2 = "cvc" nocase fullword
-        $enc1 = "btoa(" fullword
-        $enc2 = "encodeURIComponent(" fullword
-        $send1 = "sendBeacon(" fullword
-        $send2 = "new Image" fullword
+        $enc1 = /\bbtoa\(/
+        $enc2 = /\bencodeURIComponent\(/
+        $send1 = /\bsendBeacon\(/
+        $send2 = /\bnew Image\b/
         $send3 = "XMLHttpRequest" fullword
-        $send4 = "fetch(" fullword
-        $listen = "addEventListener(" fullword
+        $send4 = /\bfetch\(/
+        $listen = /\baddEventListener\(/
     condition:
         any of ($card*) and any of ($cvv*) and any of ($enc*) and any of ($send*) and $listen
 }

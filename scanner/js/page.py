@@ -99,6 +99,8 @@ def override(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
         if prop_value is None:
             return
         target = f"{target}.{prop_value.text}"
+    elif target == "document.cookie":
+        return  # setting a cookie is the cookie rule's business, not a replaced accessor
     if not _OVERRIDE_RE.match(target):
         return
     prop = target.rsplit(".", 1)[-1]

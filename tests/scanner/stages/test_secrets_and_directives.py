@@ -1,0 +1,65 @@
+"""Hardcoded credentials are found and redacted; scanner directives are ignored and reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scanner.config import PROJECT_ROOT
+from scanner.findings import Category, Severity
+from scanner.stages.directives import DirectivesStage
+from scanner.stages.secrets import SecretsStage, load_patterns
+from scanner.workspace import Workspace
+
+SECRETS = SecretsStage(load_patterns(PROJECT_ROOT / "rules" / "secrets.toml"))
+# Assembled at run time so no scanner mistakes this file for a leak.
+AWS = "AKIA" + "IOSFODNN7EXAMPLE"
+GITHUB = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+TELEGRAM = "123456789:" + "AA" + "F1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"
+
+
+def _ws(tmp_path: Path, files: dict[str, bytes]) -> Workspace:
+    root = tmp_path / "b"
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return Workspace.from_directory(root)
+
+
+@pytest.mark.parametrize(
+    ("secret", "rule"),
+    [
+        (AWS, "secret-aws-access-key"),
+        (GITHUB, "secret-github-token"),
+        (TELEGRAM, "secret-telegram-bot-token"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----", "secret-private-key"),
+    ],
+)
+def test_finds_and_redacts_secrets(tmp_path: Path, secret: str, rule: str) -> None:
+    result = SECRETS.run(_ws(tmp_path, {"dist/a.js": f"// config\nconst key = '{secret}';\n".encode()}))
+    [finding] = result.findings
+    assert (finding.rule_id, finding.category, finding.line) == (rule, Category.SECRETS, 2)
+    assert finding.evidence is not None and secret not in finding.evidence
+
+
+def test_public_keys_and_lookalikes_are_not_secrets(tmp_path: Path) -> None:
+    text = b"var pk = 'pk_live_" + b"a" * 24 + b"'; var id = 'AKIA-not-a-key'; var sha = 'ghp_short';"
+    assert SECRETS.run(_ws(tmp_path, {"a.js": text})).findings == []
+
+
+def test_binary_files_are_left_to_yara_and_clamav(tmp_path: Path) -> None:
+    result = SECRETS.run(_ws(tmp_path, {"img.png": b"\x89PNG\x00" + AWS.encode()}))
+    assert result.findings == [] and result.coverage.scanned == []
+
+
+def test_scanner_config_and_pragmas_are_reported(tmp_path: Path) -> None:
+    ws = _ws(tmp_path, {
+        ".gatehouseignore": b"dist/*\n",
+        "dist/a.js": b"var x = 1; // gatehouse-ignore: js-eval\n",
+        "backend/app.py": b"eval(x)  # nosec\n",
+    })
+    findings = {(f.rule_id, f.path, f.severity) for f in DirectivesStage().run(ws).findings}
+    assert ("scanner-config-in-bundle", ".gatehouseignore", Severity.MEDIUM) in findings
+    assert ("scanner-pragma-in-bundle", "dist/a.js", Severity.LOW) in findings
+    assert ("scanner-pragma-in-bundle", "backend/app.py", Severity.INFO) in findings
