@@ -91,7 +91,7 @@ class SocketClamdClient:
         except clamd.BufferTooLongError:
             return ClamdVerdict("ERROR", "INSTREAM size limit exceeded")
         # After a size-limit error clamd closes the socket and the client sees a broken pipe.
-        except (clamd.ConnectionError, BrokenPipeError, ConnectionResetError, socket.timeout, OSError) as exc:
+        except (clamd.ConnectionError, OSError) as exc:  # broken pipe, reset, timeout
             raise ClamdUnavailableError(f"clamd connection failed during a scan: {exc}") from None
         status, signature = reply.get("stream", ("ERROR", "no stream result"))
         return ClamdVerdict(str(status), str(signature) if signature else None)

@@ -12,7 +12,9 @@ from pathlib import Path
 from scanner.clamav import ClamdUnavailableError, SocketClamdClient
 from scanner.config import MiB, Settings
 
-SIGNATURE_SUFFIXES = frozenset({".ndb", ".hdb", ".hsb", ".ldb", ".cdb", ".ndu", ".ldu", ".ign2", ".fp", ".sfp"})
+SIGNATURE_SUFFIXES = frozenset(
+    {".ndb", ".hdb", ".hsb", ".ldb", ".cdb", ".ndu", ".ldu", ".ign2", ".fp", ".sfp"}
+)
 OFFICIAL_SUFFIXES = frozenset({".cvd", ".cld", ".cud"})
 
 
@@ -83,7 +85,9 @@ class ClamdServer:
         return True
 
     def command(self) -> list[str]:
-        binary = shutil.which("clamd") or ("/usr/sbin/clamd" if Path("/usr/sbin/clamd").exists() else None)
+        binary = shutil.which("clamd") or (
+            "/usr/sbin/clamd" if Path("/usr/sbin/clamd").exists() else None
+        )
         if binary is None:
             raise ClamdStartError("clamd is not installed (apt-get install clamav-daemon)")
         return [binary, "--config-file", str(self.conf), "--foreground"]

@@ -28,7 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("GATEHOUSE_DEBUG") == "1"
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         settings = Settings.from_env()
         return int(args.func(args, settings))
@@ -45,24 +48,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gatehouse", description="Scan plugin bundles before they reach users.")
+    parser = argparse.ArgumentParser(
+        prog="gatehouse", description="Scan plugin bundles before they reach users."
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     scan = sub.add_parser("scan", help="scan one bundle and print a report")
     scan.add_argument("bundle", type=Path)
     scan.add_argument("--format", choices=("json", "sarif", "text"), default="text")
-    scan.add_argument("--output", type=Path, help="write the report here instead of standard output")
-    scan.add_argument("--fail-on", choices=("review", "reject"), help="exit 1 when the verdict is at least this")
-    scan.add_argument("--keep-workdir", type=Path, help="copy the unpacked bundle here for inspection")
+    scan.add_argument(
+        "--output", type=Path, help="write the report here instead of standard output"
+    )
+    scan.add_argument(
+        "--fail-on", choices=("review", "reject"), help="exit 1 when the verdict is at least this"
+    )
+    scan.add_argument(
+        "--keep-workdir", type=Path, help="copy the unpacked bundle here for inspection"
+    )
     scan.set_defaults(func=_cmd_scan)
 
     clamd = sub.add_parser("clamd", help="run the embedded clamd with the project's signatures")
-    clamd.add_argument("action", choices=("start", "stop", "status", "foreground"), nargs="?", default="start")
+    clamd.add_argument(
+        "action", choices=("start", "stop", "status", "foreground"), nargs="?", default="start"
+    )
     clamd.set_defaults(func=_cmd_clamd)
 
     bench = sub.add_parser("bench", help="print the speed figures of the scanning core")
     bench.add_argument("--corpus", type=Path, help="the labelled corpus (for the zip bomb figure)")
     bench.add_argument("--repeat", type=int, default=5)
+    bench.add_argument("--js", type=Path, help="also measure copies of this real minified library")
     bench.set_defaults(func=_cmd_bench)
     return parser
 
@@ -76,11 +90,16 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"{bundle}: no such file")
     policy = Policy.load(settings.policy_path)
     stages, unavailable = build_stages(settings, default_stage_factories())
-    result = scan_bundle(bundle, settings, stages, policy, unavailable=unavailable, keep_workdir=args.keep_workdir)
+    result = scan_bundle(
+        bundle, settings, stages, policy, unavailable=unavailable, keep_workdir=args.keep_workdir
+    )
     report = RENDERERS[args.format](result)
     if args.output:
         _write_atomically(args.output, report)
-        print(f"{bundle.name}: {result.decision.verdict.label} (report in {args.output})", file=sys.stderr)
+        print(
+            f"{bundle.name}: {result.decision.verdict.label} (report in {args.output})",
+            file=sys.stderr,
+        )
     else:
         sys.stdout.write(report)
     if args.fail_on and result.decision.verdict >= Verdict.parse(args.fail_on):
@@ -108,7 +127,7 @@ def _cmd_clamd(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "status":
             running = server.is_running()
-            print(f"clamd {'is running' if running else 'is not running'} on {settings.clamd_socket_path}")
+            print(f"clamd {'is' if running else 'is not'} running on {settings.clamd_socket_path}")
             return EXIT_OK if running else EXIT_FAIL
         if args.action == "stop":
             print("clamd stopped" if server.stop() else "clamd was not running")
@@ -119,7 +138,9 @@ def _cmd_clamd(args: argparse.Namespace, settings: Settings) -> int:
             print(f"clamd already running on {settings.clamd_socket_path}")
             return EXIT_OK
         proc = server.start()
-        print(f"clamd started (pid {proc.pid}) on {settings.clamd_socket_path}; config {server.conf}")
+        print(
+            f"clamd started (pid {proc.pid}) on {settings.clamd_socket_path}; config {server.conf}"
+        )
         return EXIT_OK
     except ClamdStartError as exc:
         raise UsageError(str(exc)) from None
@@ -128,4 +149,8 @@ def _cmd_clamd(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.bench import run_bench
 
-    return run_bench(settings, corpus=args.corpus, repeat=args.repeat)
+    return run_bench(settings, corpus=args.corpus, repeat=args.repeat, real_js=args.js)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,8 +19,9 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 from scanner.config import ArchiveLimits
 
@@ -105,7 +106,9 @@ def normalise_member_name(raw: str, limits: ArchiveLimits) -> str:
     if "\x00" in raw:
         raise ArchiveViolation("archive-invalid-name", "member name contains a NUL byte", raw)
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
-        raise ArchiveViolation("archive-invalid-name", "member name contains control characters", raw)
+        raise ArchiveViolation(
+            "archive-invalid-name", "member name contains control characters", raw
+        )
     if "\\" in raw:
         raise ArchiveViolation(
             "archive-invalid-name", "member name uses a backslash (a Windows separator)", raw
@@ -114,7 +117,9 @@ def normalise_member_name(raw: str, limits: ArchiveLimits) -> str:
         raise ArchiveViolation("archive-absolute-path", f"absolute member path {raw!r}", raw)
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ArchiveViolation("archive-path-traversal", f"member path {raw!r} escapes the bundle", raw)
+        raise ArchiveViolation(
+            "archive-path-traversal", f"member path {raw!r} escapes the bundle", raw
+        )
     if not parts:
         raise ArchiveViolation("archive-invalid-name", f"empty member name {raw!r}", raw)
     if len(parts) > limits.max_depth:
@@ -138,9 +143,7 @@ def _register(name: str, is_dir: bool, budget: _Budget) -> None:
         if is_dir and key in budget.dirs and budget.seen[key] == name:
             return  # the same directory listed twice is harmless
         rule = "archive-duplicate-name" if budget.seen[key] == name else "archive-name-collision"
-        raise ArchiveViolation(
-            rule, f"member {name!r} collides with {budget.seen[key]!r}", name
-        )
+        raise ArchiveViolation(rule, f"member {name!r} collides with {budget.seen[key]!r}", name)
     parents = key.split("/")[:-1]
     for i in range(1, len(parents) + 1):
         parent = "/".join(parents[:i])
@@ -205,7 +208,7 @@ def _copy_stream(
                 )
             digest.update(chunk)
             out.write(chunk)
-    os.chmod(dest.joinpath(*rel.split("/")), 0o444)
+    dest.joinpath(*rel.split("/")).chmod(0o444)
     return UnpackedFile(rel, written, digest.hexdigest())
 
 
@@ -255,7 +258,9 @@ def _check_zip_member(info: zipfile.ZipInfo, budget: _Budget) -> str:
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
         raise ArchiveViolation("archive-special-file", f"{rel!r} is a special file", rel)
     if info.flag_bits & 0x1:
-        raise ArchiveViolation("archive-encrypted", f"{rel!r} is encrypted and cannot be scanned", rel)
+        raise ArchiveViolation(
+            "archive-encrypted", f"{rel!r} is encrypted and cannot be scanned", rel
+        )
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise ArchiveViolation(
             "archive-unsupported", f"{rel!r} uses compression method {info.compress_type}", rel
@@ -283,7 +288,9 @@ def _check_central_directory_size(fh: BinaryIO, limits: ArchiveLimits) -> None:
         raise ArchiveViolation("archive-malformed", "zip end-of-central-directory record not found")
     _, _, _, entries, cd_size, _, _ = struct.unpack("<HHHHIIH", tail[pos + 4 : pos + 22])
     if entries != 0xFFFF and entries > limits.max_files:
-        raise ArchiveViolation("archive-too-many-files", f"{entries} members, over {limits.max_files}")
+        raise ArchiveViolation(
+            "archive-too-many-files", f"{entries} members, over {limits.max_files}"
+        )
     if cd_size != 0xFFFFFFFF and cd_size > _MAX_CENTRAL_DIR_BYTES:
         raise ArchiveViolation("archive-malformed", f"central directory of {cd_size} bytes")
 
@@ -303,11 +310,13 @@ def _check_zip_overlap(fh: BinaryIO, infos: list[zipfile.ZipInfo], central_dir: 
         end = start + 30 + name_len + extra_len + info.compress_size
         if end > central_dir:
             raise ArchiveViolation(
-                "archive-overlap", f"{info.filename!r} runs into the central directory", info.filename
+                "archive-overlap",
+                f"{info.filename!r} runs into the central directory",
+                info.filename,
             )
         spans.append((start, end, info.filename))
     spans.sort()
-    for (_, prev_end, prev_name), (start, _, name) in zip(spans, spans[1:], strict=False):
+    for (_, prev_end, prev_name), (start, _, name) in pairwise(spans):
         if start < prev_end:
             raise ArchiveViolation(
                 "archive-overlap", f"{name!r} overlaps the data of {prev_name!r}", name
@@ -318,10 +327,14 @@ def _check_zip_overlap(fh: BinaryIO, infos: list[zipfile.ZipInfo], central_dir: 
 # ---------------------------------------------------------------- tar.gz
 
 
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _CountingReader(io.RawIOBase):
     """Caps the decompressed tar stream, headers and padding included."""
 
-    def __init__(self, inner: IO[bytes], cap: int) -> None:
+    def __init__(self, inner: _Readable, cap: int) -> None:
         self._inner = inner
         self._cap = cap
         self.count = 0
@@ -368,9 +381,7 @@ def _unpack_tar_member(
 ) -> list[UnpackedFile]:
     rel = normalise_member_name(member.name, budget.limits)
     if member.issym() or member.islnk():
-        raise ArchiveViolation(
-            "archive-link", f"{rel!r} is a link to {member.linkname!r}", rel
-        )
+        raise ArchiveViolation("archive-link", f"{rel!r} is a link to {member.linkname!r}", rel)
     if member.isdir():
         _register(rel, True, budget)
         dest.joinpath(*rel.split("/")).mkdir(parents=True, exist_ok=True, mode=0o700)

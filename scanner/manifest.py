@@ -26,15 +26,54 @@ SEMVER_RE = re.compile(
 IDENT_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
 # Globals a plugin must not replace by choosing them as its UMD name.
 RESERVED_GLOBALS = frozenset(
-    "window self document location navigator top parent frames globalThis fetch "
-    "XMLHttpRequest WebSocket localStorage sessionStorage indexedDB eval Function Object "
-    "Array String JSON Promise console setTimeout setInterval history crypto Symbol".split()
+    {
+        "window",
+        "self",
+        "document",
+        "location",
+        "navigator",
+        "top",
+        "parent",
+        "frames",
+        "globalThis",
+        "fetch",
+        "XMLHttpRequest",
+        "WebSocket",
+        "localStorage",
+        "sessionStorage",
+        "indexedDB",
+        "eval",
+        "Function",
+        "Object",
+        "Array",
+        "String",
+        "JSON",
+        "Promise",
+        "console",
+        "setTimeout",
+        "setInterval",
+        "history",
+        "crypto",
+        "Symbol",
+    }
 )
 BOOL_CAPABILITIES = ("storage", "cookies", "navigation", "clipboard", "workers", "eval")
 CAPABILITY_KEYS = frozenset({"network", "dom", *BOOL_CAPABILITIES})
 TOP_LEVEL_KEYS = frozenset(
-    {"name", "version", "displayName", "globalName", "entry", "styles", "capabilities", "backend",
-     "description", "author", "homepage", "license"}
+    {
+        "name",
+        "version",
+        "displayName",
+        "globalName",
+        "entry",
+        "styles",
+        "capabilities",
+        "backend",
+        "description",
+        "author",
+        "homepage",
+        "license",
+    }
 )
 BACKEND_RUNTIMES = frozenset({"python3.11", "python3.12", "python3.13"})
 NETWORK_SCHEMES = frozenset({"https", "wss", "http", "ws"})
@@ -138,14 +177,19 @@ class _Collector:
 
     def error(self, field_path: str, message: str, rule: str = "manifest-invalid-field") -> None:
         self.problems.append(
-            ManifestProblem(rule, Category.MANIFEST, Severity.HIGH, field_path, f"{field_path}: {message}")
+            ManifestProblem(
+                rule, Category.MANIFEST, Severity.HIGH, field_path, f"{field_path}: {message}"
+            )
         )
 
     def overbroad(self, field_path: str, message: str, severity: Severity) -> None:
         self.problems.append(
             ManifestProblem(
-                "manifest-overbroad-capability", Category.OVERBROAD_CAPABILITY, severity,
-                field_path, f"{field_path}: {message}",
+                "manifest-overbroad-capability",
+                Category.OVERBROAD_CAPABILITY,
+                severity,
+                field_path,
+                f"{field_path}: {message}",
             )
         )
 
@@ -155,7 +199,9 @@ def load_manifest(workspace: Workspace) -> ManifestLoad:
         return _fatal("manifest-missing", f"{MANIFEST_NAME} is missing from the bundle root")
     size = workspace.path_of(MANIFEST_NAME).stat().st_size
     if size > MAX_MANIFEST_BYTES:
-        return _fatal("manifest-unreadable", f"{MANIFEST_NAME} is {size} bytes, over {MAX_MANIFEST_BYTES}")
+        return _fatal(
+            "manifest-unreadable", f"{MANIFEST_NAME} is {size} bytes, over {MAX_MANIFEST_BYTES}"
+        )
     try:
         data = json.loads(
             workspace.read_bytes(MANIFEST_NAME).decode("utf-8"), object_pairs_hook=_no_duplicates
@@ -195,7 +241,9 @@ def validate_manifest(data: Any, paths: frozenset[str]) -> ManifestLoad:
         c.error(key, "unknown field", "manifest-unknown-field")
     name = _string(c, data, "name", NAME_RE, "must match ^[a-z0-9][a-z0-9-]{0,62}$")
     version = _string(c, data, "version", SEMVER_RE, "must be a semantic version such as 1.2.0")
-    display = _string(c, data, "displayName", re.compile(r"^\S.{0,99}$", re.S), "must be 1-100 characters")
+    display = _string(
+        c, data, "displayName", re.compile(r"^\S.{0,99}$", re.S), "must be 1-100 characters"
+    )
     global_name = _string(c, data, "globalName", IDENT_RE, "must be a JavaScript identifier")
     if global_name in RESERVED_GLOBALS:
         c.error("globalName", f"{global_name!r} would replace a browser global")
@@ -206,14 +254,23 @@ def validate_manifest(data: Any, paths: frozenset[str]) -> ManifestLoad:
     if any(p.severity >= Severity.HIGH and p.category is Category.MANIFEST for p in c.problems):
         return ManifestLoad(None, tuple(c.problems))
     manifest = Manifest(
-        name=name or "", version=version or "", display_name=display or "",
-        global_name=global_name or "", entry=entry or "", styles=styles,
-        capabilities=caps, backend_entry=backend_entry, backend_runtime=runtime, raw=data,
+        name=name or "",
+        version=version or "",
+        display_name=display or "",
+        global_name=global_name or "",
+        entry=entry or "",
+        styles=styles,
+        capabilities=caps,
+        backend_entry=backend_entry,
+        backend_runtime=runtime,
+        raw=data,
     )
     return ManifestLoad(manifest, tuple(c.problems))
 
 
-def _string(c: _Collector, data: dict[str, Any], key: str, pattern: re.Pattern[str], rule: str) -> str | None:
+def _string(
+    c: _Collector, data: dict[str, Any], key: str, pattern: re.Pattern[str], rule: str
+) -> str | None:
     value = data.get(key)
     if value is None:
         c.error(key, "is required", "manifest-missing-field")
@@ -326,7 +383,9 @@ def _parse_origin(c: _Collector, where: str, item: str) -> Origin | None:
         c.error(where, f"{item!r}: a wildcard may only stand for a subdomain, as in *.example.com")
         return None
     if scheme in ("http", "ws") and host not in ("localhost", "127.0.0.1"):
-        c.overbroad(where, f"{item!r} is unencrypted: traffic can be read and altered", Severity.MEDIUM)
+        c.overbroad(
+            where, f"{item!r} is unencrypted: traffic can be read and altered", Severity.MEDIUM
+        )
     if host.startswith("*."):
         c.overbroad(where, f"{item!r} grants every subdomain of {host[2:]}", Severity.LOW)
     return Origin(scheme, host, port)
@@ -336,11 +395,23 @@ def _judge_breadth(c: _Collector, caps: Capabilities) -> None:
     """Grants that are fine alone but together let a plugin read the page and send it away."""
     talks = caps.declares("network")
     if caps.dom == "document" and talks:
-        c.overbroad("capabilities", "dom: document together with network can read and send any page content", Severity.HIGH)
+        c.overbroad(
+            "capabilities",
+            "dom: document together with network can read and send any page content",
+            Severity.HIGH,
+        )
     if caps.cookies and talks:
-        c.overbroad("capabilities", "cookies together with network can send session cookies away", Severity.MEDIUM)
+        c.overbroad(
+            "capabilities",
+            "cookies together with network can send session cookies away",
+            Severity.MEDIUM,
+        )
     if caps.eval and talks:
-        c.overbroad("capabilities", "eval together with network can run code fetched at run time", Severity.MEDIUM)
+        c.overbroad(
+            "capabilities",
+            "eval together with network can run code fetched at run time",
+            Severity.MEDIUM,
+        )
 
 
 def _backend(c: _Collector, value: Any, paths: frozenset[str]) -> tuple[str | None, str | None]:
@@ -353,6 +424,8 @@ def _backend(c: _Collector, value: Any, paths: frozenset[str]) -> tuple[str | No
         c.error(f"backend.{key}", "unknown field", "manifest-unknown-field")
     runtime = value.get("runtime")
     if runtime not in BACKEND_RUNTIMES:
-        c.error("backend.runtime", f"{runtime!r} is not one of {', '.join(sorted(BACKEND_RUNTIMES))}")
+        c.error(
+            "backend.runtime", f"{runtime!r} is not one of {', '.join(sorted(BACKEND_RUNTIMES))}"
+        )
     entry = _bundle_path(c, value.get("entry"), "backend.entry", paths, (".py",))
     return entry, runtime if isinstance(runtime, str) else None

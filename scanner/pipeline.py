@@ -41,7 +41,9 @@ class ScanResult:
     @property
     def findings(self) -> list[Finding]:
         out = [f for st in self.stages for f in st.findings]
-        out.sort(key=lambda f: (-f.severity, f.category.value, f.path or "", f.line or 0, f.rule_id))
+        out.sort(
+            key=lambda f: (-f.severity, f.category.value, f.path or "", f.line or 0, f.rule_id)
+        )
         return out
 
 
@@ -75,7 +77,7 @@ def build_stages(
     for factory in factories:
         try:
             stages.append(factory(settings))
-        except Exception as exc:  # noqa: BLE001 - any construction failure fails that stage closed
+        except Exception as exc:
             owner = getattr(factory, "__self__", None)
             name = getattr(owner, "name", getattr(factory, "__qualname__", "stage"))
             version = getattr(owner, "version", 0)
@@ -137,7 +139,14 @@ def _intake(bundle: Path, root: Path, settings: Settings) -> tuple[StageResult, 
         result.coverage.scanned = [f.path for f in files]
     except ArchiveViolation as v:
         result.findings.append(
-            Finding(ARCHIVE_STAGE, v.rule_id, Category.ARCHIVE, Severity.CRITICAL, v.message, path=v.path)
+            Finding(
+                ARCHIVE_STAGE,
+                v.rule_id,
+                Category.ARCHIVE,
+                Severity.CRITICAL,
+                v.message,
+                path=v.path,
+            )
         )
     except OSError as exc:
         # Our own disk failing is not the bundle's fault: an error, so a person looks.
@@ -165,8 +174,11 @@ def run_stages(workspace: Workspace, stages: Sequence[Stage], timeout: float) ->
         else:
             results.append(
                 StageResult(
-                    stage.name, stage.version, StageStatus.TIMEOUT,
-                    duration_ms=timeout * 1000, error=f"did not finish within {timeout:g} s",
+                    stage.name,
+                    stage.version,
+                    StageStatus.TIMEOUT,
+                    duration_ms=timeout * 1000,
+                    error=f"did not finish within {timeout:g} s",
                 )
             )
     return results
@@ -176,7 +188,7 @@ def _run_one(stage: Stage, workspace: Workspace, slots: dict[int, StageResult], 
     start = time.perf_counter()
     try:
         result = stage.run(workspace)
-    except Exception as exc:  # noqa: BLE001 - a crashing stage fails closed, the scan goes on
+    except Exception as exc:
         log.warning("stage %s crashed: %s", stage.name, _describe(exc))
         log.debug("stage %s traceback", stage.name, exc_info=True)
         result = StageResult(stage.name, stage.version, StageStatus.ERROR, error=_describe(exc))

@@ -61,12 +61,16 @@ class Policy:
                     cmin[cat] = Verdict.parse(spec["min"])
                 if "max" in spec:
                     cmax[cat] = Verdict.parse(spec["max"])
-            rules = {rid: Verdict.parse(spec["action"]) for rid, spec in data.get("rule", {}).items()}
+            rules = {
+                rid: Verdict.parse(spec["action"]) for rid, spec in data.get("rule", {}).items()
+            }
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise PolicyError(f"malformed policy: {exc}") from None
         missing = set(Severity) - set(severity)
         if missing:
-            raise PolicyError(f"policy has no action for severities {sorted(s.label for s in missing)}")
+            raise PolicyError(
+                f"policy has no action for severities {sorted(s.label for s in missing)}"
+            )
         for status in (StageStatus.ERROR, StageStatus.TIMEOUT, StageStatus.SKIPPED):
             if statuses.get(status, Verdict.PASS) is Verdict.PASS:
                 # Fail closed is not a preference: a policy cannot switch it off.
@@ -84,7 +88,12 @@ class Reason:
     stage: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action.label, "text": self.text, "rule_id": self.rule_id, "stage": self.stage}
+        return {
+            "action": self.action.label,
+            "text": self.text,
+            "rule_id": self.rule_id,
+            "stage": self.stage,
+        }
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,13 @@ class Decision:
     risk_score: int
 
 
-SCORE = {Severity.INFO: 0, Severity.LOW: 2, Severity.MEDIUM: 10, Severity.HIGH: 30, Severity.CRITICAL: 60}
+SCORE = {
+    Severity.INFO: 0,
+    Severity.LOW: 2,
+    Severity.MEDIUM: 10,
+    Severity.HIGH: 30,
+    Severity.CRITICAL: 60,
+}
 
 
 def action_for(finding: Finding, policy: Policy) -> Verdict:
@@ -116,11 +131,24 @@ def decide(findings: Iterable[Finding], stages: Sequence[StageResult], policy: P
         action = action_for(f, policy)
         if action > Verdict.PASS:
             where = f" ({f.path}{':' + str(f.line) if f.line else ''})" if f.path else ""
-            reasons.append(Reason(action, f"{f.severity.label} {f.category.value}: {f.message}{where}", f.rule_id, f.stage))
+            reasons.append(
+                Reason(
+                    action,
+                    f"{f.severity.label} {f.category.value}: {f.message}{where}",
+                    f.rule_id,
+                    f.stage,
+                )
+            )
     for st in stages:
         if st.status is not StageStatus.OK:
             action = policy.stage_status[st.status]
-            reasons.append(Reason(action, f"stage {st.name} {st.status.value}: {st.error or 'no detail'}", stage=st.name))
+            reasons.append(
+                Reason(
+                    action,
+                    f"stage {st.name} {st.status.value}: {st.error or 'no detail'}",
+                    stage=st.name,
+                )
+            )
     reasons.sort(key=lambda r: -r.action)
     verdict = max((r.action for r in reasons), default=Verdict.PASS)
     if verdict is Verdict.PASS:

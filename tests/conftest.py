@@ -47,7 +47,9 @@ def make_bundle(tmp_path: Path) -> BundleMaker:
     """Build a .zip or .tar.gz from {path: bytes|str}; a plugin.json and entry by default."""
     counter = iter(range(10_000))
 
-    def build(files: dict[str, bytes | str] | None = None, *, fmt: str = "zip", plugin: Any = None) -> Path:
+    def build(
+        files: dict[str, bytes | str] | None = None, *, fmt: str = "zip", plugin: Any = None
+    ) -> Path:
         content: dict[str, bytes | str] = {"dist/bundle.js": CLEAN_JS}
         content["plugin.json"] = json.dumps(manifest() if plugin is None else plugin)
         content.update(files or {})
@@ -70,8 +72,12 @@ def make_bundle(tmp_path: Path) -> BundleMaker:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return replace(Settings(), data_dir=tmp_path / "data", work_root=tmp_path / "work",
-                   rules_dir=PROJECT_ROOT / "rules")
+    return replace(
+        Settings(),
+        data_dir=tmp_path / "data",
+        work_root=tmp_path / "work",
+        rules_dir=PROJECT_ROOT / "rules",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +87,13 @@ def clamd_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         pytest.fail("clamd is not installed: run scripts/setup")
     # A short path: unix socket paths are limited to 108 bytes.
     base = tmp_path_factory.mktemp("clamd")
-    s = replace(Settings(), data_dir=base, work_root=base / "work", rules_dir=PROJECT_ROOT / "rules",
-                official_clamav_db=base / "no-official-db")
+    s = replace(
+        Settings(),
+        data_dir=base,
+        work_root=base / "work",
+        rules_dir=PROJECT_ROOT / "rules",
+        official_clamav_db=base / "no-official-db",
+    )
     server = ClamdServer(s)
     proc = server.start()
     yield s

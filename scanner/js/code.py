@@ -18,17 +18,27 @@ from scanner.js.values import string_literal
 
 # The portable way to find the global object; every bundler emits it.
 _GLOBAL_THIS_RE = re.compile(r"^\s*return\s+this\s*;?\s*$")
-_DECODER_CALL_RE = re.compile(r"\b(atob|unescape|decodeURIComponent|fromCharCode|b64decode)\s*\(|Buffer\.from\(")
+_DECODER_CALL_RE = re.compile(
+    r"\b(atob|unescape|decodeURIComponent|fromCharCode|b64decode)\s*\(|Buffer\.from\("
+)
 _REMOTE_CODE_RE = re.compile(r"responseText|\.text\(\)|\.response\b|event\.data|\.data\b")
-_JS_TOKENS_RE = re.compile(rb"\b(function|eval|fetch|document\.|window\.|XMLHttpRequest|return|var |const |let )")
+_JS_TOKENS_RE = re.compile(
+    rb"\b(function|eval|fetch|document\.|window\.|XMLHttpRequest|return|var |const |let )"
+)
 _BASE64_RE = re.compile(r"^[A-Za-z0-9+/=_-]+$")
 _ESCAPED_PRINTABLE_RE = re.compile(r"\\x[2-7][0-9a-fA-F]|\\u00[2-7][0-9a-fA-F]")
 ENCODED_PAYLOAD = "js-encoded-payload"
 
 
 def _encoded_companion(node: Node, how: str) -> Hit:
-    return Hit(node, f"hides code in {how}", Severity.HIGH, Category.OBFUSCATION,
-               rule_id=ENCODED_PAYLOAD, honour_declared=False)
+    return Hit(
+        node,
+        f"hides code in {how}",
+        Severity.HIGH,
+        Category.OBFUSCATION,
+        rule_id=ENCODED_PAYLOAD,
+        honour_declared=False,
+    )
 
 
 @analyzer("dynamic_code")
@@ -44,8 +54,13 @@ def dynamic_code(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit
         if _GLOBAL_THIS_RE.match(value.text):
             return
         if value.decoded:
-            yield Hit(hit, "runs code decoded from an encoded literal", Severity.CRITICAL,
-                      payload=value.text, honour_declared=False)
+            yield Hit(
+                hit,
+                "runs code decoded from an encoded literal",
+                Severity.CRITICAL,
+                payload=value.text,
+                honour_declared=False,
+            )
             yield _encoded_companion(hit, "an encoded string that is then run")
         else:
             yield Hit(hit, "runs a constant string as code", Severity.LOW, payload=value.text)
@@ -55,8 +70,12 @@ def dynamic_code(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit
         yield Hit(hit, "runs code produced by a decoder", Severity.HIGH, honour_declared=False)
         yield _encoded_companion(hit, "decoded data that is then run")
     elif _REMOTE_CODE_RE.search(source):
-        yield Hit(hit, "runs code received at run time (a network response or message)",
-                  Severity.CRITICAL, honour_declared=False)
+        yield Hit(
+            hit,
+            "runs code received at run time (a network response or message)",
+            Severity.CRITICAL,
+            honour_declared=False,
+        )
     else:
         yield Hit(hit)
 
@@ -89,7 +108,9 @@ def char_codes(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
     value = ctx.resolver.full(node)
     text = value.text if value else ""
     risky = re.search(r"https?:|eval|fetch|cookie|script|XMLHttpRequest", text, re.I)
-    yield Hit(node, severity=Severity.HIGH if risky else None, evidence=f"decodes to {text[:120]!r}")
+    yield Hit(
+        node, severity=Severity.HIGH if risky else None, evidence=f"decodes to {text[:120]!r}"
+    )
 
 
 def shannon_entropy(text: str) -> float:
@@ -110,9 +131,14 @@ def long_string(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]
         head = _b64_head(compact)
         if head is not None and _looks_like_js(head):
             full = _b64_full(compact)
-            yield Hit(node, "a base64 string that decodes to JavaScript", Severity.HIGH,
-                      payload=full, evidence=f"decodes to {head[:120].decode('latin-1')!r}",
-                      honour_declared=False)
+            yield Hit(
+                node,
+                "a base64 string that decodes to JavaScript",
+                Severity.HIGH,
+                payload=full,
+                evidence=f"decodes to {head[:120].decode('latin-1')!r}",
+                honour_declared=False,
+            )
         return  # images, fonts, wasm: legitimate blobs
     if len(text) >= 1000 and shannon_entropy(text) >= 5.5:
         yield Hit(node, "a long high-entropy string (encrypted or packed data)", Severity.LOW)

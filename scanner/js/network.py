@@ -15,9 +15,11 @@ from scanner.js.parser import compile_query
 from scanner.js.rules import JsRule
 from scanner.js.values import Value
 
-_URL_RE = re.compile(r"^\s*(?:(?P<scheme>[a-z][a-z0-9+.-]*):)?//(?P<host>[^/?#\\\s]*)(?P<rest>.*)$", re.I | re.S)
+_URL_RE = re.compile(
+    r"^\s*(?:(?P<scheme>[a-z][a-z0-9+.-]*):)?//(?P<host>[^/?#\\\s]*)(?P<rest>.*)$", re.I | re.S
+)
 _LOCAL_SCHEMES = ("data:", "blob:", "about:", "javascript:", "mailto:", "tel:")
-HTTP_METHODS = frozenset("GET POST PUT PATCH DELETE HEAD OPTIONS".split())
+HTTP_METHODS = frozenset(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 # Reads that make a request carrying them sensitive whatever its target.
 SENSITIVE_RE = re.compile(
     r"document\s*\.\s*cookie|localStorage|sessionStorage|getToken|password|\.value\b|FormData|"
@@ -43,7 +45,11 @@ def target_of(value: Value | None) -> Target:
         return Target("local")
     m = _URL_RE.match(text)
     if m is None:
-        if value.complete or text.startswith(("/", "./", "../", "?", "#")) or (text and ":" not in text):
+        if (
+            value.complete
+            or text.startswith(("/", "./", "../", "?", "#"))
+            or (text and ":" not in text)
+        ):
             return Target("local")  # relative to the host page
         return Target("unknown")
     host = m.group("host")
@@ -68,7 +74,13 @@ def _has_dynamic_body(ctx: FileContext, options: Node | None) -> bool:
 
 
 def _request_hits(
-    ctx: FileContext, hit: Node, what: str, url: Node | None, carries: bool, *, generic: bool = False
+    ctx: FileContext,
+    hit: Node,
+    what: str,
+    url: Node | None,
+    carries: bool,
+    *,
+    generic: bool = False,
 ) -> Iterable[Hit]:
     """``generic`` sinks (a ``.src`` property) only count with a known remote target."""
     value = ctx.resolver.value(url)
@@ -77,8 +89,13 @@ def _request_hits(
         return
     if target.kind == "unknown":
         if not generic and not ctx.capabilities.declares("network"):
-            yield Hit(hit, f"{what} to a computed URL, and the manifest declares no network access",
-                      Severity.MEDIUM, Category.UNDECLARED_CAPABILITY, honour_declared=False)
+            yield Hit(
+                hit,
+                f"{what} to a computed URL, and the manifest declares no network access",
+                Severity.MEDIUM,
+                Category.UNDECLARED_CAPABILITY,
+                honour_declared=False,
+            )
         return
     if ctx.capabilities.allows_origin(target.origin + "/"):
         return
@@ -86,12 +103,22 @@ def _request_hits(
     if carries or dynamic_url:
         sensitive = SENSITIVE_RE.search(ctx.text(hit, 4000))
         detail = f", including {sensitive.group(0)}" if sensitive else ""
-        yield Hit(hit, f"{what} sends data to {target.origin}, an origin the manifest does not declare{detail}",
-                  Severity.CRITICAL if sensitive else Severity.HIGH, Category.EXFILTRATION,
-                  honour_declared=False)
+        yield Hit(
+            hit,
+            f"{what} sends data to {target.origin}, "
+            f"an origin the manifest does not declare{detail}",
+            Severity.CRITICAL if sensitive else Severity.HIGH,
+            Category.EXFILTRATION,
+            honour_declared=False,
+        )
     else:
-        yield Hit(hit, f"{what} contacts {target.origin}, an origin the manifest does not declare",
-                  Severity.MEDIUM, Category.UNDECLARED_CAPABILITY, honour_declared=False)
+        yield Hit(
+            hit,
+            f"{what} contacts {target.origin}, an origin the manifest does not declare",
+            Severity.MEDIUM,
+            Category.UNDECLARED_CAPABILITY,
+            honour_declared=False,
+        )
 
 
 @analyzer("network_request")
@@ -102,11 +129,15 @@ def network_request(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[
     if fn == "open":
         method = ctx.resolver.full(caps.get("method", [None])[0])
         obj = ctx.text(caps.get("obj", [None])[0])
-        if obj in GLOBAL_OBJECTS or (method is not None and method.text.upper() not in HTTP_METHODS):
+        if obj in GLOBAL_OBJECTS or (
+            method is not None and method.text.upper() not in HTTP_METHODS
+        ):
             return  # window.open: navigation, not a request
     options = caps.get("data", [None])[0]
     carries = fn in ("sendBeacon", "WebSocket") or _has_dynamic_body(ctx, options)
-    what = {"open": "XMLHttpRequest", "src": "a src attribute", "action": "a form action"}.get(fn, fn)
+    what = {"open": "XMLHttpRequest", "src": "a src attribute", "action": "a form action"}.get(
+        fn, fn
+    )
     yield from _request_hits(ctx, hit, what, url, carries, generic=fn in ("src", "action"))
 
 
@@ -115,10 +146,12 @@ def _src_query() -> Query:
     return compile_query(
         """
         (assignment_expression
-          left: (member_expression object: (identifier) @obj property: (property_identifier) @prop)
+          left: (member_expression
+            object: (identifier) @obj property: (property_identifier) @prop)
           right: (_) @value (#eq? @prop "src"))
         (call_expression
-          function: (member_expression object: (identifier) @obj property: (property_identifier) @prop)
+          function: (member_expression
+            object: (identifier) @obj property: (property_identifier) @prop)
           arguments: (arguments . (string) @attr . (_) @value)
           (#eq? @prop "setAttribute") (#match? @attr "^.src.$"))
         """
@@ -167,11 +200,21 @@ def element_injection(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterabl
         where = target.origin if target.kind == "remote" else "a computed URL"
         if tag == "script":
             sev = Severity.HIGH if target.kind == "remote" else Severity.MEDIUM
-            yield Hit(hit, f"loads a script from {where} at run time", sev, Category.DYNAMIC_CODE,
-                      honour_declared=False)
+            yield Hit(
+                hit,
+                f"loads a script from {where} at run time",
+                sev,
+                Category.DYNAMIC_CODE,
+                honour_declared=False,
+            )
         else:
-            yield Hit(hit, f"embeds a {tag} from {where}, not a declared origin", Severity.MEDIUM,
-                      Category.UNDECLARED_CAPABILITY, honour_declared=False)
+            yield Hit(
+                hit,
+                f"embeds a {tag} from {where}, not a declared origin",
+                Severity.MEDIUM,
+                Category.UNDECLARED_CAPABILITY,
+                honour_declared=False,
+            )
 
 
 @analyzer("dynamic_import")
@@ -193,7 +236,10 @@ def navigation(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
     url = caps.get("url", [None])[0]
     target = target_of(ctx.resolver.value(url)) if url is not None else Target("unknown")
     if target.kind == "remote" and not ctx.capabilities.allows_origin(target.origin + "/"):
-        yield Hit(hit, f"sends the user to {target.origin}, an origin the manifest does not declare",
-                  Severity.HIGH)
+        yield Hit(
+            hit,
+            f"sends the user to {target.origin}, an origin the manifest does not declare",
+            Severity.HIGH,
+        )
     else:
         yield Hit(hit)

@@ -12,17 +12,42 @@ from scanner.js.engine import Captures, FileContext, Hit, analyzer
 from scanner.js.rules import JsRule
 
 PAGE_TARGETS = frozenset(
-    {"document", "window", "self", "top", "parent", "globalThis", "document.body",
-     "document.documentElement", "window.document", "document.forms"}
+    {
+        "document",
+        "window",
+        "self",
+        "top",
+        "parent",
+        "globalThis",
+        "document.body",
+        "document.documentElement",
+        "window.document",
+        "document.forms",
+    }
 )
 # Events that carry what the user types or submits.
 INPUT_EVENTS = frozenset(
-    {"keydown", "keyup", "keypress", "input", "beforeinput", "change", "submit", "paste",
-     "copy", "cut", "compositionend", "focusin", "formdata"}
+    {
+        "keydown",
+        "keyup",
+        "keypress",
+        "input",
+        "beforeinput",
+        "change",
+        "submit",
+        "paste",
+        "copy",
+        "cut",
+        "compositionend",
+        "focusin",
+        "formdata",
+    }
 )
 _PASSWORD_RE = re.compile(r"password|passwd|pwd", re.I)
 _PAYMENT_RE = re.compile(r"card|\bcc[-_]|cvv|cvc|expir|iban", re.I)
-_FORM_SELECTOR_RE = re.compile(r"(^|[\s,>+~(])(form|input|textarea|select)\b|\[\s*(name|type)\s*[~|^$*]?=", re.I)
+_FORM_SELECTOR_RE = re.compile(
+    r"(^|[\s,>+~(])(form|input|textarea|select)\b|\[\s*(name|type)\s*[~|^$*]?=", re.I
+)
 # Host primitives whose replacement lets a plugin see or change all page traffic or input.
 _OVERRIDE_RE = re.compile(
     r"^(?:(?:window|self|globalThis|top)\.)?(?:fetch|XMLHttpRequest|WebSocket|EventSource)$"
@@ -33,12 +58,28 @@ _OVERRIDE_RE = re.compile(
 )
 
 
+# Methods that pick one named cookie out of the string: what cookie helpers do.
+_COOKIE_PARSERS = frozenset(
+    {"match", "split", "indexOf", "search", "includes", "replace", "length"}
+)
+
+
 @analyzer("cookie_access")
 def cookie_access(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    """Taking the whole cookie string is a stealer's move; parsing out one cookie a helper's."""
     node = caps["hit"][0]
     parent = node.parent
-    if parent is not None and parent.type == "assignment_expression" and parent.child_by_field_name("left") == node:
-        yield Hit(node, "writes cookies of the host page", Severity.MEDIUM, Category.UNDECLARED_CAPABILITY)
+    if parent is None:
+        yield Hit(node)
+        return
+    if parent.type == "assignment_expression" and parent.child_by_field_name("left") == node:
+        yield Hit(
+            node, "writes cookies of the host page", Severity.MEDIUM, Category.UNDECLARED_CAPABILITY
+        )
+        return
+    prop = parent.child_by_field_name("property") if parent.type == "member_expression" else None
+    if prop is not None and ctx.text(prop) in _COOKIE_PARSERS:
+        yield Hit(node, "parses the host page's cookies for a named value", Severity.MEDIUM)
     else:
         yield Hit(node)
 
@@ -50,9 +91,15 @@ def page_listener(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hi
     if target not in PAGE_TARGETS:
         return
     event = ctx.resolver.full(caps["event"][0]) if "event" in caps else None
-    name = event.text.lower() if event else ctx.text(caps.get("prop", [node])[0]).lower().removeprefix("on")
+    name = (
+        event.text.lower()
+        if event
+        else ctx.text(caps.get("prop", [node])[0]).lower().removeprefix("on")
+    )
     if name in INPUT_EVENTS:
-        yield Hit(node, f"listens to {name} events on the whole page ({target}), outside its container")
+        yield Hit(
+            node, f"listens to {name} events on the whole page ({target}), outside its container"
+        )
 
 
 @analyzer("host_query")
@@ -63,11 +110,21 @@ def host_query(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
         return
     selector = value.text
     if _PASSWORD_RE.search(selector):
-        yield Hit(node, f"looks up password fields of the host page ({selector!r})", Severity.HIGH,
-                  Category.CREDENTIAL_ACCESS, honour_declared=False)
+        yield Hit(
+            node,
+            f"looks up password fields of the host page ({selector!r})",
+            Severity.HIGH,
+            Category.CREDENTIAL_ACCESS,
+            honour_declared=False,
+        )
     elif _PAYMENT_RE.search(selector):
-        yield Hit(node, f"looks up payment fields of the host page ({selector!r})", Severity.HIGH,
-                  Category.CREDENTIAL_ACCESS, honour_declared=False)
+        yield Hit(
+            node,
+            f"looks up payment fields of the host page ({selector!r})",
+            Severity.HIGH,
+            Category.CREDENTIAL_ACCESS,
+            honour_declared=False,
+        )
     elif _FORM_SELECTOR_RE.search(selector):
         yield Hit(node, f"reaches into the host page's forms ({selector!r})")
 
@@ -76,7 +133,11 @@ def _guarded(ctx: FileContext, node: Node, prop: str) -> bool:
     """A polyfill only fills a gap: its assignment sits under a test of the same name."""
     parent = node.parent
     right = parent.child_by_field_name("right") if parent is not None else None
-    if right is not None and right.type == "binary_expression" and prop in ctx.text(right.child_by_field_name("left")):
+    if (
+        right is not None
+        and right.type == "binary_expression"
+        and prop in ctx.text(right.child_by_field_name("left"))
+    ):
         return True
     ancestor = node.parent
     for _ in range(8):
@@ -136,7 +197,10 @@ def workers(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
     node = caps["hit"][0]
     kind = ctx.text(caps["kind"][0])
     if kind == "register":
-        yield Hit(node, "registers a service worker, which outlives the page and sees its traffic",
-                  Severity.HIGH)
+        yield Hit(
+            node,
+            "registers a service worker, which outlives the page and sees its traffic",
+            Severity.HIGH,
+        )
     else:
         yield Hit(node, f"starts a {kind}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,14 +39,26 @@ class JsRule:
     once_per_file: bool = False
     # With once_per_file: fewer occurrences than this are not reported.
     min_count: int = 1
+    # Literals every match contains; the query runs only around their occurrences.
+    atoms: tuple[str, ...] = ()
+    # Or a regex (over bytes) whose matches mark where the query must run.
+    atom_regex: str | None = None
+    # Or: runs of at least this many bytes without whitespace or quotes (long literals).
+    atom_min_token: int | None = None
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: JsRule
+    query: Query
+    atoms: tuple[bytes, ...]
+    atom_regex: re.Pattern[bytes] | None
+    atom_min_token: int | None
 
 
 @dataclass(frozen=True)
 class CompiledRules:
-    rules: tuple[JsRule, ...]
-    query: Query
-    # pattern index in the combined query -> index in ``rules``
-    owner: tuple[int, ...]
+    rules: tuple[CompiledRule, ...]
 
 
 def load_rules(directory: Path, analyzers: Sequence[str]) -> list[JsRule]:
@@ -75,6 +88,9 @@ def _parse_rule(path: Path, analyzers: set[str]) -> JsRule:
             capability=data.get("capability"),
             once_per_file=bool(data.get("once_per_file", False)),
             min_count=int(data.get("min_count", 1)),
+            atoms=tuple(data.get("atoms", ())),
+            atom_regex=data.get("atom_regex"),
+            atom_min_token=data.get("atom_min_token"),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise RuleError(f"{path.name}: bad or missing field: {exc}") from None
@@ -84,22 +100,31 @@ def _parse_rule(path: Path, analyzers: set[str]) -> JsRule:
         raise RuleError(f"{path.name}: unknown analyzer {rule.analyzer!r}")
     if rule.capability is not None and rule.capability not in CAPABILITIES:
         raise RuleError(f"{path.name}: unknown capability {rule.capability!r}")
+    if not rule.atoms and not rule.atom_regex and not rule.atom_min_token:
+        raise RuleError(f"{path.name}: needs atoms, atom_regex or atom_min_token")
+    if rule.atom_regex is not None:
+        try:
+            re.compile(rule.atom_regex.encode())
+        except re.error as exc:
+            raise RuleError(f"{path.name}: atom_regex does not compile: {exc}") from None
     if "@hit" not in rule.query:
         raise RuleError(f"{path.name}: the query must capture the reported node as @hit")
     try:
         compile_query(rule.query)
-    except Exception as exc:  # noqa: BLE001 - tree-sitter raises several types for bad queries
+    except Exception as exc:
         raise RuleError(f"{path.name}: query does not compile: {exc}") from None
     return rule
 
 
 def compile_rules(rules: Sequence[JsRule]) -> CompiledRules:
-    """One combined query, so each file's tree is walked once for every rule."""
-    active = tuple(r for r in rules if r.state is not RuleState.DISABLED)
-    owner: list[int] = []
-    for i, rule in enumerate(active):
-        owner.extend([i] * compile_query(rule.query).pattern_count)
-    combined = compile_query("\n".join(r.query for r in active))
-    if combined.pattern_count != len(owner):  # pragma: no cover - guards the mapping
-        raise RuleError("pattern count mismatch while combining JS rules")
-    return CompiledRules(active, combined, tuple(owner))
+    """Compile each live rule's query and atoms once per process."""
+    compiled = []
+    for rule in rules:
+        if rule.state is RuleState.DISABLED:
+            continue
+        regex = re.compile(rule.atom_regex.encode()) if rule.atom_regex else None
+        atoms = tuple(a.encode() for a in rule.atoms)
+        compiled.append(
+            CompiledRule(rule, compile_query(rule.query), atoms, regex, rule.atom_min_token)
+        )
+    return CompiledRules(tuple(compiled))

@@ -11,16 +11,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
-from tree_sitter import Node
+from tree_sitter import Node, Query, QueryCursor
+
+from scanner.js.parser import compile_query
 
 MAX_DEPTH = 24
 MAX_STRING = 1_000_000
-_ESCAPE_RE = re.compile(
-    r"\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|u[0-9a-fA-F]{4}|\r\n|[\s\S])"
-)
+_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|u[0-9a-fA-F]{4}|\r\n|[\s\S])")
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 DECODERS = frozenset({"atob", "unescape", "decodeURIComponent", "decodeURI"})
 
@@ -55,11 +57,14 @@ def string_literal(node: Node) -> str:
     return unescape_js(text[1:-1])
 
 
+Lookup = Callable[[str], Node | None]
+
+
 class Resolver:
     """Folds expressions of one parsed file; identifiers resolve through single bindings."""
 
-    def __init__(self, bindings: dict[str, Node] | None = None) -> None:
-        self.bindings = bindings or {}
+    def __init__(self, lookup: Lookup | None = None) -> None:
+        self.lookup: Lookup = lookup or (lambda name: None)
 
     def value(self, node: Node | None) -> Value | None:
         """The string (or known prefix) ``node`` evaluates to, or None."""
@@ -93,8 +98,7 @@ class Resolver:
         if kind == "binary_expression":
             return self._binary(node, depth)
         if kind == "identifier":
-            name = _text(node)
-            bound = self.bindings.get(name)
+            bound = self.lookup(_text(node))
             return self._eval(bound, depth + 1) if bound is not None else None
         if kind == "array":
             return self._array(node, depth)
@@ -214,13 +218,19 @@ def _method(
     if not isinstance(obj, Value) or not obj.complete:
         return None
     if method == "split" and len(args) == 1 and isinstance(args[0], Value):
-        sep = args[0].text
-        parts = list(obj.text) if sep == "" else obj.text.split(sep)
+        delimiter = args[0].text
+        parts = list(obj.text) if delimiter == "" else obj.text.split(delimiter)
         return [Value(p, True, obj.decoded) for p in parts]
     if method == "concat" and all(isinstance(a, Value) and a.complete for a in args):
-        return Value(obj.text + "".join(a.text for a in args if isinstance(a, Value)), True, obj.decoded)
+        return Value(
+            obj.text + "".join(a.text for a in args if isinstance(a, Value)), True, obj.decoded
+        )
     if method in ("toLowerCase", "toUpperCase", "trim") and not args:
-        text = {"toLowerCase": obj.text.lower, "toUpperCase": obj.text.upper, "trim": obj.text.strip}[method]()
+        text = {
+            "toLowerCase": obj.text.lower,
+            "toUpperCase": obj.text.upper,
+            "trim": obj.text.strip,
+        }[method]()
         return Value(text, True, obj.decoded)
     return None
 
@@ -265,10 +275,43 @@ def callee_name(fn: Node) -> str:
     return ""
 
 
-def collect_bindings(root: Node, query_matches: list[tuple[Node, Node]]) -> dict[str, Node]:
-    """Names bound exactly once in the file to a foldable-looking value."""
-    seen: dict[str, Node | None] = {}
-    for name_node, value_node in query_matches:
-        name = _text(name_node)
-        seen[name] = None if name in seen else value_node
-    return {k: v for k, v in seen.items() if v is not None}
+@lru_cache(maxsize=1)
+def _binding_query() -> Query:
+    return compile_query(
+        """
+        (variable_declarator name: (identifier) @name value: (_) @value)
+        (assignment_expression left: (identifier) @name right: (_) @value)
+        """
+    )
+
+
+class SourceBindings:
+    """Finds the one value a name is bound to in a file, looking only where it is assigned."""
+
+    MAX_ASSIGNMENTS = 64
+
+    def __init__(self, source: bytes, root: Node) -> None:
+        self.source = source
+        self.root = root
+        self.cache: dict[str, Node | None] = {}
+
+    def __call__(self, name: str) -> Node | None:
+        if name not in self.cache:
+            self.cache[name] = self._find(name)
+        return self.cache[name]
+
+    def _find(self, name: str) -> Node | None:
+        # `name =` but not `obj.name =`, `name ==` or `name =>`.
+        pattern = re.compile(rb"(?<![\w$.])" + re.escape(name.encode()) + rb"\s*=(?![=>])")
+        cursor = QueryCursor(_binding_query())
+        values: list[Node] = []
+        for n, m in enumerate(pattern.finditer(self.source)):
+            if n >= self.MAX_ASSIGNMENTS:
+                return None
+            cursor.set_byte_range(m.start(), m.end())
+            for _, caps in cursor.matches(self.root):
+                node = caps["name"][0]
+                if node.start_byte == m.start():
+                    values.append(caps["value"][0])
+        # A name assigned more than once could hold anything: trust only a single binding.
+        return values[0] if len(values) == 1 else None

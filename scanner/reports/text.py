@@ -8,9 +8,14 @@ from scanner.pipeline import ScanResult
 
 def render_text(result: ScanResult) -> str:
     d = result.decision
-    name = f"{result.manifest_name}@{result.manifest_version}" if result.manifest_name else result.bundle_name
+    name = (
+        f"{result.manifest_name}@{result.manifest_version}"
+        if result.manifest_name
+        else result.bundle_name
+    )
     lines = [
-        f"{name}  sha256:{result.bundle.sha256[:16]}…  {result.bundle.size} bytes, {len(result.files)} files",
+        f"{name}  sha256:{result.bundle.sha256[:16]}…  "
+        f"{result.bundle.size} bytes, {len(result.files)} files",
         f"verdict: {d.verdict.label.upper()}   risk score {d.risk_score}/100",
         "",
         "why:",
@@ -27,7 +32,9 @@ def render_text(result: ScanResult) -> str:
     lines += ["", "stages:"]
     for s in result.stages:
         extra = f"  {s.error}" if s.error else ""
-        gaps = f"  ({len(s.coverage.not_scanned)} files not scanned)" if s.coverage.not_scanned else ""
+        gaps = (
+            f"  ({len(s.coverage.not_scanned)} files not scanned)" if s.coverage.not_scanned else ""
+        )
         lines.append(f"  {s.name:14} {s.status.value:8} {s.duration_ms:8.1f} ms{gaps}{extra}")
     lines.append(f"\nruleset {result.ruleset}")
     return "\n".join(lines) + "\n"

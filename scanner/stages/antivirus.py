@@ -26,24 +26,41 @@ class AntivirusStage:
 
     def run(self, workspace: Workspace) -> StageResult:
         # Unreachable clamd raises ClamdUnavailableError: the pipeline records a stage error.
-        result = StageResult(self.name, self.version, tool_versions={"clamav": self.client.version()})
+        result = StageResult(
+            self.name, self.version, tool_versions={"clamav": self.client.version()}
+        )
         errors = []
         for f in workspace.files:
             verdict = self.client.scan_bytes(workspace.read_bytes(f.path))
             if verdict.status == "OK":
                 result.coverage.scanned.append(f.path)
-            elif verdict.status == "FOUND" and verdict.signature and verdict.signature.startswith(LIMIT_PREFIX):
+            elif (
+                verdict.status == "FOUND"
+                and verdict.signature
+                and verdict.signature.startswith(LIMIT_PREFIX)
+            ):
                 result.coverage.skip(f.path, f"over a clamd limit ({verdict.signature})")
-                result.findings.append(self._gap(f.path, f"clamd could not fully scan {f.path}: {verdict.signature}"))
+                result.findings.append(
+                    self._gap(f.path, f"clamd could not fully scan {f.path}: {verdict.signature}")
+                )
             elif verdict.status == "FOUND":
                 result.coverage.scanned.append(f.path)
                 result.findings.append(
-                    Finding(self.name, f"clamav:{verdict.signature}", Category.MALWARE, Severity.CRITICAL,
-                            f"ClamAV detected {verdict.signature}", path=f.path, evidence=verdict.signature)
+                    Finding(
+                        self.name,
+                        f"clamav:{verdict.signature}",
+                        Category.MALWARE,
+                        Severity.CRITICAL,
+                        f"ClamAV detected {verdict.signature}",
+                        path=f.path,
+                        evidence=verdict.signature,
+                    )
                 )
             else:
                 result.coverage.skip(f.path, f"clamd {verdict.status}: {verdict.signature}")
-                result.findings.append(self._gap(f.path, f"clamd did not scan {f.path}: {verdict.signature}"))
+                result.findings.append(
+                    self._gap(f.path, f"clamd did not scan {f.path}: {verdict.signature}")
+                )
                 errors.append(f"{f.path}: {verdict.status} {verdict.signature}")
         if errors:
             result.status = StageStatus.ERROR
@@ -51,4 +68,11 @@ class AntivirusStage:
         return result
 
     def _gap(self, path: str, message: str) -> Finding:
-        return Finding(self.name, "antivirus-not-scanned", Category.COVERAGE, Severity.MEDIUM, message, path=path)
+        return Finding(
+            self.name,
+            "antivirus-not-scanned",
+            Category.COVERAGE,
+            Severity.MEDIUM,
+            message,
+            path=path,
+        )

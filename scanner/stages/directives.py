@@ -12,9 +12,21 @@ from scanner.workspace import Workspace
 
 # Files that configure security scanners, ours or others'.
 SCANNER_CONFIG_NAMES = frozenset(
-    {".gatehouseignore", ".gatehouse.toml", ".gatehouse.yml", ".gatehouse.yaml", "gatehouse.toml",
-     ".bandit", ".semgrepignore", ".guarddog.yml", ".guarddogignore", ".yaraignore", ".clamignore",
-     ".trivyignore", ".snyk"}
+    {
+        ".gatehouseignore",
+        ".gatehouse.toml",
+        ".gatehouse.yml",
+        ".gatehouse.yaml",
+        "gatehouse.toml",
+        ".bandit",
+        ".semgrepignore",
+        ".guarddog.yml",
+        ".guarddogignore",
+        ".yaraignore",
+        ".clamignore",
+        ".trivyignore",
+        ".snyk",
+    }
 )
 _PRAGMA_RE = re.compile(rb"gatehouse[-_: ]*(?:ignore|disable|allow|skip)|#\s*nosec\b", re.I)
 
@@ -32,8 +44,14 @@ class DirectivesStage:
         for f in workspace.files:
             if PurePosixPath(f.path).name.lower() in SCANNER_CONFIG_NAMES:
                 result.findings.append(
-                    Finding(self.name, "scanner-config-in-bundle", Category.OBFUSCATION, Severity.MEDIUM,
-                            "the bundle carries a scanner configuration file; it was ignored", path=f.path)
+                    Finding(
+                        self.name,
+                        "scanner-config-in-bundle",
+                        Category.OBFUSCATION,
+                        Severity.MEDIUM,
+                        "the bundle carries a scanner configuration file; it was ignored",
+                        path=f.path,
+                    )
                 )
             if not workspace.is_text(f.path):
                 continue
@@ -43,11 +61,16 @@ class DirectivesStage:
                 nosec = m.group(0).lstrip(b"#").strip().lower() == b"nosec"
                 result.findings.append(
                     Finding(
-                        self.name, "scanner-pragma-in-bundle", Category.OBFUSCATION,
+                        self.name,
+                        "scanner-pragma-in-bundle",
+                        Category.OBFUSCATION,
                         Severity.INFO if nosec else Severity.LOW,
-                        "an inline scanner directive; it was ignored", path=f.path,
+                        "an inline scanner directive; it was ignored",
+                        path=f.path,
                         line=data.count(b"\n", 0, m.start()) + 1,
-                        evidence=truncate(data[max(0, m.start() - 40) : m.end() + 40].decode("utf-8", "replace")),
+                        evidence=truncate(
+                            data[max(0, m.start() - 40) : m.end() + 40].decode("utf-8", "replace")
+                        ),
                     )
                 )
         return result

@@ -45,15 +45,23 @@ class JsStaticStage:
         for f in workspace.javascript_files():
             if f.size > self.max_file_bytes:
                 result.coverage.skip(f.path, f"larger than {self.max_file_bytes} bytes")
-                result.findings.append(_gap(f.path, f"{f.path} is too large to parse ({f.size} bytes)"))
+                result.findings.append(
+                    _gap(f.path, f"{f.path} is too large to parse ({f.size} bytes)")
+                )
                 continue
-            analysis = analyze_source(f.path, workspace.read_bytes(f.path), self.rules, capabilities)
+            analysis = analyze_source(
+                f.path, workspace.read_bytes(f.path), self.rules, capabilities
+            )
             result.findings.extend(analysis.findings)
             result.coverage.scanned.append(f.path)
             if analysis.has_syntax_errors:
                 result.findings.append(
-                    _gap(f.path, f"{f.path} has syntax the parser could not read; parts of it were not analysed",
-                         Severity.LOW)
+                    _gap(
+                        f.path,
+                        f"{f.path} has syntax the parser could not read; "
+                        "parts of it were not analysed",
+                        Severity.LOW,
+                    )
                 )
         return result
 

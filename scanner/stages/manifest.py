@@ -23,8 +23,15 @@ class ManifestStage:
         load = workspace.manifest
         for p in load.problems:
             result.findings.append(
-                Finding(self.name, p.rule_id, p.category, p.severity, p.message,
-                        path=MANIFEST_NAME, evidence=p.field)
+                Finding(
+                    self.name,
+                    p.rule_id,
+                    p.category,
+                    p.severity,
+                    p.message,
+                    path=MANIFEST_NAME,
+                    evidence=p.field,
+                )
             )
         if workspace.has(MANIFEST_NAME):
             result.coverage.scanned.append(MANIFEST_NAME)

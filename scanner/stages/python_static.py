@@ -14,9 +14,9 @@ logging.getLogger("stevedore").setLevel(logging.CRITICAL)
 from bandit.core import config as bandit_config  # noqa: E402
 from bandit.core import manager as bandit_manager  # noqa: E402
 
-from scanner.config import Settings
-from scanner.findings import Category, Finding, Severity, StageResult, truncate
-from scanner.workspace import Workspace
+from scanner.config import Settings  # noqa: E402
+from scanner.findings import Category, Finding, Severity, StageResult, truncate  # noqa: E402
+from scanner.workspace import Workspace  # noqa: E402
 
 _SEVERITY = {"LOW": Severity.LOW, "MEDIUM": Severity.MEDIUM, "HIGH": Severity.HIGH}
 # Bandit keeps state on module-level objects; one scan at a time per process.
@@ -40,9 +40,14 @@ class PythonStaticStage:
         manifest = workspace.manifest.manifest
         if manifest is not None and manifest.backend_entry is None:
             result.findings.append(
-                Finding(self.name, "python-undeclared-backend", Category.UNDECLARED_CAPABILITY,
-                        Severity.MEDIUM, "the bundle ships Python code but declares no backend",
-                        path=sources[0])
+                Finding(
+                    self.name,
+                    "python-undeclared-backend",
+                    Category.UNDECLARED_CAPABILITY,
+                    Severity.MEDIUM,
+                    "the bundle ships Python code but declares no backend",
+                    path=sources[0],
+                )
             )
         with _LOCK:
             issues, skipped = _run_bandit([str(workspace.path_of(p)) for p in sources])
@@ -52,8 +57,14 @@ class PythonStaticStage:
             rel = fname.removeprefix(root)
             result.coverage.skip(rel, f"bandit could not parse it: {reason}")
             result.findings.append(
-                Finding(self.name, "python-not-analysed", Category.COVERAGE, Severity.MEDIUM,
-                        f"{rel} could not be analysed: {reason}", path=rel)
+                Finding(
+                    self.name,
+                    "python-not-analysed",
+                    Category.COVERAGE,
+                    Severity.MEDIUM,
+                    f"{rel} could not be analysed: {reason}",
+                    path=rel,
+                )
             )
         result.coverage.scanned = [p for p in sources if p not in skipped_paths]
         result.findings.extend(_to_finding(self.name, issue, root) for issue in issues)
@@ -80,9 +91,14 @@ def _to_finding(stage: str, issue: Any, root: str) -> Finding:
         rule_id=f"bandit-{issue.test_id}",
         category=Category.BACKEND_CODE,
         severity=severity,
-        message=f"{issue.text} (bandit {issue.test_id} {issue.test}, confidence {confidence.lower()})",
+        message=(
+            f"{issue.text} (bandit {issue.test_id} {issue.test}, confidence {confidence.lower()})"
+        ),
         path=str(issue.fname).removeprefix(root),
         line=int(issue.lineno) if issue.lineno else None,
         evidence=truncate(issue.get_code(max_lines=1) or ""),
-        details=(("confidence", confidence.lower()), ("bandit_severity", str(issue.severity).lower())),
+        details=(
+            ("confidence", confidence.lower()),
+            ("bandit_severity", str(issue.severity).lower()),
+        ),
     )

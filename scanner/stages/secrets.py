@@ -33,7 +33,9 @@ def load_patterns(path: Path) -> tuple[SecretPattern, ...]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         return tuple(
-            SecretPattern(p["id"], p["title"], re.compile(p["regex"].encode()), Severity.parse(p["severity"]))
+            SecretPattern(
+                p["id"], p["title"], re.compile(p["regex"].encode()), Severity.parse(p["severity"])
+            )
             for p in data["pattern"]
         )
     except (OSError, tomllib.TOMLDecodeError, KeyError, re.error, ValueError) as exc:
@@ -69,9 +71,14 @@ class SecretsStage:
                         break
                     result.findings.append(
                         Finding(
-                            self.name, pattern.id, Category.SECRETS, pattern.severity,
-                            f"hardcoded {pattern.title}", path=f.path,
-                            line=data.count(b"\n", 0, m.start()) + 1, evidence=redact(m.group(0)),
+                            self.name,
+                            pattern.id,
+                            Category.SECRETS,
+                            pattern.severity,
+                            f"hardcoded {pattern.title}",
+                            path=f.path,
+                            line=data.count(b"\n", 0, m.start()) + 1,
+                            evidence=redact(m.group(0)),
                         )
                     )
         return result

@@ -61,7 +61,11 @@ def read_meta(path: Path) -> YaraRuleMeta:
 @lru_cache(maxsize=4)
 def load_ruleset(directory: Path) -> YaraRuleSet:
     metas = {p.stem: read_meta(p) for p in sorted(directory.glob("*.yar"))}
-    live = {rid: str(directory / f"{rid}.yar") for rid, m in metas.items() if m.state is not RuleState.DISABLED}
+    live = {
+        rid: str(directory / f"{rid}.yar")
+        for rid, m in metas.items()
+        if m.state is not RuleState.DISABLED
+    }
     if not live:
         raise YaraRuleError(f"no enabled YARA rules under {directory}")
     compiled = yara.compile(filepaths=live, externals=EXTERNALS)
@@ -84,14 +88,25 @@ class YaraStage:
         for f in workspace.files:
             data = workspace.read_bytes(f.path)
             name = PurePosixPath(f.path).name
-            externals = {"filename": name, "extension": PurePosixPath(name).suffix.lower().lstrip(".")}
+            externals = {
+                "filename": name,
+                "extension": PurePosixPath(name).suffix.lower().lstrip("."),
+            }
             try:
-                matches = self.ruleset.rules.match(data=data, externals=externals, timeout=MATCH_TIMEOUT_S)
+                matches = self.ruleset.rules.match(
+                    data=data, externals=externals, timeout=MATCH_TIMEOUT_S
+                )
             except yara.TimeoutError:
                 result.coverage.skip(f.path, "YARA timed out")
                 result.findings.append(
-                    Finding(self.name, "yara-not-scanned", Category.COVERAGE, Severity.MEDIUM,
-                            f"YARA timed out on {f.path}", path=f.path)
+                    Finding(
+                        self.name,
+                        "yara-not-scanned",
+                        Category.COVERAGE,
+                        Severity.MEDIUM,
+                        f"YARA timed out on {f.path}",
+                        path=f.path,
+                    )
                 )
                 continue
             result.coverage.scanned.append(f.path)
@@ -102,10 +117,15 @@ class YaraStage:
         meta = self.ruleset.meta[match.rule]
         offset, sample = _first_instance(match)
         return Finding(
-            stage=self.name, rule_id=meta.id, category=meta.category, severity=meta.severity,
-            message=meta.description, path=path,
+            stage=self.name,
+            rule_id=meta.id,
+            category=meta.category,
+            severity=meta.severity,
+            message=meta.description,
+            path=path,
             line=data.count(b"\n", 0, offset) + 1 if offset is not None else None,
-            evidence=truncate(sample) if sample else None, state=meta.state,
+            evidence=truncate(sample) if sample else None,
+            state=meta.state,
         )
 
 

@@ -10,12 +10,12 @@ import tarfile
 import tracemalloc
 import warnings
 import zipfile
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from scanner.bench import zeros_bomb
 from scanner.config import ArchiveLimits
 from scanner.intake import ArchiveViolation, describe_bundle, unpack
 
@@ -100,7 +100,7 @@ def test_refuses_nul_in_a_zip_name_that_zipfile_would_truncate(tmp_path: Path, d
 
 def test_refuses_zip_symlink(tmp_path: Path, dest: Path) -> None:
     link = zipfile.ZipInfo("dist/link.js")
-    link.external_attr = (0o120777 << 16)
+    link.external_attr = 0o120777 << 16
     bundle = _zip(tmp_path / "link.zip", [(link, b"/etc/passwd")])
     assert _violation(bundle, dest).rule_id == "archive-link"
 
@@ -133,7 +133,9 @@ def test_refuses_tar_links_and_devices(tmp_path: Path, dest: Path, kind: bytes, 
         ("dist", "dist/a.js", "archive-name-collision"),
     ],
 )
-def test_refuses_colliding_names(tmp_path: Path, dest: Path, first: str, second: str, rule: str) -> None:
+def test_refuses_colliding_names(
+    tmp_path: Path, dest: Path, first: str, second: str, rule: str
+) -> None:
     bundle = _zip(tmp_path / "dup.zip", [(first, b"1"), (second, b"2")])
     assert _violation(bundle, dest).rule_id == rule
 
@@ -145,12 +147,17 @@ def test_refuses_compression_bomb_by_ratio(tmp_path: Path, dest: Path) -> None:
 
 def test_refuses_declared_total_over_limit(tmp_path: Path, dest: Path) -> None:
     bundle = _zip(tmp_path / "big.zip", [("a", b"x" * 800), ("b", b"y" * 800)])
-    assert _violation(bundle, dest, replace(LIMITS, max_total_bytes=1000)).rule_id == "archive-too-large"
+    assert (
+        _violation(bundle, dest, replace(LIMITS, max_total_bytes=1000)).rule_id
+        == "archive-too-large"
+    )
 
 
 def test_refuses_too_many_files_before_parsing_them(tmp_path: Path, dest: Path) -> None:
     bundle = _zip(tmp_path / "many.zip", [(f"f{i}", b"") for i in range(6)])
-    assert _violation(bundle, dest, replace(LIMITS, max_files=5)).rule_id == "archive-too-many-files"
+    assert (
+        _violation(bundle, dest, replace(LIMITS, max_files=5)).rule_id == "archive-too-many-files"
+    )
 
 
 def test_counts_real_tar_stream_bytes_not_headers(tmp_path: Path, dest: Path) -> None:
@@ -224,34 +231,14 @@ def test_refuses_oversize_upload(tmp_path: Path, dest: Path) -> None:
 
 def test_large_bomb_is_refused_in_bounded_memory(tmp_path: Path, dest: Path) -> None:
     """200 MiB of zeros behind honest headers: refused without inflating it into memory."""
-    size = 200 * 1024 * 1024
     path = tmp_path / "bomb.zip"
-    chunk = b"\0" * (1024 * 1024)
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    body = b"".join(compressor.compress(chunk) for _ in range(size // len(chunk))) + compressor.flush()
-    crc = 0
-    for _ in range(size // len(chunk)):
-        crc = zlib.crc32(chunk, crc)
-    path.write_bytes(_stored_deflate_zip("dist/bundle.js", body, size, crc))
+    path.write_bytes(zeros_bomb(200 * 1024 * 1024))
+    roomy = replace(LIMITS, max_total_bytes=300 * 1024 * 1024, max_file_bytes=300 * 1024 * 1024)
     tracemalloc.start()
     try:
-        violation = _violation(path, dest, replace(LIMITS, max_total_bytes=300 * 1024 * 1024, max_file_bytes=300 * 1024 * 1024))
+        violation = _violation(path, dest, roomy)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert violation.rule_id == "archive-compression-ratio"
     assert peak < 32 * 1024 * 1024
-
-
-def _stored_deflate_zip(name: str, deflated: bytes, size: int, crc: int) -> bytes:
-    """A one-entry zip around an already-deflated stream."""
-    raw_name = name.encode()
-    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(deflated), size, len(raw_name), 0)
-    central = struct.pack(
-        "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(deflated), size,
-        len(raw_name), 0, 0, 0, 0, 0, 0,
-    )
-    cd_offset = len(local) + len(raw_name) + len(deflated)
-    cd = central + raw_name
-    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(cd), cd_offset, 0)
-    return local + raw_name + deflated + cd + end

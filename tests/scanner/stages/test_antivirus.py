@@ -19,7 +19,9 @@ EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$
 class FakeClamd:
     """Answers by content: a dict from file bytes to verdict, OK otherwise."""
 
-    def __init__(self, answers: dict[bytes, ClamdVerdict] | None = None, down: bool = False) -> None:
+    def __init__(
+        self, answers: dict[bytes, ClamdVerdict] | None = None, down: bool = False
+    ) -> None:
         self.answers = answers or {}
         self.down = down
 
@@ -49,7 +51,11 @@ def test_found_is_a_critical_malware_finding(tmp_path: Path) -> None:
     result = AntivirusStage(fake).run(_workspace(tmp_path, {"a.js": b"bad", "b.js": b"good"}))
     assert result.status is StageStatus.OK
     [finding] = result.findings
-    assert (finding.category, finding.severity, finding.path) == (Category.MALWARE, Severity.CRITICAL, "a.js")
+    assert (finding.category, finding.severity, finding.path) == (
+        Category.MALWARE,
+        Severity.CRITICAL,
+        "a.js",
+    )
     assert sorted(result.coverage.scanned) == ["a.js", "b.js"]
 
 
@@ -78,11 +84,17 @@ def test_real_client_reports_a_missing_socket(settings: Settings) -> None:
 
 
 @pytest.mark.integration
-def test_real_clamd_finds_eicar_and_passes_clean_files(clamd_settings: Settings, tmp_path: Path) -> None:
+def test_real_clamd_finds_eicar_and_passes_clean_files(
+    clamd_settings: Settings, tmp_path: Path
+) -> None:
     stage = AntivirusStage.from_settings(clamd_settings)
-    result = stage.run(_workspace(tmp_path, {"dist/styles.css": b"/* x */" + EICAR, "dist/a.js": b"var a = 1;"}))
+    result = stage.run(
+        _workspace(tmp_path, {"dist/styles.css": b"/* x */" + EICAR, "dist/a.js": b"var a = 1;"})
+    )
     assert result.status is StageStatus.OK
-    assert [(f.path, f.rule_id) for f in result.findings] == [("dist/styles.css", "clamav:Gatehouse.Test.EICAR.UNOFFICIAL")]
+    assert [(f.path, f.rule_id) for f in result.findings] == [
+        ("dist/styles.css", "clamav:Gatehouse.Test.EICAR.UNOFFICIAL")
+    ]
     assert result.tool_versions["clamav"].startswith("ClamAV")
 
 
@@ -90,18 +102,27 @@ def test_real_clamd_finds_eicar_and_passes_clean_files(clamd_settings: Settings,
 @pytest.mark.parametrize(
     ("content", "signature"),
     [
-        (b"var x=1;eval(atob('ZmV0Y2goJ2h0dHBzOi8vZXZpbC5leGFtcGxlJyk='));", "Gatehouse.JS.Trojan.EvalAtob"),
+        (
+            b"var x=1;eval(atob('ZmV0Y2goJ2h0dHBzOi8vZXZpbC5leGFtcGxlJyk='));",
+            "Gatehouse.JS.Trojan.EvalAtob",
+        ),
         (b"var m = new CoinHive.Anonymous('key'); m.start();", "Gatehouse.JS.Miner.CoinHive"),
         (b"import base64\nexec(base64.b64decode(blob))\n", "Gatehouse.PY.Loader.ExecBase64"),
     ],
 )
-def test_real_clamd_project_signatures(clamd_settings: Settings, tmp_path: Path, content: bytes, signature: str) -> None:
+def test_real_clamd_project_signatures(
+    clamd_settings: Settings, tmp_path: Path, content: bytes, signature: str
+) -> None:
     result = AntivirusStage.from_settings(clamd_settings).run(_workspace(tmp_path, {"f": content}))
     assert [f.evidence for f in result.findings] == [f"{signature}.UNOFFICIAL"]
 
 
 @pytest.mark.integration
 def test_real_clamd_benign_lookalikes_are_clean(clamd_settings: Settings, tmp_path: Path) -> None:
-    benign = b"var evaluate = function (s) { return atob(s); }; var hive = 'CoinHive is a bee product';"
-    result = AntivirusStage.from_settings(clamd_settings).run(_workspace(tmp_path, {"f.js": benign}))
+    benign = (
+        b"var evaluate = function (s) { return atob(s); }; var hive = 'CoinHive is a bee product';"
+    )
+    result = AntivirusStage.from_settings(clamd_settings).run(
+        _workspace(tmp_path, {"f.js": benign})
+    )
     assert result.findings == [] and result.status is StageStatus.OK

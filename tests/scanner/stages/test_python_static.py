@@ -13,7 +13,11 @@ from tests.conftest import manifest
 
 def _workspace(tmp_path: Path, files: dict[str, str], backend: bool = True) -> Workspace:
     root = tmp_path / "b"
-    plugin = manifest(backend={"runtime": "python3.11", "entry": "backend/app.py"}) if backend else manifest()
+    plugin = (
+        manifest(backend={"runtime": "python3.11", "entry": "backend/app.py"})
+        if backend
+        else manifest()
+    )
     files = {"plugin.json": json.dumps(plugin), "dist/bundle.js": "var a;", **files}
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +43,9 @@ def test_unparseable_python_is_a_coverage_gap(tmp_path: Path) -> None:
 
 
 def test_python_without_a_declared_backend_is_reported(tmp_path: Path) -> None:
-    result = PythonStaticStage().run(_workspace(tmp_path, {"tools/build.py": "print(1)\n"}, backend=False))
+    result = PythonStaticStage().run(
+        _workspace(tmp_path, {"tools/build.py": "print(1)\n"}, backend=False)
+    )
     assert [f.rule_id for f in result.findings] == ["python-undeclared-backend"]
 
 

@@ -37,14 +37,18 @@ def _ws(tmp_path: Path, files: dict[str, bytes]) -> Workspace:
     ],
 )
 def test_finds_and_redacts_secrets(tmp_path: Path, secret: str, rule: str) -> None:
-    result = SECRETS.run(_ws(tmp_path, {"dist/a.js": f"// config\nconst key = '{secret}';\n".encode()}))
+    result = SECRETS.run(
+        _ws(tmp_path, {"dist/a.js": f"// config\nconst key = '{secret}';\n".encode()})
+    )
     [finding] = result.findings
     assert (finding.rule_id, finding.category, finding.line) == (rule, Category.SECRETS, 2)
     assert finding.evidence is not None and secret not in finding.evidence
 
 
 def test_public_keys_and_lookalikes_are_not_secrets(tmp_path: Path) -> None:
-    text = b"var pk = 'pk_live_" + b"a" * 24 + b"'; var id = 'AKIA-not-a-key'; var sha = 'ghp_short';"
+    text = (
+        b"var pk = 'pk_live_" + b"a" * 24 + b"'; var id = 'AKIA-not-a-key'; var sha = 'ghp_short';"
+    )
     assert SECRETS.run(_ws(tmp_path, {"a.js": text})).findings == []
 
 
@@ -54,11 +58,14 @@ def test_binary_files_are_left_to_yara_and_clamav(tmp_path: Path) -> None:
 
 
 def test_scanner_config_and_pragmas_are_reported(tmp_path: Path) -> None:
-    ws = _ws(tmp_path, {
-        ".gatehouseignore": b"dist/*\n",
-        "dist/a.js": b"var x = 1; // gatehouse-ignore: js-eval\n",
-        "backend/app.py": b"eval(x)  # nosec\n",
-    })
+    ws = _ws(
+        tmp_path,
+        {
+            ".gatehouseignore": b"dist/*\n",
+            "dist/a.js": b"var x = 1; // gatehouse-ignore: js-eval\n",
+            "backend/app.py": b"eval(x)  # nosec\n",
+        },
+    )
     findings = {(f.rule_id, f.path, f.severity) for f in DirectivesStage().run(ws).findings}
     assert ("scanner-config-in-bundle", ".gatehouseignore", Severity.MEDIUM) in findings
     assert ("scanner-pragma-in-bundle", "dist/a.js", Severity.LOW) in findings

