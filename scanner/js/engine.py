@@ -150,6 +150,8 @@ def long_tokens(source: bytes, min_len: int) -> list[tuple[int, int]]:
 def _matches(compiled: CompiledRule, source: bytes, root: Node) -> Iterator[Captures]:
     """The rule's matches, each once, from a walk of only the ranges its atoms allow."""
     ranges = atom_ranges(source, compiled)
+    if ranges == []:
+        return
     cursor = QueryCursor(compiled.query, match_limit=MAX_MATCHES_PER_FILE)
     if ranges is None:
         for _, captures in cursor.matches(root):

@@ -6,6 +6,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,17 @@ class JsRule:
 @dataclass(frozen=True)
 class CompiledRule:
     rule: JsRule
-    query: Query
     atoms: tuple[bytes, ...]
     atom_regex: re.Pattern[bytes] | None
     atom_min_token: int | None
+
+    @cached_property
+    def query(self) -> Query:
+        """Compiled on first use: most bundles never contain most rules' atoms."""
+        try:
+            return compile_query(self.rule.query)
+        except Exception as exc:
+            raise RuleError(f"{self.rule.id}: query does not compile: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,6 @@ def _parse_rule(path: Path, analyzers: set[str]) -> JsRule:
             raise RuleError(f"{path.name}: atom_regex does not compile: {exc}") from None
     if "@hit" not in rule.query:
         raise RuleError(f"{path.name}: the query must capture the reported node as @hit")
-    try:
-        compile_query(rule.query)
-    except Exception as exc:
-        raise RuleError(f"{path.name}: query does not compile: {exc}") from None
     return rule
 
 
@@ -124,7 +128,5 @@ def compile_rules(rules: Sequence[JsRule]) -> CompiledRules:
             continue
         regex = re.compile(rule.atom_regex.encode()) if rule.atom_regex else None
         atoms = tuple(a.encode() for a in rule.atoms)
-        compiled.append(
-            CompiledRule(rule, compile_query(rule.query), atoms, regex, rule.atom_min_token)
-        )
+        compiled.append(CompiledRule(rule, atoms, regex, rule.atom_min_token))
     return CompiledRules(tuple(compiled))

@@ -28,7 +28,11 @@ SCANNER_CONFIG_NAMES = frozenset(
         ".snyk",
     }
 )
-_PRAGMA_RE = re.compile(rb"gatehouse[-_: ]*(?:ignore|disable|allow|skip)|#\s*nosec\b", re.I)
+# Literal-first patterns (no re.I, no leading class): re then searches in C.
+_PRAGMA_RES = (
+    re.compile(rb"atehouse[-_: ]*(?:ignore|disable|allow|skip)"),
+    re.compile(rb"#\s*nosec\b"),
+)
 
 
 class DirectivesStage:
@@ -57,8 +61,11 @@ class DirectivesStage:
                 continue
             result.coverage.scanned.append(f.path)
             data = workspace.read_bytes(f.path)
-            for m in list(_PRAGMA_RE.finditer(data))[:5]:
-                nosec = m.group(0).lstrip(b"#").strip().lower() == b"nosec"
+            hits = sorted(
+                (m for r in _PRAGMA_RES for m in r.finditer(data)), key=lambda m: m.start()
+            )
+            for m in hits[:5]:
+                nosec = m.group(0).startswith(b"#")
                 result.findings.append(
                     Finding(
                         self.name,

@@ -36,40 +36,55 @@ class YaraRuleSet:
     meta: dict[str, YaraRuleMeta]
 
 
-def read_meta(path: Path) -> YaraRuleMeta:
-    """Compile one file alone to check it holds exactly one rule named after the file."""
+def _compile(files: dict[str, str]) -> tuple[Any, dict[str, YaraRuleMeta]]:
+    """Compile rule files, one namespace each, and check one rule per file named after it."""
     try:
-        compiled = yara.compile(filepath=str(path), externals=EXTERNALS)
+        compiled = yara.compile(filepaths=files, externals=EXTERNALS)
     except yara.Error as exc:
-        raise YaraRuleError(f"{path.name}: {exc}") from None
-    found = list(compiled)
-    if len(found) != 1 or found[0].identifier != path.stem:
-        raise YaraRuleError(f"{path.name}: must hold exactly one rule named {path.stem!r}")
-    meta = found[0].meta
+        raise YaraRuleError(str(exc)) from None
+    found: dict[str, list[Any]] = {}
+    for rule in compiled:
+        found.setdefault(rule.identifier, []).append(rule)
+    # One rule per file, named after it: every stem exactly once and nothing else.
+    extra = sorted(set(found) - set(files))
+    if extra or sum(len(v) for v in found.values()) != len(files):
+        names = ", ".join(extra) or "a duplicate"
+        raise YaraRuleError(f"each file must hold exactly one rule named after it (found {names})")
+    metas = {}
+    for rid in files:
+        if rid not in found:
+            raise YaraRuleError(f"{rid}.yar: must hold exactly one rule named {rid!r}")
+        metas[rid] = _meta(rid, found[rid][0].meta)
+    return compiled, metas
+
+
+def _meta(rid: str, meta: dict[str, Any]) -> YaraRuleMeta:
     try:
         return YaraRuleMeta(
-            id=path.stem,
+            id=rid,
             category=Category(meta["category"]),
             severity=Severity.parse(meta["severity"]),
             state=RuleState(meta.get("state", "enabled")),
             description=str(meta["description"]),
         )
     except (KeyError, ValueError) as exc:
-        raise YaraRuleError(f"{path.name}: bad or missing meta: {exc}") from None
+        raise YaraRuleError(f"{rid}.yar: bad or missing meta: {exc}") from None
+
+
+def read_meta(path: Path) -> YaraRuleMeta:
+    """Check a single rule file on its own (for tests and rule authors)."""
+    return _compile({path.stem: str(path)})[1][path.stem]
 
 
 @lru_cache(maxsize=4)
 def load_ruleset(directory: Path) -> YaraRuleSet:
-    metas = {p.stem: read_meta(p) for p in sorted(directory.glob("*.yar"))}
-    live = {
-        rid: str(directory / f"{rid}.yar")
-        for rid, m in metas.items()
-        if m.state is not RuleState.DISABLED
-    }
-    if not live:
-        raise YaraRuleError(f"no enabled YARA rules under {directory}")
-    compiled = yara.compile(filepaths=live, externals=EXTERNALS)
-    return YaraRuleSet(compiled, {rid: metas[rid] for rid in live})
+    """One compile for the whole set; disabled rules compile but never report."""
+    files = {p.stem: str(p) for p in sorted(directory.glob("*.yar"))}
+    if not files:
+        raise YaraRuleError(f"no YARA rules under {directory}")
+    compiled, metas = _compile(files)
+    live = {rid: m for rid, m in metas.items() if m.state is not RuleState.DISABLED}
+    return YaraRuleSet(compiled, live)
 
 
 class YaraStage:
@@ -110,7 +125,9 @@ class YaraStage:
                 )
                 continue
             result.coverage.scanned.append(f.path)
-            result.findings.extend(self._finding(m, f.path, data) for m in matches)
+            result.findings.extend(
+                self._finding(m, f.path, data) for m in matches if m.rule in self.ruleset.meta
+            )
         return result
 
     def _finding(self, match: Any, path: str, data: bytes) -> Finding:

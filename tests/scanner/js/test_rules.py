@@ -50,3 +50,10 @@ def test_rule_matches_its_positive_sample(rule_id: str) -> None:
 @pytest.mark.parametrize("rule_id", RULE_IDS)
 def test_rule_stays_quiet_on_its_benign_sample(rule_id: str) -> None:
     assert _hits(rule_id, "benign.js") == []
+
+
+@pytest.mark.parametrize("rule_id", RULE_IDS)
+def test_rule_query_compiles(rule_id: str) -> None:
+    """Queries compile lazily in production; a broken one must fail here first."""
+    compiled = next(c for c in compiled_rules(RULES_DIR).rules if c.rule.id == rule_id)
+    assert compiled.query.pattern_count >= 1
