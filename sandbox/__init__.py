@@ -1,0 +1,1 @@
+"""Runtime analysis of untrusted bundles in headless Chromium (issue 4); a leaf package."""

@@ -1,0 +1,1 @@
+"""Celery application and thin tasks that run the pipeline by id (issue 5)."""
