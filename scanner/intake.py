@@ -98,6 +98,28 @@ def unpack(bundle: Path, dest: Path, limits: ArchiveLimits) -> list[UnpackedFile
     )
 
 
+ARCHIVE_MAGIC = (
+    (0, b"PK\x03\x04"),
+    (0, b"\x1f\x8b"),
+    (0, b"7z\xbc\xaf\x27\x1c"),
+    (0, b"Rar!\x1a\x07"),
+    (0, b"BZh"),
+    (0, b"\xfd7zXZ\x00"),
+    (257, b"ustar"),
+)
+
+
+def nested_archives(dest: Path, files: list[UnpackedFile]) -> list[str]:
+    """Members that are archives themselves: intake does not recurse into them."""
+    found = []
+    for f in files:
+        with dest.joinpath(*f.path.split("/")).open("rb") as fh:
+            head = fh.read(262)
+        if any(head[off : off + len(magic)] == magic for off, magic in ARCHIVE_MAGIC):
+            found.append(f.path)
+    return found
+
+
 # ---------------------------------------------------------------- names
 
 

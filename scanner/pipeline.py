@@ -13,7 +13,14 @@ from pathlib import Path
 
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
-from scanner.intake import ArchiveViolation, BundleInfo, UnpackedFile, describe_bundle, unpack
+from scanner.intake import (
+    ArchiveViolation,
+    BundleInfo,
+    UnpackedFile,
+    describe_bundle,
+    nested_archives,
+    unpack,
+)
 from scanner.policy import Decision, Policy, decide
 from scanner.ruleset import ruleset_hash
 from scanner.stages.base import Stage
@@ -102,15 +109,15 @@ def scan_bundle(
     try:
         root = workdir / "bundle"
         root.mkdir(mode=0o700)
-        intake, files = _intake(bundle, root, settings)
+        intake, files, admitted = _intake(bundle, root, settings)
         workspace = Workspace(root, tuple(files), info)
         results = [intake]
-        if intake.findings:
-            results += [_skipped(s, "the archive was rejected at intake") for s in stages]
-        else:
+        if admitted:
             results += run_stages(workspace, stages, settings.stage_timeout)
+        else:
+            results += [_skipped(s, "the archive was not admitted at intake") for s in stages]
         results += list(unavailable)
-        manifest = workspace.manifest.manifest if not intake.findings else None
+        manifest = workspace.manifest.manifest if admitted else None
         if keep_workdir is not None:
             shutil.copytree(root, keep_workdir, dirs_exist_ok=True)
     finally:
@@ -130,13 +137,29 @@ def scan_bundle(
     )
 
 
-def _intake(bundle: Path, root: Path, settings: Settings) -> tuple[StageResult, list[UnpackedFile]]:
+def _intake(
+    bundle: Path, root: Path, settings: Settings
+) -> tuple[StageResult, list[UnpackedFile], bool]:
+    """Unpack; the flag says whether the bundle got in (refused or failed: analyse nothing)."""
     result = StageResult(ARCHIVE_STAGE, ARCHIVE_STAGE_VERSION)
     start = time.perf_counter()
     files: list[UnpackedFile] = []
+    admitted = False
     try:
         files = unpack(bundle, root, settings.archive)
         result.coverage.scanned = [f.path for f in files]
+        result.findings.extend(
+            Finding(
+                ARCHIVE_STAGE,
+                "archive-nested",
+                Category.COVERAGE,
+                Severity.LOW,
+                f"{path} is itself an archive: only ClamAV looked inside it",
+                path=path,
+            )
+            for path in nested_archives(root, files)
+        )
+        admitted = True
     except ArchiveViolation as v:
         result.findings.append(
             Finding(
@@ -153,7 +176,7 @@ def _intake(bundle: Path, root: Path, settings: Settings) -> tuple[StageResult, 
         result.status = StageStatus.ERROR
         result.error = _describe(exc)
     result.duration_ms = (time.perf_counter() - start) * 1000
-    return result, files
+    return result, files, admitted
 
 
 def run_stages(workspace: Workspace, stages: Sequence[Stage], timeout: float) -> list[StageResult]:

@@ -142,3 +142,16 @@ def test_keep_workdir_copies_the_tree(
     keep = tmp_path / "kept"
     scan_bundle(make_bundle(), settings, [], _policy(settings), keep_workdir=keep)
     assert (keep / "plugin.json").is_file()
+
+
+def test_nested_archive_is_a_coverage_gap_not_a_refusal(
+    settings: Settings, make_bundle: BundleMaker
+) -> None:
+    import gzip
+
+    stage = RecordingStage()
+    bundle = make_bundle({"assets/data.json.gz": gzip.compress(b"{}")})
+    result = scan_bundle(bundle, settings, [stage], _policy(settings))
+    assert [f.rule_id for f in result.findings] == ["archive-nested"]
+    assert "assets/data.json.gz" in stage.seen  # the other stages still ran
+    assert result.decision.verdict is Verdict.REVIEW

@@ -1,0 +1,37 @@
+"""Settings come from GATEHOUSE_* variables over embedded defaults, with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scanner.config import Settings, SettingsError
+
+
+def test_defaults_need_no_environment() -> None:
+    s = Settings.from_env({})
+    assert s.archive.max_total_bytes == 100 * 1024 * 1024
+    assert s.archive.max_files == 5000
+    assert s.clamd_socket_path == s.data_dir / "clamd" / "clamd.sock"
+    assert (s.rules_dir / "policy.toml").is_file()
+
+
+def test_environment_overrides_typed_values() -> None:
+    s = Settings.from_env(
+        {
+            "GATEHOUSE_DATA_DIR": "/srv/gh",
+            "GATEHOUSE_STAGE_TIMEOUT": "2.5",
+            "GATEHOUSE_ARCHIVE_MAX_FILES": "10",
+            "GATEHOUSE_CLAMD_TCP": "clamd:3310",
+        }
+    )
+    assert s.data_dir == Path("/srv/gh")
+    assert s.stage_timeout == 2.5
+    assert s.archive.max_files == 10
+    assert s.clamd_tcp == "clamd:3310"
+
+
+def test_bad_values_are_named() -> None:
+    with pytest.raises(SettingsError, match="GATEHOUSE_ARCHIVE_MAX_FILES"):
+        Settings.from_env({"GATEHOUSE_ARCHIVE_MAX_FILES": "many"})
