@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,8 +26,6 @@ class Workspace:
     @classmethod
     def from_directory(cls, root: Path, bundle: BundleInfo | None = None) -> Workspace:
         """Inventory an existing tree (for tests and tools; intake builds it directly)."""
-        import hashlib
-
         files = []
         for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
             data = path.read_bytes()

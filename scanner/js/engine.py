@@ -1,9 +1,9 @@
-"""Run the combined rule query over one file and turn analyzer hits into findings."""
+"""Run every JS rule over one parsed file (only around its atoms) and turn hits into findings."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tree_sitter import Node, QueryCursor
 
@@ -246,6 +246,4 @@ def _payload_findings(ctx: FileContext, hit: Hit, rules: CompiledRules) -> list[
 
 
 def _replace_message(f: Finding, message: str) -> Finding:
-    from dataclasses import replace
-
     return replace(f, message=message)
