@@ -11,11 +11,17 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scanner.config import Settings, SettingsError
 from scanner.policy import Policy, PolicyError, Verdict
+
+if TYPE_CHECKING:
+    from scanner.advisories.store import AdvisoryStore
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -72,6 +78,30 @@ def _parser() -> argparse.ArgumentParser:
         "action", choices=("start", "stop", "status", "foreground"), nargs="?", default="start"
     )
     clamd.set_defaults(func=_cmd_clamd)
+
+    adv = sub.add_parser("advisories", help="manage the offline advisory database")
+    adv_sub = adv.add_subparsers(required=True, metavar="ACTION")
+    imp = adv_sub.add_parser(
+        "import", help="import OSV (dir, all.zip, .json/.jsonl/.yaml) or RetireJS files"
+    )
+    imp.add_argument("paths", nargs="+", type=Path)
+    imp.add_argument("--snapshot", help="the date the data was current (default: newest record)")
+    imp.set_defaults(func=_cmd_advisories_import)
+    st = adv_sub.add_parser("status", help="sources, counts per ecosystem, freshness")
+    st.set_defaults(func=_cmd_advisories_status)
+    snap = adv_sub.add_parser(
+        "build-snapshot", help="rebuild rules/advisories from advisory sources"
+    )
+    snap.add_argument(
+        "source", type=Path, help="a folder with pypa-advisory-database/ and retirejs/"
+    )
+    snap.add_argument("--output", type=Path, required=True)
+    snap.set_defaults(func=_cmd_advisories_snapshot)
+
+    sbom = sub.add_parser("sbom", help="write a CycloneDX JSON SBOM of a bundle's components")
+    sbom.add_argument("bundle", type=Path)
+    sbom.add_argument("--output", type=Path)
+    sbom.set_defaults(func=_cmd_sbom)
 
     bench = sub.add_parser("bench", help="print the speed figures of the scanning core")
     bench.add_argument("--corpus", type=Path, help="the labelled corpus (for the zip bomb figure)")
@@ -144,6 +174,88 @@ def _cmd_clamd(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     except ClamdStartError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _advisory_store(settings: Settings) -> AdvisoryStore:
+    from scanner.advisories.store import AdvisoryStore
+    from scanner.db import database_url, make_engine
+
+    return AdvisoryStore(make_engine(database_url(settings)))
+
+
+def _cmd_advisories_import(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.advisories.feeds import FeedError, read_feed
+
+    store = _advisory_store(settings)
+    for path in args.paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or directory")
+        start = time.perf_counter()
+        try:
+            feed = read_feed(path)
+        except (FeedError, ValueError, OSError) as exc:
+            raise UsageError(f"{path}: cannot import: {exc}") from None
+        feed.snapshot = args.snapshot or feed.snapshot
+        count = store.import_feed(feed)
+        elapsed = time.perf_counter() - start
+        print(
+            f"{feed.name}: {count} advisories, {len(feed.detectors)} detectors in {elapsed:.1f} s"
+        )
+    return EXIT_OK
+
+
+def _cmd_advisories_status(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.advisories.snapshot import ensure_snapshot
+    from scanner.advisories.store import STALE_AFTER_DAYS
+
+    store = _advisory_store(settings)
+    if ensure_snapshot(store, settings.rules_dir):
+        print("imported the shipped offline snapshot (rules/advisories)")
+    today = datetime.now(UTC).date()
+    stale = False
+    for s in store.status():
+        counts = ", ".join(f"{eco} {n}" for eco, n in sorted(s.per_ecosystem.items()))
+        age = ""
+        if s.snapshot:
+            days = (today - date.fromisoformat(s.snapshot[:10])).days
+            stale |= days > STALE_AFTER_DAYS
+            age = f", {days} days old" + (" (STALE)" if days > STALE_AFTER_DAYS else "")
+        print(
+            f"{s.name}: {s.advisories} advisories ({counts}); data as of {s.snapshot or '?'}{age};"
+            f" newest record {s.newest_modified or '?'}; imported {s.imported_at:%Y-%m-%d %H:%M}"
+        )
+    if stale:
+        print(
+            f"warning: some sources are older than {STALE_AFTER_DAYS} days; import fresh data "
+            "(OSV all.zip exports, RetireJS repository files)"
+        )
+    return EXIT_OK
+
+
+def _cmd_advisories_snapshot(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.advisories.snapshot import build_snapshot
+
+    sources = build_snapshot(args.source, args.output)
+    print(f"wrote {len(sources)} sources to {args.output}")
+    return EXIT_OK
+
+
+def _cmd_sbom(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.pipeline import build_stages, scan_bundle
+    from scanner.sbom import build_sbom
+    from scanner.stages.dependencies import DependencyStage
+
+    if not args.bundle.is_file():
+        raise UsageError(f"{args.bundle}: no such file")
+    stages, unavailable = build_stages(settings, [DependencyStage.from_settings])
+    policy = Policy.load(settings.policy_path)
+    result = scan_bundle(args.bundle, settings, stages, policy, unavailable=unavailable)
+    text = build_sbom(result)
+    if args.output:
+        _write_atomically(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:

@@ -58,6 +58,8 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     # Parent of each scan's private work dir (tmpfs when available).
     work_root: Path = field(default_factory=_default_work_root)
+    # SQLAlchemy URL; empty means SQLite at <data_dir>/gatehouse.db.
+    database_url: str = ""
     # The rules/ tree: policy, YARA, ClamAV and JS rule data.
     rules_dir: Path = PROJECT_ROOT / "rules"
     # clamd's unix socket; empty means <data_dir>/clamd/clamd.sock.

@@ -57,6 +57,7 @@ class ScanResult:
 def default_stage_factories() -> tuple[StageFactory, ...]:
     """The stages in report order; imported here so a broken stage module fails one stage."""
     from scanner.stages.antivirus import AntivirusStage
+    from scanner.stages.dependencies import DependencyStage
     from scanner.stages.directives import DirectivesStage
     from scanner.stages.js_static import JsStaticStage
     from scanner.stages.manifest import ManifestStage
@@ -68,6 +69,7 @@ def default_stage_factories() -> tuple[StageFactory, ...]:
         ManifestStage.from_settings,
         JsStaticStage.from_settings,
         PythonStaticStage.from_settings,
+        DependencyStage.from_settings,
         SecretsStage.from_settings,
         DirectivesStage.from_settings,
         YaraStage.from_settings,

@@ -50,6 +50,7 @@ def test_clean_bundle_passes_with_every_stage_ok(
         "manifest": "ok",
         "js-static": "ok",
         "python-static": "ok",
+        "dependencies": "ok",
         "secrets": "ok",
         "directives": "ok",
         "yara": "ok",

@@ -1,0 +1,1 @@
+"""The offline advisory database: import, storage, version semantics and lookup."""

@@ -1,0 +1,191 @@
+"""The advisory database: import feeds whole or not at all, look packages up by index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import cast
+
+from sqlalchemy import Engine, Table, delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from scanner.advisories.feeds import Detector, Feed, normalise_name
+from scanner.advisories.models import Advisory, AdvisorySource, AffectedPackage, JsDetector
+from scanner.advisories.versions import AffectedRange
+from scanner.db import Base, session_scope
+
+LOOKUP_CHUNK = 500
+STALE_AFTER_DAYS = 7
+
+
+@dataclass(frozen=True)
+class KnownVulnerability:
+    """One advisory's claim about one package name."""
+
+    advisory_id: str
+    aliases: tuple[str, ...]
+    severity: str | None
+    cvss: str | None
+    references: tuple[str, ...]
+    ecosystem: str
+    name: str
+    ranges: tuple[AffectedRange, ...]
+    versions: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    name: str
+    kind: str
+    snapshot: str | None
+    newest_modified: str | None
+    imported_at: datetime
+    advisories: int
+    per_ecosystem: dict[str, int]
+    licence: str | None
+
+
+class AdvisoryStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        tables = (AdvisorySource, Advisory, AffectedPackage, JsDetector)
+        Base.metadata.create_all(engine, tables=[cast(Table, m.__table__) for m in tables])
+
+    def import_feed(self, feed: Feed) -> int:
+        """Replace everything from this feed's source in one transaction; returns advisories."""
+        newest = max((r.modified for r in feed.records if r.modified), default=None)
+        with session_scope(self.engine) as s:
+            source = s.scalar(select(AdvisorySource).where(AdvisorySource.name == feed.name))
+            if source is not None:
+                old = select(Advisory.id).where(Advisory.source_id == source.id)
+                s.execute(delete(AffectedPackage).where(AffectedPackage.advisory_pk.in_(old)))
+                s.execute(delete(Advisory).where(Advisory.source_id == source.id))
+                s.execute(delete(JsDetector).where(JsDetector.source_id == source.id))
+            else:
+                source = AdvisorySource(name=feed.name)
+                s.add(source)
+            source.kind = feed.kind
+            source.snapshot = feed.snapshot or (newest[:10] if newest else None)
+            source.newest_modified = newest
+            source.imported_at = datetime.now(UTC)
+            source.advisory_count = len(feed.records)
+            source.licence = feed.licence
+            s.flush()
+            self._insert_records(s, source.id, feed)
+        return len(feed.records)
+
+    def _insert_records(self, s: Session, source_id: int, feed: Feed) -> None:
+        rows = [
+            {
+                "source_id": source_id,
+                "advisory_id": r.id,
+                "aliases": list(r.aliases),
+                "severity": r.severity,
+                "cvss": r.cvss,
+                "modified": r.modified,
+                "published": r.published,
+                "references": list(r.references),
+            }
+            for r in feed.records
+        ]
+        ids = list(
+            s.scalars(insert(Advisory).returning(Advisory.id, sort_by_parameter_order=True), rows)
+        )
+        packages = [
+            {
+                "advisory_pk": pk,
+                "ecosystem": a.ecosystem,
+                "name": a.name,
+                "versions": list(a.versions),
+                "ranges": [[list(ev) for ev in rng.events] for rng in a.ranges],
+            }
+            for pk, r in zip(ids, feed.records, strict=True)
+            for a in r.affected
+        ]
+        if packages:
+            s.execute(insert(AffectedPackage), packages)
+        detectors = [
+            {
+                "source_id": source_id,
+                "library": d.library,
+                "kind": d.kind,
+                "pattern": d.pattern,
+                "version": d.version,
+            }
+            for d in feed.detectors
+        ]
+        if detectors:
+            s.execute(insert(JsDetector), detectors)
+
+    def lookup(self, ecosystem: str, names: Iterable[str]) -> dict[str, list[KnownVulnerability]]:
+        """Every advisory naming any of ``names`` in ``ecosystem``, by normalised name."""
+        wanted = sorted({normalise_name(ecosystem, n) for n in names})
+        found: dict[str, list[KnownVulnerability]] = {}
+        with session_scope(self.engine) as s:
+            it = iter(wanted)
+            while chunk := list(islice(it, LOOKUP_CHUNK)):
+                query = (
+                    select(AffectedPackage, Advisory, AdvisorySource.name)
+                    .join(Advisory, Advisory.id == AffectedPackage.advisory_pk)
+                    .join(AdvisorySource, AdvisorySource.id == Advisory.source_id)
+                    .where(AffectedPackage.ecosystem == ecosystem, AffectedPackage.name.in_(chunk))
+                )
+                for pkg, adv, source in s.execute(query):
+                    found.setdefault(pkg.name, []).append(
+                        KnownVulnerability(
+                            advisory_id=adv.advisory_id,
+                            aliases=tuple(adv.aliases),
+                            severity=adv.severity,
+                            cvss=adv.cvss,
+                            references=tuple(adv.references),
+                            ecosystem=ecosystem,
+                            name=pkg.name,
+                            ranges=tuple(
+                                AffectedRange(tuple((k, v) for k, v in rng)) for rng in pkg.ranges
+                            ),
+                            versions=tuple(pkg.versions),
+                            source=source,
+                        )
+                    )
+        return found
+
+    def detectors(self) -> list[Detector]:
+        with session_scope(self.engine) as s:
+            return [
+                Detector(d.library, d.kind, d.pattern, d.version)
+                for d in s.scalars(select(JsDetector))
+            ]
+
+    def is_empty(self) -> bool:
+        with session_scope(self.engine) as s:
+            return not s.scalar(select(func.count()).select_from(AdvisorySource))
+
+    def status(self) -> list[SourceStatus]:
+        with session_scope(self.engine) as s:
+            out = []
+            for src in s.scalars(select(AdvisorySource).order_by(AdvisorySource.name)):
+                counts = s.execute(
+                    select(
+                        AffectedPackage.ecosystem,
+                        func.count(func.distinct(AffectedPackage.advisory_pk)),
+                    )
+                    .join(Advisory, Advisory.id == AffectedPackage.advisory_pk)
+                    .where(Advisory.source_id == src.id)
+                    .group_by(AffectedPackage.ecosystem)
+                )
+                out.append(
+                    SourceStatus(
+                        src.name,
+                        src.kind,
+                        src.snapshot,
+                        src.newest_modified,
+                        src.imported_at,
+                        src.advisory_count,
+                        {eco: n for eco, n in counts},
+                        src.licence,
+                    )
+                )
+            return out

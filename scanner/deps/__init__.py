@@ -1,0 +1,1 @@
+"""Finding what a bundle depends on: npm, Python, and libraries vendored into its code."""

@@ -1,0 +1,88 @@
+"""The stage over a real database: vulnerable, vendored, typosquatted; SBOM of the result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scanner.advisories.store import KnownVulnerability
+from scanner.config import Settings
+from scanner.findings import Category, Severity
+from scanner.pipeline import scan_bundle
+from scanner.policy import Policy, Verdict
+from scanner.sbom import build_sbom
+from scanner.stages.dependencies import DependencyStage, merge_aliases
+from tests.conftest import BundleMaker
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory: pytest.TempPathFactory) -> DependencyStage:
+    from dataclasses import replace
+
+    data = tmp_path_factory.mktemp("deps-db")
+    return DependencyStage.from_settings(replace(Settings(), data_dir=data))
+
+
+def test_vulnerable_packages_from_every_source(
+    stage: DependencyStage, settings: Settings, make_bundle: BundleMaker
+) -> None:
+    lock = {
+        "lockfileVersion": 3,
+        "packages": {
+            "node_modules/lodash": {"version": "4.17.15"},
+            "node_modules/left-pad": {"version": "1.3.0"},
+        },
+    }
+    bundle = make_bundle(
+        {
+            "package-lock.json": json.dumps(lock),
+            "backend/requirements.txt": "urllib3==1.24.1\njinja2==3.1.5\nreqeusts==2.31.0\n",
+            "dist/vendor.js": "/*! jQuery v1.8.3 | (c) jQuery Foundation */ !function(){}",
+        }
+    )
+    result = scan_bundle(bundle, settings, [stage], Policy.load(settings.policy_path))
+    vulns = {
+        (dict(f.details)["package"], dict(f.details)["installed"])
+        for f in result.findings
+        if f.category is Category.VULNERABLE_DEPENDENCY
+    }
+    assert ("urllib3", "1.24.1") in vulns
+    assert ("lodash", "4.17.15") in vulns
+    assert ("jquery", "1.8.3") in vulns  # vendored copy, found by its banner
+    assert not any(p == "jinja2" for p, _ in vulns)  # 3.1.5 has no advisory in the snapshot
+    assert any(f.rule_id == "dep-typosquat" and "requests" in f.message for f in result.findings)
+    assert result.decision.verdict is Verdict.REVIEW  # vulnerable libraries are for a person
+    urllib3 = [f for f in result.findings if f.evidence == "urllib3@1.24.1"]
+    assert all(f.rule_id.startswith("vuln:") and dict(f.details)["fixed"] for f in urllib3)
+    assert len({f.rule_id for f in urllib3}) == len(urllib3)  # aliases merged: one finding each
+
+    sbom = json.loads(build_sbom(result))
+    assert sbom["bomFormat"] == "CycloneDX"
+    purls = {c.get("purl") for c in sbom["components"]}
+    assert "pkg:pypi/urllib3@1.24.1" in purls and "pkg:npm/lodash@4.17.15" in purls
+    affected_refs = {a["ref"] for v in sbom["vulnerabilities"] for a in v.get("affects", [])}
+    assert "pkg:pypi/urllib3@1.24.1" in affected_refs
+
+
+def test_backdoored_source_is_malware(
+    stage: DependencyStage, settings: Settings, make_bundle: BundleMaker
+) -> None:
+    js = (
+        "var s=document.createElement('script');s.src='https://cdn.polyfill.io/v3/polyfill.min.js';"
+    )
+    result = scan_bundle(
+        make_bundle({"dist/bundle.js": js}), settings, [stage], Policy.load(settings.policy_path)
+    )
+    [finding] = [f for f in result.findings if f.category is Category.MALWARE]
+    assert finding.severity is Severity.CRITICAL and finding.path == "dist/bundle.js"
+
+
+def test_merge_aliases_joins_chains() -> None:
+    def v(id_: str, *aliases: str) -> KnownVulnerability:
+        return KnownVulnerability(id_, aliases, None, None, (), "PyPI", "x", (), (), "s")
+
+    groups = merge_aliases(
+        [v("PYSEC-1", "CVE-1"), v("GHSA-1", "CVE-1"), v("PYSEC-2"), v("OSV-3", "GHSA-1")]
+    )
+    assert sorted(len(g) for g in groups) == [1, 3]
