@@ -230,7 +230,75 @@ def bench_bomb(settings: Settings, scratch: Path, corpus: Path | None) -> None:
     )
 
 
-def run_bench(settings: Settings, corpus: Path | None, repeat: int, real_js: Path | None) -> int:
+def bench_advisories(scratch: Path, shared: Path | None, rules_dir: Path, repeat: int) -> None:
+    """Import time of the full advisory data, then the audit of a 1,000-package lockfile."""
+    from scanner.advisories.feeds import read_feed
+    from scanner.advisories.snapshot import snapshot_feeds
+    from scanner.advisories.store import AdvisoryStore
+    from scanner.db import make_engine
+    from scanner.deps.typosquat import load_popular
+    from scanner.deps.vendored import VendoredLibraries
+    from scanner.stages.dependencies import DependencyStage
+    from scanner.workspace import Workspace
+
+    store = AdvisoryStore(make_engine(f"sqlite:///{scratch / 'bench-advisories.db'}"))
+    start = time.perf_counter()
+    if shared is not None and (shared / "pypa-advisory-database").is_dir():
+        what = str(shared)
+        retire = sorted((shared / "retirejs").glob("*repository*.json"))
+        paths = [shared / "pypa-advisory-database" / "vulns", *retire]
+        feeds = [read_feed(p) for p in paths]
+    else:
+        what = "the shipped snapshot"
+        feeds = snapshot_feeds(rules_dir)
+    count = sum(store.import_feed(f) for f in feeds)
+    print(f"advisory import of {what}: {count} advisories in {time.perf_counter() - start:.1f} s")
+    names = sorted(
+        {
+            name
+            for f in feeds
+            for r in f.records
+            for a in r.affected
+            if a.ecosystem == "npm"
+            for name in [a.name]
+        }
+    )
+    packages = {
+        f"node_modules/{names[i % len(names)] if i < len(names) else f'pkg-{i}'}": {
+            "version": f"{i % 5}.{i % 7}.{i % 3}"
+        }
+        for i in range(1000)
+    }
+    root = scratch / "lock-bench"
+    root.mkdir()
+    (root / "package-lock.json").write_text(
+        json.dumps({"lockfileVersion": 3, "packages": packages})
+    )
+    stage = DependencyStage(
+        store,
+        VendoredLibraries(store.detectors()),
+        load_popular(rules_dir / "popular-packages.toml"),
+    )
+    workspace = Workspace.from_directory(root)
+    times = []
+    for _ in range(repeat + 1):
+        t = time.perf_counter()
+        result = stage.run(workspace)
+        times.append(time.perf_counter() - t)
+    vulns = sum(f.category.value == "vulnerable-dependency" for f in result.findings)
+    print(
+        f"audit of a {len(packages)}-package lockfile: {statistics.median(times[1:]) * 1000:.0f} ms"
+        f" median of {repeat} ({vulns} vulnerable-dependency findings)"
+    )
+
+
+def run_bench(
+    settings: Settings,
+    corpus: Path | None,
+    repeat: int,
+    real_js: Path | None,
+    advisories: Path | None = None,
+) -> int:
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
         scratch = Path(tmp)
         live, server = _ensure_clamd(replace(settings, work_root=scratch / "work"), scratch)
@@ -240,6 +308,7 @@ def run_bench(settings: Settings, corpus: Path | None, repeat: int, real_js: Pat
             if real_js is not None:
                 bench_static(live, scratch, repeat, real_js)
             bench_bomb(live, scratch, corpus)
+            bench_advisories(scratch, advisories, settings.rules_dir, repeat)
         finally:
             if server is not None:
                 server.stop()

@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--corpus", type=Path, help="the labelled corpus (for the zip bomb figure)")
     bench.add_argument("--repeat", type=int, default=5)
     bench.add_argument("--js", type=Path, help="also measure copies of this real minified library")
+    bench.add_argument("--advisories", type=Path, help="advisory sources to time the import with")
     bench.set_defaults(func=_cmd_bench)
     return parser
 
@@ -261,7 +262,7 @@ def _cmd_sbom(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.bench import run_bench
 
-    return run_bench(settings, corpus=args.corpus, repeat=args.repeat, real_js=args.js)
+    return run_bench(settings, args.corpus, args.repeat, args.js, args.advisories)
 
 
 if __name__ == "__main__":

@@ -24,22 +24,48 @@ _CONFUSABLES = (
 
 
 @dataclass(frozen=True)
+class _Index:
+    names: frozenset[str]
+    folded: dict[str, str]  # confusables folded -> popular name
+    deletes: dict[str, frozenset[str]]  # each name with one character removed -> names
+
+
 class PopularNames:
-    by_ecosystem: dict[str, frozenset[str]]
+    """Popular names per ecosystem, indexed so a lookup costs a few dict probes."""
+
+    def __init__(self, by_ecosystem: dict[str, frozenset[str]]) -> None:
+        self._index = {eco: _build(names) for eco, names in by_ecosystem.items()}
 
     def near(self, ecosystem: str, name: str) -> str | None:
         """The popular name this one imitates, or None."""
-        popular = self.by_ecosystem.get(ecosystem, frozenset())
+        index = self._index.get(ecosystem)
         norm = normalise_name(ecosystem, name)
-        if norm in popular or len(norm) < MIN_LENGTH:
+        if index is None or norm in index.names or len(norm) < MIN_LENGTH:
             return None
-        folded = _fold(norm)
-        for target in popular:
-            if len(target) < MIN_LENGTH:
-                continue
-            if _fold(target) == folded or _one_edit(norm, target):
-                return target
-        return None
+        if (target := index.folded.get(_fold(norm))) is not None:
+            return target
+        # Names one edit apart share a one-deletion variant; confirm each candidate.
+        candidates = set(index.deletes.get(norm, ()))
+        for variant in _one_deletions(norm):
+            candidates |= index.deletes.get(variant, frozenset())
+            if variant in index.names:
+                candidates.add(variant)
+        return min((c for c in candidates if _one_edit(norm, c)), default=None)
+
+
+def _build(names: frozenset[str]) -> _Index:
+    long_names = {n for n in names if len(n) >= MIN_LENGTH}
+    deletes: dict[str, set[str]] = {}
+    for n in long_names:
+        for variant in _one_deletions(n):
+            deletes.setdefault(variant, set()).add(n)
+    return _Index(
+        names, {_fold(n): n for n in long_names}, {k: frozenset(v) for k, v in deletes.items()}
+    )
+
+
+def _one_deletions(name: str) -> set[str]:
+    return {name[:i] + name[i + 1 :] for i in range(len(name))}
 
 
 @lru_cache(maxsize=4)
@@ -53,8 +79,11 @@ def load_popular(path: Path) -> PopularNames:
     )
 
 
+_SCOPE_RE = re.compile(r"^@[^/]+/")
+
+
 def _fold(name: str) -> str:
-    name = re.sub(r"^@[^/]+/", "", name)
+    name = _SCOPE_RE.sub("", name)
     for a, b in _CONFUSABLES:
         name = name.replace(a, b)
     return name
