@@ -119,7 +119,8 @@ def bench_static(settings: Settings, scratch: Path, repeat: int, real_js: Path |
         print("  stages unavailable:", ", ".join(f"{s.name} ({s.error})" for s in unavailable))
     source = real_js.read_bytes() if real_js else None
     what = f"copies of {real_js.name}" if real_js else "synthetic minified code"
-    print(f"static stages (all 8, real clamd) on {what}, warm, median of {repeat}:")
+    count = len(stages) + 1  # with intake
+    print(f"static stages (all {count}, real clamd) on {what}, warm, median of {repeat}:")
     for label, size in SIZES:
         if source is not None and size < len(source) // 2:
             continue  # a real library cannot be cut smaller than itself

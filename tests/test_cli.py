@@ -182,3 +182,46 @@ def test_console_script_on_hostile_archives(env: dict[str, str], tmp_path: Path)
     assert report["findings"][0]["rule_id"] == "archive-path-traversal"
     assert "Traceback" not in proc.stderr
     assert not escape.exists()
+
+
+def test_advisories_import_and_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEHOUSE_DATA_DIR", str(tmp_path / "data"))
+    osv_dir = tmp_path / "osv"
+    osv_dir.mkdir()
+    (osv_dir / "PYSEC-1.json").write_text(
+        json.dumps(
+            {
+                "id": "PYSEC-1",
+                "modified": "2020-01-01T00:00:00Z",
+                "affected": [
+                    {"package": {"ecosystem": "PyPI", "name": "demo"}, "versions": ["1.0"]}
+                ],
+            }
+        )
+    )
+    assert main(["advisories", "import", str(osv_dir), "--snapshot", "2020-01-01"]) == 0
+    assert "osv:osv: 1 advisories" in capsys.readouterr().out
+    assert main(["advisories", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "osv:osv: 1 advisories (PyPI 1); data as of 2020-01-01" in out
+    assert "STALE" in out and "warning:" in out
+    assert main(["advisories", "import", str(tmp_path / "missing")]) == 2
+
+
+def test_sbom_lists_components_with_vulnerabilities(
+    env: dict[str, str],
+    make_bundle: BundleMaker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bundle = make_bundle({"backend/requirements.txt": "urllib3==1.24.1\n"})
+    out_file = tmp_path / "sbom.json"
+    assert main(["sbom", str(bundle), "--output", str(out_file)]) == 0
+    sbom = json.loads(out_file.read_text())
+    assert sbom["specVersion"] == "1.6"
+    assert [c["purl"] for c in sbom["components"]] == ["pkg:pypi/urllib3@1.24.1"]
+    assert sbom["vulnerabilities"] and all(
+        v["affects"][0]["ref"] == "pkg:pypi/urllib3@1.24.1" for v in sbom["vulnerabilities"]
+    )
