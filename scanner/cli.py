@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--keep-workdir", type=Path, help="copy the unpacked bundle here for inspection"
     )
+    scan.add_argument("--artifacts", type=Path, help="write traces and screenshots to this folder")
     scan.set_defaults(func=_cmd_scan)
 
     clamd = sub.add_parser("clamd", help="run the embedded clamd with the project's signatures")
@@ -124,6 +125,11 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     result = scan_bundle(
         bundle, settings, stages, policy, unavailable=unavailable, keep_workdir=args.keep_workdir
     )
+    if args.artifacts:
+        args.artifacts.mkdir(parents=True, exist_ok=True)
+        for stage in result.stages:
+            for name, data in stage.artifacts.items():
+                (args.artifacts / f"{stage.name}-{name}").write_bytes(data)
     report = RENDERERS[args.format](result)
     if args.output:
         _write_atomically(args.output, report)

@@ -74,6 +74,12 @@ class Settings:
     stage_timeout: float = 120.0
     # Files over this size are not parsed as JavaScript (a coverage gap, never silence).
     js_max_file_bytes: int = 20 * MiB
+    # The browser for runtime analysis (Debian's chromium).
+    chromium_path: str = "/usr/bin/chromium"
+    # Wall-time limit of one detonation (one role); the clock is fast-forwarded inside it.
+    detonation_timeout: float = 20.0
+    # Restart the warm browser after this many detonations.
+    browser_max_scans: int = 100
     archive: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     @property

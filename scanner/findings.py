@@ -136,6 +136,8 @@ class StageResult:
     error: str | None = None
     tool_versions: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # Files for reviewers (trace JSON, screenshots), by name; kept with the scan.
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
     def stage_dict(self) -> dict[str, Any]:
         return {

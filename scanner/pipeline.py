@@ -62,6 +62,7 @@ def default_stage_factories() -> tuple[StageFactory, ...]:
     from scanner.stages.js_static import JsStaticStage
     from scanner.stages.manifest import ManifestStage
     from scanner.stages.python_static import PythonStaticStage
+    from scanner.stages.runtime import RuntimeStage
     from scanner.stages.secrets import SecretsStage
     from scanner.stages.yara import YaraStage
 
@@ -74,6 +75,7 @@ def default_stage_factories() -> tuple[StageFactory, ...]:
         DirectivesStage.from_settings,
         YaraStage.from_settings,
         AntivirusStage.from_settings,
+        RuntimeStage.from_settings,
     )
 
 

@@ -1,0 +1,348 @@
+"""What a detonation trace means: findings from observed behaviour and canary data flow."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from scanner.findings import Category, Finding, Severity, truncate
+from scanner.manifest import Capabilities
+
+STAGE = "runtime"
+HOST_PREFIX = "https://registry.gatehouse-sandbox.test"
+INPUT_EVENTS = frozenset(
+    {
+        "keydown",
+        "keyup",
+        "keypress",
+        "input",
+        "beforeinput",
+        "change",
+        "submit",
+        "paste",
+        "copy",
+        "cut",
+        "focusin",
+        "formdata",
+    }
+)
+# Where a canary shows up, what the plugin must have read to send it.
+CANARY_SOURCE = {
+    "cookie": ("the session cookie", Category.CREDENTIAL_ACCESS),
+    "storage": ("the host's stored auth token", Category.CREDENTIAL_ACCESS),
+    "token": ("the user's API token", Category.CREDENTIAL_ACCESS),
+    "password": ("a typed password", Category.CREDENTIAL_ACCESS),
+    "card": ("a typed card number", Category.CREDENTIAL_ACCESS),
+    "email": ("text typed into the host page", Category.CREDENTIAL_ACCESS),
+    "inside": ("text typed into the plugin", Category.EXFILTRATION),
+}
+MINER_HINT_RE = re.compile(r"stratum|cryptonight|coinhive|monero|xmr|hashrate", re.I)
+
+
+def _variants(value: str) -> set[str]:
+    """The forms a stolen value takes on the wire: plain, URL-encoded, base64."""
+    b64 = base64.b64encode(value.encode()).decode().rstrip("=")
+    return {value.lower(), b64[: max(8, len(b64) - 2)].lower()}
+
+
+def _carried(text: str, canaries: dict[str, str]) -> list[str]:
+    hay = unquote(unquote(text)).lower()
+    hay_b64 = text.lower()
+    return [
+        name
+        for name, value in canaries.items()
+        if any(v in hay or v in hay_b64 for v in _variants(value))
+    ]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else url[:80]
+
+
+def _f(
+    rule: str, cat: Category, sev: Severity, msg: str, evidence: str | None = None, role: str = ""
+) -> Finding:
+    where = f" (as {role})" if role else ""
+    return Finding(
+        STAGE,
+        rule,
+        cat,
+        sev,
+        msg + where,
+        path=None,
+        evidence=truncate(evidence) if evidence else None,
+    )
+
+
+def trace_findings(trace: dict[str, Any], caps: Capabilities) -> list[Finding]:
+    role = str(trace.get("role", ""))
+    canaries: dict[str, str] = trace.get("canaries", {})
+    out: list[Finding] = []
+    out.extend(_exfiltration(trace, canaries, caps, role))
+    out.extend(_reads(trace, caps, role))
+    out.extend(_page(trace, caps, role))
+    out.extend(_code(trace, caps, role))
+    if trace.get("mount_error"):
+        out.append(
+            _f(
+                "runtime-mount-failed",
+                Category.COVERAGE,
+                Severity.MEDIUM,
+                "the plugin failed to mount, so its behaviour after mounting was not observed",
+                trace["mount_error"],
+                role,
+            )
+        )
+    return _dedupe(out)
+
+
+def _outbound(trace: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(api, url, payload) for every request the plugin tried, from hooks and the router."""
+    for e in trace.get("events", []):
+        if e.get("type") == "request":
+            yield (
+                str(e.get("api")),
+                str(e.get("url", "")),
+                f"{e.get('url', '')} {e.get('body', '')}",
+            )
+        elif e.get("type") == "element-url":
+            yield f"{e.get('tag')}.{e.get('prop')}", str(e.get("url", "")), str(e.get("url", ""))
+    for r in trace.get("requests", []):
+        if r.get("outcome") in ("blocked", "declared"):
+            payload = f"{r.get('url', '')} {r.get('body', '')} {' '.join(r.get('messages', []))}"
+            yield str(r.get("method")), str(r.get("url", "")), payload
+
+
+def _exfiltration(
+    trace: dict[str, Any], canaries: dict[str, str], caps: Capabilities, role: str
+) -> Iterable[Finding]:
+    for _api, url, payload in _outbound(trace):
+        absolute = url.startswith(("http://", "https://", "ws://", "wss://", "//"))
+        target = "the host" if not absolute or url.startswith(HOST_PREFIX) else _origin(url)
+        stolen = _carried(payload, canaries)
+        declared = target != "the host" and caps.allows_origin(
+            url if "://" in url else "https:" + url
+        )
+        if stolen == ["inside"] and (target == "the host" or declared):
+            stolen = []  # the plugin's own form data to its own declared backend
+        if target == "the host":
+            stolen = [s for s in stolen if s not in ("token", "inside")]  # the shell API's business
+        if stolen:
+            what = ", ".join(CANARY_SOURCE[s][0] for s in stolen)
+            yield _f(
+                "runtime-exfiltration",
+                Category.EXFILTRATION,
+                Severity.HIGH if stolen == ["inside"] else Severity.CRITICAL,
+                f"sent {what} to {target}",
+                payload,
+                role,
+            )
+            for s in stolen:
+                if CANARY_SOURCE[s][1] is Category.CREDENTIAL_ACCESS:
+                    yield _f(
+                        "runtime-credential-read",
+                        Category.CREDENTIAL_ACCESS,
+                        Severity.HIGH,
+                        f"read {CANARY_SOURCE[s][0]} and sent it away",
+                        None,
+                        role,
+                    )
+        elif target != "the host" and not declared:
+            yield _f(
+                "runtime-undeclared-request",
+                Category.UNDECLARED_CAPABILITY,
+                Severity.HIGH,
+                f"tried to contact {target}, an origin the manifest does not declare",
+                url,
+                role,
+            )
+        if MINER_HINT_RE.search(payload):
+            yield _f(
+                "runtime-mining-traffic",
+                Category.CRYPTOMINING,
+                Severity.CRITICAL,
+                f"talks to a mining pool ({target})",
+                payload,
+                role,
+            )
+
+
+def _reads(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Finding]:
+    events = trace.get("events", [])
+    if not caps.cookies and any(e.get("type") == "cookie-read" for e in events):
+        yield _f(
+            "runtime-cookie-read",
+            Category.CREDENTIAL_ACCESS,
+            Severity.HIGH,
+            "read document.cookie without declaring cookies",
+            None,
+            role,
+        )
+    if not caps.storage:
+        ops = [e for e in events if e.get("type") == "storage"]
+        if any(e.get("key") == "auth_token" for e in ops):
+            yield _f(
+                "runtime-storage-token-read",
+                Category.CREDENTIAL_ACCESS,
+                Severity.HIGH,
+                "read the host's auth token from storage",
+                None,
+                role,
+            )
+        elif ops:
+            yield _f(
+                "runtime-undeclared-storage",
+                Category.UNDECLARED_CAPABILITY,
+                Severity.MEDIUM,
+                f"used web storage without declaring it ({ops[0].get('op')})",
+                None,
+                role,
+            )
+    clip = [e for e in events if e.get("type") == "clipboard"]
+    if any(str(e.get("op", "")).startswith(("read", "execCommand:paste")) for e in clip):
+        yield _f(
+            "runtime-clipboard-read",
+            Category.CREDENTIAL_ACCESS,
+            Severity.HIGH,
+            "read the clipboard",
+            None,
+            role,
+        )
+    elif clip and not caps.clipboard:
+        yield _f(
+            "runtime-undeclared-clipboard",
+            Category.UNDECLARED_CAPABILITY,
+            Severity.MEDIUM,
+            "wrote to the clipboard without declaring it",
+            None,
+            role,
+        )
+
+
+def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Finding]:
+    events = trace.get("events", [])
+    if caps.dom != "document":
+        outside = [e for e in events if e.get("type") == "dom-outside"]
+        if outside:
+            first = outside[0]
+            yield _f(
+                "runtime-dom-outside-container",
+                Category.DOM_ESCAPE,
+                Severity.HIGH,
+                f"changed the page outside its container ({len(outside)} changes, first on {first.get('target')})",
+                str(first.get("added") or first.get("attribute")),
+                role,
+            )
+        listeners = sorted(
+            {
+                str(e.get("event"))
+                for e in events
+                if e.get("type") == "page-listener" and e.get("event") in INPUT_EVENTS
+            }
+        )
+        if listeners:
+            yield _f(
+                "runtime-page-input-listener",
+                Category.DOM_ESCAPE,
+                Severity.MEDIUM,
+                f"listens to {', '.join(listeners)} on the whole page",
+                None,
+                role,
+            )
+    for e in events:
+        if e.get("type") == "override":
+            yield _f(
+                "runtime-global-override",
+                Category.DOM_ESCAPE,
+                Severity.HIGH,
+                f"replaced the page's {e.get('name')}",
+                None,
+                role,
+            )
+    nav = [e for e in events if e.get("type") == "navigation"]
+    nav += [
+        {"api": "navigation", "url": r.get("url")}
+        for r in trace.get("requests", [])
+        if r.get("navigation") and r.get("outcome") == "blocked"
+    ]
+    if nav and not caps.navigation:
+        yield _f(
+            "runtime-undeclared-navigation",
+            Category.UNDECLARED_CAPABILITY,
+            Severity.MEDIUM,
+            f"navigated or opened windows ({nav[0].get('api')} {nav[0].get('url', '')})",
+            None,
+            role,
+        )
+
+
+def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Finding]:
+    events = trace.get("events", [])
+    dynamic = [
+        e
+        for e in events
+        if e.get("type") in ("eval", "function", "string-timer")
+        and not re.fullmatch(r"\s*return this;?\s*", str(e.get("code", "")))
+    ]
+    if dynamic and not caps.eval:
+        yield _f(
+            "runtime-dynamic-code",
+            Category.DYNAMIC_CODE,
+            Severity.MEDIUM,
+            f"built code at run time ({dynamic[0].get('type')})",
+            str(dynamic[0].get("code")),
+            role,
+        )
+    remote = [
+        e
+        for e in events
+        if e.get("type") == "element-url"
+        and e.get("tag") in ("script", "iframe")
+        and str(e.get("url", "")).startswith(("http", "//"))
+        and not str(e.get("url", "")).startswith(HOST_PREFIX)
+    ]
+    if remote:
+        yield _f(
+            "runtime-remote-script",
+            Category.DYNAMIC_CODE,
+            Severity.HIGH,
+            f"loaded a {remote[0].get('tag')} from {_origin(str(remote[0].get('url')))}",
+            None,
+            role,
+        )
+    workers = [e for e in events if e.get("type") == "worker"]
+    wasm = [e for e in events if e.get("type") == "wasm"]
+    busy = sum(int(e.get("duration", 0)) for e in events if e.get("type") == "long-task")
+    if (workers or wasm) and busy > 2000:
+        yield _f(
+            "runtime-cpu-burn",
+            Category.CRYPTOMINING,
+            Severity.HIGH,
+            f"kept the CPU busy for {busy} ms with {'workers' if workers else 'WebAssembly'}",
+            None,
+            role,
+        )
+    elif workers and not caps.workers:
+        yield _f(
+            "runtime-undeclared-worker",
+            Category.UNDECLARED_CAPABILITY,
+            Severity.MEDIUM,
+            "started a worker without declaring workers",
+            None,
+            role,
+        )
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.rule_id, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out

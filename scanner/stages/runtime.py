@@ -1,0 +1,96 @@
+"""Runtime analysis: detonate the bundle in headless Chromium as a user and as an admin."""
+
+from __future__ import annotations
+
+import atexit
+import json
+from functools import lru_cache
+from typing import ClassVar, Protocol
+
+from sandbox.browser import BrowserPool, BrowserSettings, SandboxUnavailableError
+from sandbox.detonation import DetonationRequest, Trace
+from scanner.config import Settings
+from scanner.csp import asset_integrity, build_csp
+from scanner.findings import StageResult, StageStatus
+from scanner.runtime import STAGE, trace_findings
+from scanner.workspace import Workspace
+
+ROLES = ("user", "admin")
+
+
+class Detonator(Protocol):
+    def detonate(self, request: DetonationRequest, timeout: float) -> Trace: ...
+
+    def abort(self) -> None: ...
+
+
+@lru_cache(maxsize=2)
+def shared_pool(executable: str, max_scans: int) -> BrowserPool:
+    """One warm browser per process, whatever the number of scans."""
+    pool = BrowserPool(BrowserSettings(executable=executable, max_scans=max_scans))
+    atexit.register(pool.close)  # no Chromium outlives the process
+    return pool
+
+
+class RuntimeStage:
+    name: ClassVar[str] = STAGE
+    version: ClassVar[int] = 1
+
+    def __init__(self, detonator: Detonator, time_limit: float) -> None:
+        self.detonator = detonator
+        self.time_limit = time_limit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuntimeStage:
+        return cls(
+            shared_pool(settings.chromium_path, settings.browser_max_scans),
+            settings.detonation_timeout,
+        )
+
+    def run(self, workspace: Workspace) -> StageResult:
+        result = StageResult(self.name, self.version)
+        manifest = workspace.manifest.manifest
+        if manifest is None:
+            result.status = StageStatus.SKIPPED
+            result.error = "no valid manifest: nothing to mount"
+            return result
+        integrity = asset_integrity(workspace)
+        csp = build_csp(manifest, integrity)
+        result.raw.update({"csp": csp, "sri": integrity, "observed": []})
+        caps = manifest.capabilities
+        origins = ("*",) if caps.network_any else tuple(str(o) for o in caps.network)
+        for role in ROLES:
+            request = DetonationRequest(
+                root=workspace.root,
+                files=tuple(f.path for f in workspace.files),
+                entry=manifest.entry,
+                styles=manifest.styles,
+                global_name=manifest.global_name,
+                allowed_origins=origins,
+                csp=csp,
+                role=role,
+                time_limit_s=self.time_limit,
+            )
+            try:
+                trace = self.detonator.detonate(request, timeout=self.time_limit * 2 + 15)
+            except TimeoutError:
+                self.detonator.abort()
+                result.status, result.error = (
+                    StageStatus.TIMEOUT,
+                    f"detonation as {role} did not finish",
+                )
+                return result
+            except SandboxUnavailableError as exc:
+                result.status, result.error = StageStatus.ERROR, str(exc)[:500]
+                return result
+            data = {**trace.to_dict(), "canaries": trace.canaries}
+            result.findings.extend(trace_findings(data, caps))
+            result.raw["observed"].extend(sorted({str(e.get("type")) for e in trace.events}))
+            result.artifacts[f"trace-{role}.json"] = json.dumps(data, indent=1).encode()
+            if trace.screenshot:
+                result.artifacts[f"screenshot-{role}.png"] = trace.screenshot
+            if trace.error:
+                # A detonation that broke off saw only part of the behaviour: fail closed.
+                result.status, result.error = StageStatus.ERROR, f"as {role}: {trace.error}"
+        result.coverage.scanned = [manifest.entry, *manifest.styles]
+        return result
