@@ -2,7 +2,7 @@
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends clamav-daemon \
+ && apt-get install -y --no-install-recommends clamav-daemon chromium fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --create-home --home-dir /var/lib/gatehouse gatehouse
 
@@ -19,6 +19,7 @@ RUN pip install --no-cache-dir .
 ENV GATEHOUSE_RULES_DIR=/app/rules \
     GATEHOUSE_DATA_DIR=/var/lib/gatehouse \
     GATEHOUSE_WORK_ROOT=/var/tmp/gatehouse
+# Non-root: Chromium then runs with its own sandbox on (as root it cannot).
 USER gatehouse
 ENTRYPOINT ["gatehouse"]
 CMD ["--help"]

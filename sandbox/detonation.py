@@ -228,9 +228,23 @@ def _provoke(page: Page, c: Canaries, deadline: float) -> None:
       return fields.length;
     }"""
     page.evaluate(fill, [c.values()])
-    if time.monotonic() < deadline:
-        page.keyboard.type(c.password[:8])
-        page.keyboard.press("Enter")
+    # Keystrokes into the host's password field, in one round trip (a real keypress costs
+    # one each): a keylogger listening on the page sees every key of the canary.
+    page.evaluate(
+        """([text]) => {
+      const el = document.querySelector("#host-login input[name=password]");
+      if (!el) return;
+      el.focus();
+      el.value = "";
+      for (const ch of text + "\\n") {
+        const key = ch === "\\n" ? "Enter" : ch;
+        for (const type of ["keydown", "keypress"]) el.dispatchEvent(new KeyboardEvent(type, {key, bubbles: true}));
+        if (key !== "Enter") { el.value += ch; el.dispatchEvent(new InputEvent("input", {data: ch, bubbles: true})); }
+        el.dispatchEvent(new KeyboardEvent("keyup", {key, bubbles: true}));
+      }
+    }""",
+        [c.password],
+    )
     for button in page.locator("#plugin-root button, #plugin-root [role=button]").all()[:10]:
         if time.monotonic() > deadline:
             break

@@ -20,6 +20,7 @@ from scanner.clamd_server import ClamdServer
 from scanner.config import MiB, Settings
 from scanner.pipeline import build_stages, default_stage_factories, scan_bundle
 from scanner.policy import Policy
+from scanner.stages.runtime import RuntimeStage
 
 SIZES = (("100 KB", 100 * 1024), ("1 MB", 1024 * 1024), ("10 MB", 10 * 1024 * 1024))
 BOMB_BYTES = 2 * 1024 * MiB
@@ -114,7 +115,11 @@ def sized_sample(size: int, seed: int, real_js: bytes | None) -> bytes:
 
 def bench_static(settings: Settings, scratch: Path, repeat: int, real_js: Path | None) -> None:
     policy = Policy.load(settings.policy_path)
-    stages, unavailable = build_stages(settings, default_stage_factories())
+    # Static stages only: the browser has its own figure (bench_runtime).
+    static = [
+        f for f in default_stage_factories() if getattr(f, "__self__", None) is not RuntimeStage
+    ]
+    stages, unavailable = build_stages(settings, static)
     if unavailable:
         print("  stages unavailable:", ", ".join(f"{s.name} ({s.error})" for s in unavailable))
     source = real_js.read_bytes() if real_js else None
@@ -293,6 +298,42 @@ def bench_advisories(scratch: Path, shared: Path | None, rules_dir: Path, repeat
     )
 
 
+def bench_runtime(settings: Settings, scratch: Path, corpus: Path | None, scans: int = 50) -> None:
+    """Runtime stage per bundle (both roles) with a warm browser, over the corpus's bundles."""
+    from sandbox.browser import browser_processes
+    from scanner.intake import unpack
+    from scanner.stages.runtime import RuntimeStage
+    from scanner.workspace import Workspace
+
+    bundles = sorted(corpus.glob("[bp]0*.zip")) + sorted(corpus.glob("b-*.zip")) if corpus else []
+    if not bundles:
+        bundles = [_bundle(scratch / "rt.zip", synthetic_minified_js(100 * 1024))]
+    workspaces = []
+    for i, b in enumerate(bundles):
+        root = scratch / f"rt-{i}"
+        root.mkdir()
+        files = unpack(b, root, settings.archive)
+        ws = Workspace(root, tuple(files))
+        if ws.manifest.manifest is not None:
+            workspaces.append(ws)
+    stage = RuntimeStage.from_settings(settings)
+    stage.run(workspaces[0])  # warm-up: the browser starts once
+    times = []
+    for i in range(scans):
+        start = time.perf_counter()
+        result = stage.run(workspaces[i % len(workspaces)])
+        times.append(time.perf_counter() - start)
+        if result.error:
+            print(f"  scan {i}: {result.status.value} {result.error}")
+    times.sort()
+    p50, p90 = statistics.median(times), times[int(len(times) * 0.9) - 1]
+    print(
+        f"runtime stage, warm browser, {scans} scans of {len(workspaces)} bundles"
+        " (user + admin each):"
+        f" p50 {p50:.2f} s, p90 {p90:.2f} s; browser processes now {len(browser_processes())}"
+    )
+
+
 def run_bench(
     settings: Settings,
     corpus: Path | None,
@@ -310,6 +351,7 @@ def run_bench(
                 bench_static(live, scratch, repeat, real_js)
             bench_bomb(live, scratch, corpus)
             bench_advisories(scratch, advisories, settings.rules_dir, repeat)
+            bench_runtime(live, scratch, corpus)
         finally:
             if server is not None:
                 server.stop()

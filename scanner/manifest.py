@@ -59,6 +59,16 @@ RESERVED_GLOBALS = frozenset(
 )
 BOOL_CAPABILITIES = ("storage", "cookies", "navigation", "clipboard", "workers", "eval")
 CAPABILITY_KEYS = frozenset({"network", "dom", *BOOL_CAPABILITIES})
+CAPABILITY_NAMES = (
+    "network",
+    "storage",
+    "cookies",
+    "dom",
+    "navigation",
+    "clipboard",
+    "workers",
+    "eval",
+)
 TOP_LEVEL_KEYS = frozenset(
     {
         "name",

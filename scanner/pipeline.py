@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scanner.capabilities import CapabilityCheck
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
 from scanner.intake import (
@@ -118,6 +119,7 @@ def scan_bundle(
         results = [intake]
         if admitted:
             results += run_stages(workspace, stages, settings.stage_timeout)
+            results.append(CapabilityCheck().run(workspace, results))
         else:
             results += [_skipped(s, "the archive was not admitted at intake") for s in stages]
         results += list(unavailable)

@@ -233,7 +233,8 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
                 "runtime-dom-outside-container",
                 Category.DOM_ESCAPE,
                 Severity.HIGH,
-                f"changed the page outside its container ({len(outside)} changes, first on {first.get('target')})",
+                f"changed the page outside its container ({len(outside)} changes,"
+                f" first on {first.get('target')})",
                 str(first.get("added") or first.get("attribute")),
                 role,
             )
@@ -335,6 +336,37 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             None,
             role,
         )
+
+
+_EVENT_CAPABILITY = {
+    "storage": "storage",
+    "cookie-read": "cookies",
+    "cookie-write": "cookies",
+    "dom-outside": "dom",
+    "page-listener": "dom",
+    "override": "dom",
+    "navigation": "navigation",
+    "clipboard": "clipboard",
+    "worker": "workers",
+    "eval": "eval",
+    "function": "eval",
+    "string-timer": "eval",
+}
+
+
+def observed_capabilities(trace: dict[str, Any]) -> set[str]:
+    """Which capabilities the plugin exercised in this run (the observed column)."""
+    caps = {
+        _EVENT_CAPABILITY[e["type"]]
+        for e in trace.get("events", [])
+        if e.get("type") in _EVENT_CAPABILITY
+    }
+    if any(
+        not url.startswith(HOST_PREFIX) and url.startswith(("http", "ws", "//"))
+        for _, url, _ in _outbound(trace)
+    ):
+        caps.add("network")
+    return caps
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

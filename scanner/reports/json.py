@@ -7,6 +7,7 @@ import platform
 from typing import Any
 
 from scanner import __version__
+from scanner.capabilities import table_of
 from scanner.pipeline import ScanResult
 
 SCHEMA_VERSION = 1
@@ -30,6 +31,9 @@ def report_dict(result: ScanResult) -> dict[str, Any]:
         "findings": [f.to_dict() for f in result.findings],
         "stages": [s.stage_dict() for s in result.stages],
         "coverage": {s.name: s.coverage.to_dict() for s in result.stages},
+        "capabilities": table_of(result.stages).get("table", []),
+        "csp": table_of(result.stages).get("csp"),
+        "sri": table_of(result.stages).get("sri", {}),
         "ruleset": result.ruleset,
         "tool_versions": dict(sorted(tools.items())),
     }

@@ -12,7 +12,7 @@ from sandbox.detonation import DetonationRequest, Trace
 from scanner.config import Settings
 from scanner.csp import asset_integrity, build_csp
 from scanner.findings import StageResult, StageStatus
-from scanner.runtime import STAGE, trace_findings
+from scanner.runtime import STAGE, observed_capabilities, trace_findings
 from scanner.workspace import Workspace
 
 ROLES = ("user", "admin")
@@ -56,7 +56,7 @@ class RuntimeStage:
             return result
         integrity = asset_integrity(workspace)
         csp = build_csp(manifest, integrity)
-        result.raw.update({"csp": csp, "sri": integrity, "observed": []})
+        result.raw.update({"csp": csp, "sri": integrity})
         caps = manifest.capabilities
         origins = ("*",) if caps.network_any else tuple(str(o) for o in caps.network)
         for role in ROLES:
@@ -85,7 +85,10 @@ class RuntimeStage:
                 return result
             data = {**trace.to_dict(), "canaries": trace.canaries}
             result.findings.extend(trace_findings(data, caps))
-            result.raw["observed"].extend(sorted({str(e.get("type")) for e in trace.events}))
+            observed = set(result.raw.get("observed_capabilities", [])) | observed_capabilities(
+                data
+            )
+            result.raw["observed_capabilities"] = sorted(observed)
             result.artifacts[f"trace-{role}.json"] = json.dumps(data, indent=1).encode()
             if trace.screenshot:
                 result.artifacts[f"screenshot-{role}.png"] = trace.screenshot

@@ -1,0 +1,92 @@
+"""Capability check: declared (manifest) / static (js-static) / observed (runtime), with CSP.
+
+A stage of its own that runs after the others, because its inputs are their results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from scanner.csp import asset_integrity, build_csp
+from scanner.findings import Category, Finding, RuleState, Severity, StageResult, StageStatus
+from scanner.manifest import CAPABILITY_NAMES
+from scanner.workspace import Workspace
+
+STATIC_RULE_CAPABILITY = {
+    "js-eval": "eval",
+    "js-function-constructor": "eval",
+    "js-function-constructor-alias": "eval",
+    "js-string-timer": "eval",
+    "js-network-request": "network",
+    "js-script-injection": "network",
+    "js-dynamic-import": "network",
+    "js-cookie-access": "cookies",
+    "js-storage-access": "storage",
+    "js-page-write": "dom",
+    "js-page-listener": "dom",
+    "js-host-form-access": "dom",
+    "js-global-override": "dom",
+    "js-navigation": "navigation",
+    "js-clipboard": "clipboard",
+    "js-workers": "workers",
+}
+
+
+class CapabilityCheck:
+    name: ClassVar[str] = "capabilities"
+    version: ClassVar[int] = 1
+
+    def run(self, workspace: Workspace, results: Sequence[StageResult]) -> StageResult:
+        result = StageResult(self.name, self.version)
+        manifest = workspace.manifest.manifest
+        if manifest is None:
+            result.status, result.error = StageStatus.SKIPPED, "no valid manifest"
+            return result
+        by_stage = {r.name: r for r in results}
+        static = {
+            STATIC_RULE_CAPABILITY[f.rule_id]
+            for f in _findings(by_stage, "js-static")
+            if f.rule_id in STATIC_RULE_CAPABILITY and f.state is RuleState.ENABLED
+        }
+        runtime = by_stage.get("runtime")
+        ran = runtime is not None and runtime.status is StageStatus.OK
+        observed = set(runtime.raw.get("observed_capabilities", [])) if runtime else set()
+        rows = []
+        for cap in CAPABILITY_NAMES:
+            declared = manifest.capabilities.declares(cap)
+            used = cap in static or cap in observed
+            verdict = "ok" if declared == used else ("undeclared" if used else "unused")
+            rows.append(
+                {
+                    "capability": cap,
+                    "declared": declared,
+                    "static": cap in static,
+                    "observed": (cap in observed) if ran else None,
+                    "verdict": verdict,
+                }
+            )
+            if verdict == "unused" and ran:
+                result.findings.append(
+                    Finding(
+                        self.name,
+                        "capability-unused",
+                        Category.OVERBROAD_CAPABILITY,
+                        Severity.LOW,
+                        f"declares {cap} but neither the code nor its run uses it",
+                        path="plugin.json",
+                    )
+                )
+        integrity = asset_integrity(workspace)
+        result.raw.update({"table": rows, "csp": build_csp(manifest, integrity), "sri": integrity})
+        return result
+
+
+def _findings(by_stage: dict[str, StageResult], name: str) -> list[Finding]:
+    stage = by_stage.get(name)
+    return stage.findings if stage is not None else []
+
+
+def table_of(results: Sequence[StageResult]) -> dict[str, Any]:
+    check = next((r for r in results if r.name == CapabilityCheck.name), None)
+    return dict(check.raw) if check is not None else {}

