@@ -56,6 +56,7 @@ def test_clean_bundle_passes_with_every_stage_ok(
         "yara": "ok",
         "antivirus": "ok",
         "runtime": "ok",
+        "capabilities": "ok",
     }
     assert report["bundle"]["name"] == "test-plugin" and len(report["bundle"]["sha256"]) == 64
     assert report["ruleset"].startswith("sha256:")

@@ -78,7 +78,7 @@ def test_stages_see_the_unpacked_bundle_and_it_is_removed_after(
     )
     assert stage.seen == ["assets/a.png", "dist/bundle.js", "plugin.json"]
     assert result.decision.verdict is Verdict.PASS
-    assert [s.name for s in result.stages] == ["archive", "recording"]
+    assert [s.name for s in result.stages] == ["archive", "recording", "capabilities"]
     assert list(settings.work_root.iterdir()) == []
 
 
