@@ -115,6 +115,15 @@
   });
   wrap(Document.prototype, "write", (args) => emit("document-write", { html: sample(args.join("")) }));
 
+  // WebRTC could reach the network past the router: record the attempt and refuse it.
+  for (const C of ["RTCPeerConnection", "webkitRTCPeerConnection"]) {
+    if (!window[C]) continue;
+    window[C] = new Proxy(window[C], { construct(target, args) {
+      emit("webrtc", { config: sample(args[0]) });
+      throw new DOMException("WebRTC is blocked in the sandbox", "NotAllowedError");
+    } });
+  }
+
   // Listeners on the whole page.
   const pageTargets = () => [window, document, document.documentElement, document.body];
   wrap(EventTarget.prototype, "addEventListener", function (args) {

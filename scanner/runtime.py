@@ -264,6 +264,15 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
                 None,
                 role,
             )
+    if any(e.get("type") == "webrtc" for e in events):
+        yield _f(
+            "runtime-webrtc",
+            Category.UNDECLARED_CAPABILITY,
+            Severity.HIGH,
+            "tried to open a WebRTC connection (a way around network controls)",
+            None,
+            role,
+        )
     nav = [e for e in events if e.get("type") == "navigation"]
     nav += [
         {"api": "navigation", "url": r.get("url")}

@@ -98,6 +98,16 @@ def test_websocket_exfiltration_is_recorded_without_leaving(
     assert {"runtime-exfiltration", "runtime-storage-token-read"} <= _rules(findings)
 
 
+def test_webrtc_is_refused_and_recorded(pool: BrowserPool, tmp_path: Path) -> None:
+    body = (
+        "try { new RTCPeerConnection({iceServers: [{urls: 'stun:stun.evil.example:3478'}]}); container.textContent = 'open'; }"
+        " catch (e) { container.textContent = 'refused'; }"
+    )
+    findings, result = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-webrtc" in _rules(findings)
+    assert json.loads(result.artifacts["trace-user.json"])["mount_error"] is None
+
+
 def test_dom_escape_and_global_override(pool: BrowserPool, tmp_path: Path) -> None:
     body = (
         "var b = document.createElement('div'); b.textContent = 'Sale!'; document.body.appendChild(b);"

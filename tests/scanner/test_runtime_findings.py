@@ -107,3 +107,8 @@ def test_csp_follows_the_declarations() -> None:
     csp = build_csp(rich, {})
     assert "connect-src 'self' https://api.acme.example" in csp and "'unsafe-eval'" in csp
     assert sri(b"x").startswith("sha384-")
+
+
+def test_webrtc_attempt_is_reported() -> None:
+    findings = trace_findings(_trace({"type": "webrtc", "config": "{}"}), Capabilities())
+    assert [f.rule_id for f in findings] == ["runtime-webrtc"]
