@@ -190,11 +190,15 @@
         continue;
       }
       if (root && (r.target === root || root.contains(r.target))) continue;
+      // Nodes gone again by now were feature tests (append, measure, remove): not a change.
       const added = Array.from(r.addedNodes || []).filter((n) =>
-        !(n.hasAttribute && n.hasAttribute("data-gatehouse-host")) && !(n.nodeType === 3 && !n.textContent.trim()));
-      if (r.type === "childList" && added.length === 0 && (r.removedNodes || []).length === 0) continue;
+        n.isConnected && !(n.hasAttribute && n.hasAttribute("data-gatehouse-host")) && !(n.nodeType === 3 && !n.textContent.trim()));
+      if (r.type === "childList" && added.length === 0) continue;
+      // CSS: style sheets added to the page, or text written into one (how widgets ship CSS).
+      const styles = r.target.tagName === "STYLE" ||
+        (added.length > 0 && added.every((n) => n.tagName === "STYLE" || (n.tagName === "LINK" && /stylesheet/i.test(n.rel || ""))));
       emit("dom-outside", {
-        kind: r.type,
+        kind: styles ? "style" : r.type,
         target: (r.target.tagName || "#text").toLowerCase() + (r.target.id ? "#" + r.target.id : ""),
         added: sample(added.map((n) => (n.outerHTML || n.textContent || "").slice(0, 300)).join(" ")),
         attribute: r.attributeName || "",

@@ -227,17 +227,31 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
     events = trace.get("events", [])
     if caps.dom != "document":
         outside = [e for e in events if e.get("type") == "dom-outside"]
-        if outside:
-            first = outside[0]
+        inserted = [e for e in outside if e.get("kind") == "childList"]
+        changed = [e for e in outside if e.get("kind") in ("attributes", "characterData")]
+        if inserted:
+            first = inserted[0]
             yield _f(
                 "runtime-dom-outside-container",
                 Category.DOM_ESCAPE,
                 Severity.HIGH,
-                f"changed the page outside its container ({len(outside)} changes,"
-                f" first on {first.get('target')})",
-                str(first.get("added") or first.get("attribute")),
+                f"put elements into the page outside its container ({len(inserted)} insertions,"
+                f" first into {first.get('target')})",
+                str(first.get("added")),
                 role,
             )
+        elif changed:
+            first = changed[0]
+            yield _f(
+                "runtime-dom-outside-container",
+                Category.DOM_ESCAPE,
+                Severity.MEDIUM,
+                f"changed {first.get('target')} outside its container"
+                f" ({first.get('attribute') or 'text'})",
+                None,
+                role,
+            )
+        # Styles added to the head (kind "style") are how widgets ship their CSS: not an escape.
         listeners = sorted(
             {
                 str(e.get("event"))

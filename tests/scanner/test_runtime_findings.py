@@ -75,7 +75,7 @@ def test_undeclared_request_without_data() -> None:
 
 def test_page_behaviour_and_declared_dom() -> None:
     events = (
-        {"type": "dom-outside", "target": "body", "added": "<div>"},
+        {"type": "dom-outside", "kind": "childList", "target": "body", "added": "<div>"},
         {"type": "page-listener", "event": "keydown", "target": "document"},
     )
     rules = {f.rule_id for f in trace_findings(_trace(*events), Capabilities())}
@@ -112,3 +112,11 @@ def test_csp_follows_the_declarations() -> None:
 def test_webrtc_attempt_is_reported() -> None:
     findings = trace_findings(_trace({"type": "webrtc", "config": "{}"}), Capabilities())
     assert [f.rule_id for f in findings] == ["runtime-webrtc"]
+
+
+def test_head_styles_are_not_an_escape_and_attribute_changes_are_medium() -> None:
+    style = {"type": "dom-outside", "kind": "style", "target": "head", "added": "<style>"}
+    assert trace_findings(_trace(style), Capabilities()) == []
+    attr = {"type": "dom-outside", "kind": "attributes", "target": "html", "attribute": "class"}
+    [finding] = trace_findings(_trace(attr), Capabilities())
+    assert finding.severity is Severity.MEDIUM and finding.category is Category.DOM_ESCAPE
