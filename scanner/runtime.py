@@ -9,26 +9,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from scanner.findings import Category, Finding, Severity, truncate
+from scanner.js.page import INPUT_EVENTS
 from scanner.manifest import Capabilities
 
 STAGE = "runtime"
 HOST_PREFIX = "https://registry.gatehouse-sandbox.test"
-INPUT_EVENTS = frozenset(
-    {
-        "keydown",
-        "keyup",
-        "keypress",
-        "input",
-        "beforeinput",
-        "change",
-        "submit",
-        "paste",
-        "copy",
-        "cut",
-        "focusin",
-        "formdata",
-    }
-)
 # Where a canary shows up, what the plugin must have read to send it.
 CANARY_SOURCE = {
     "cookie": ("the session cookie", Category.CREDENTIAL_ACCESS),

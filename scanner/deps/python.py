@@ -55,11 +55,15 @@ def _requirements(workspace: Workspace, path: str, scan: DependencyScan, seen: s
             unpinned.append(f"{req.name}{req.specifier or ''}")
         scan.components.append(Component(PYPI, req.name, version, path))
     if unpinned:
-        scan.gap(
-            path,
-            f"{path}: {len(unpinned)} requirements are not pinned with ==, so the installed "
-            f"version is unknown and was not checked: {', '.join(unpinned[:10])}",
-        )
+        _unpinned_gap(scan, path, "requirements", unpinned)
+
+
+def _unpinned_gap(scan: DependencyScan, path: str, noun: str, unpinned: list[str]) -> None:
+    scan.gap(
+        path,
+        f"{path}: {len(unpinned)} {noun} are not pinned with ==, so the installed version is"
+        f" unknown and was not checked: {', '.join(unpinned[:10])}",
+    )
 
 
 def _option(
@@ -144,8 +148,4 @@ def _pyproject(workspace: Workspace, path: str, scan: DependencyScan) -> None:
             unpinned.append(str(req))
         scan.components.append(Component(PYPI, req.name, version, path))
     if unpinned:
-        scan.gap(
-            path,
-            f"{path}: {len(unpinned)} dependencies are not pinned with ==, so the installed "
-            f"version is unknown and was not checked: {', '.join(unpinned[:10])}",
-        )
+        _unpinned_gap(scan, path, "dependencies", unpinned)
