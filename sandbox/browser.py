@@ -10,6 +10,7 @@ import contextlib
 import os
 import queue
 import signal
+import time
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -82,6 +83,11 @@ class BrowserPool:
                 return
         self._jobs.put(None)
         self._thread.join(timeout=30)
+        # Browser helpers can outlive the close call by a moment; none may outlive the pool.
+        deadline = time.monotonic() + 10
+        while browser_processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.abort()
 
     def _loop(self) -> None:
         with sync_playwright() as pw:
@@ -140,7 +146,10 @@ def browser_processes() -> list[int]:
         except OSError:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        state, ppid_text = stat[stat.rindex(")") + 2 :].split()[:2]
+        if state == "Z":
+            continue  # exited, waiting to be reaped: not running
+        ppid = int(ppid_text)
         children.setdefault(ppid, []).append(int(entry.name))
         names[int(entry.name)] = name
     found, todo = [], [os.getpid()]
