@@ -10,8 +10,8 @@ import contextlib
 import os
 import queue
 import signal
-import time
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
