@@ -102,7 +102,8 @@ class BrowserPool:
                         or served >= self.settings.max_scans
                         or self._too_big()
                     ):
-                        browser = self._restart(pw, browser)
+                        _close(browser)
+                        browser = self._launch(pw)
                         served = 0
                     trace = Detonator(browser).run(request)
                     served += 1
@@ -110,15 +111,11 @@ class BrowserPool:
                     future.set_result(trace)
                 except Exception as exc:
                     future.set_exception(SandboxUnavailableError(f"{type(exc).__name__}: {exc}"))
-                    browser = self._restart(pw, browser, relaunch=False)
-            self._restart(pw, browser, relaunch=False)
+                    _close(browser)  # the next job starts a fresh browser
+                    browser = None
+            _close(browser)
 
-    def _restart(self, pw: Playwright, browser: Browser | None, relaunch: bool = True) -> Browser:
-        if browser is not None:
-            with contextlib.suppress(PlaywrightError):
-                browser.close()
-        if not relaunch:
-            return None  # type: ignore[return-value]
+    def _launch(self, pw: Playwright) -> Browser:
         if not Path(self.settings.executable).exists():
             raise SandboxUnavailableError(
                 f"no browser at {self.settings.executable} (apt-get install chromium)"
@@ -132,6 +129,12 @@ class BrowserPool:
 
     def _too_big(self) -> bool:
         return browser_rss_bytes() > self.settings.max_rss_bytes
+
+
+def _close(browser: Browser | None) -> None:
+    if browser is not None:
+        with contextlib.suppress(PlaywrightError):
+            browser.close()
 
 
 def browser_processes() -> list[int]:
