@@ -13,25 +13,6 @@ from scanner.findings import Category, Finding, RuleState, Severity, StageResult
 from scanner.manifest import CAPABILITY_NAMES
 from scanner.workspace import Workspace
 
-STATIC_RULE_CAPABILITY = {
-    "js-eval": "eval",
-    "js-function-constructor": "eval",
-    "js-function-constructor-alias": "eval",
-    "js-string-timer": "eval",
-    "js-network-request": "network",
-    "js-script-injection": "network",
-    "js-dynamic-import": "network",
-    "js-cookie-access": "cookies",
-    "js-storage-access": "storage",
-    "js-page-write": "dom",
-    "js-page-listener": "dom",
-    "js-host-form-access": "dom",
-    "js-global-override": "dom",
-    "js-navigation": "navigation",
-    "js-clipboard": "clipboard",
-    "js-workers": "workers",
-}
-
 
 class CapabilityCheck:
     name: ClassVar[str] = "capabilities"
@@ -44,10 +25,11 @@ class CapabilityCheck:
             result.status, result.error = StageStatus.SKIPPED, "no valid manifest"
             return result
         by_stage = {r.name: r for r in results}
+        # Each JS rule names the capability its matches exercise (rules/js/*.toml).
         static = {
-            STATIC_RULE_CAPABILITY[f.rule_id]
+            dict(f.details)["capability"]
             for f in _findings(by_stage, "js-static")
-            if f.rule_id in STATIC_RULE_CAPABILITY and f.state is RuleState.ENABLED
+            if "capability" in dict(f.details) and f.state is RuleState.ENABLED
         }
         runtime = by_stage.get("runtime")
         ran = runtime is not None and runtime.status is StageStatus.OK

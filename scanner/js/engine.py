@@ -215,6 +215,8 @@ def _finding(ctx: FileContext, rule: JsRule, hit: Hit) -> Finding:
         line=hit.node.start_point[0] + 1 if ctx.depth == 0 else None,
         evidence=hit.evidence or truncate(ctx.text(hit.node, 400)),
         state=rule.state if rule.state is RuleState.EVALUATION else RuleState.ENABLED,
+        # Which capability this use exercises: the capability table's static column.
+        details=(("capability", rule.capability),) if rule.capability and not hit.rule_id else (),
     )
 
 
@@ -230,16 +232,10 @@ def _payload_findings(ctx: FileContext, hit: Hit, rules: CompiledRules) -> list[
     )
     line = hit.node.start_point[0] + 1
     return [
-        Finding(
-            stage=f.stage,
-            rule_id=f.rule_id,
-            category=f.category,
-            severity=f.severity,
+        replace(
+            f,
             message=f"in code decoded at line {line}: {f.message}",
-            path=ctx.path,
             line=line if ctx.depth == 0 else None,
-            evidence=f.evidence,
-            state=f.state,
         )
         for f in inner.findings
     ]

@@ -14,10 +14,7 @@ from tree_sitter import Query
 
 from scanner.findings import Category, RuleState, Severity
 from scanner.js.parser import compile_query
-
-CAPABILITIES = frozenset(
-    {"network", "storage", "cookies", "dom", "navigation", "clipboard", "workers", "eval"}
-)
+from scanner.manifest import CAPABILITY_KEYS
 
 
 class RuleError(ValueError):
@@ -106,7 +103,7 @@ def _parse_rule(path: Path, analyzers: set[str]) -> JsRule:
         raise RuleError(f"{path.name}: id {rule.id!r} must equal the file name")
     if rule.analyzer not in analyzers:
         raise RuleError(f"{path.name}: unknown analyzer {rule.analyzer!r}")
-    if rule.capability is not None and rule.capability not in CAPABILITIES:
+    if rule.capability is not None and rule.capability not in CAPABILITY_KEYS:
         raise RuleError(f"{path.name}: unknown capability {rule.capability!r}")
     if not rule.atoms and not rule.atom_regex and not rule.atom_min_token:
         raise RuleError(f"{path.name}: needs atoms, atom_regex or atom_min_token")

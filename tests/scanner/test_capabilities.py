@@ -19,15 +19,22 @@ def _ws(tmp_path: Path, **changes: object) -> Workspace:
     return Workspace.from_directory(root)
 
 
-def _static(rule: str) -> StageResult:
-    f = Finding("js-static", rule, Category.UNDECLARED_CAPABILITY, Severity.MEDIUM, "m")
+def _static(rule: str, capability: str) -> StageResult:
+    f = Finding(
+        "js-static",
+        rule,
+        Category.UNDECLARED_CAPABILITY,
+        Severity.MEDIUM,
+        "m",
+        details=(("capability", capability),),
+    )
     return StageResult("js-static", 1, findings=[f])
 
 
 def test_rows_per_capability(tmp_path: Path) -> None:
     ws = _ws(tmp_path, capabilities={"network": ["https://api.acme.example"], "clipboard": True})
     runtime = StageResult("runtime", 1, raw={"observed_capabilities": ["network", "cookies"]})
-    result = CapabilityCheck().run(ws, [_static("js-storage-access"), runtime])
+    result = CapabilityCheck().run(ws, [_static("js-storage-access", "storage"), runtime])
     rows = {r["capability"]: r for r in result.raw["table"]}
     assert rows["network"] == {
         "capability": "network",

