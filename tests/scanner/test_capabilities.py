@@ -56,3 +56,13 @@ def test_without_a_runtime_run_observed_is_unknown(tmp_path: Path) -> None:
     result = CapabilityCheck().run(_ws(tmp_path), [runtime])
     assert all(r["observed"] is None for r in result.raw["table"])
     assert result.findings == []  # unused cannot be claimed without having watched it run
+
+
+def test_reuses_the_csp_the_runtime_stage_ran_under(tmp_path: Path) -> None:
+    runtime = StageResult(
+        "runtime", 1, raw={"csp": "default-src 'none'; x", "sri": {"a.js": "sha384-x"}}
+    )
+    result = CapabilityCheck().run(_ws(tmp_path), [runtime])
+    assert result.raw["csp"] == "default-src 'none'; x" and result.raw["sri"] == {
+        "a.js": "sha384-x"
+    }
