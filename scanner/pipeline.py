@@ -56,7 +56,8 @@ class ScanResult:
 
 
 def default_stage_factories() -> tuple[StageFactory, ...]:
-    """The stages in report order; imported here so a broken stage module fails one stage."""
+    """The stages in report order; imported here because they pull in heavy libraries
+    (Playwright, SQLAlchemy, bandit) that importing the pipeline should not pay for."""
     from scanner.stages.antivirus import AntivirusStage
     from scanner.stages.dependencies import DependencyStage
     from scanner.stages.directives import DirectivesStage

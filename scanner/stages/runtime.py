@@ -18,7 +18,9 @@ from scanner.workspace import Workspace
 ROLES = ("user", "admin")
 
 
-class Detonator(Protocol):
+class DetonationPool(Protocol):
+    """What the stage needs of sandbox.browser.BrowserPool (a fake in unit tests)."""
+
     def detonate(self, request: DetonationRequest, timeout: float) -> Trace: ...
 
     def abort(self) -> None: ...
@@ -36,7 +38,7 @@ class RuntimeStage:
     name: ClassVar[str] = STAGE
     version: ClassVar[int] = 1
 
-    def __init__(self, detonator: Detonator, time_limit: float) -> None:
+    def __init__(self, detonator: DetonationPool, time_limit: float) -> None:
         self.detonator = detonator
         self.time_limit = time_limit
 
