@@ -150,6 +150,28 @@ def test_endless_mount_times_out_and_the_pool_recovers(pool: BrowserPool, tmp_pa
     assert after.status is StageStatus.OK
 
 
+def test_browser_over_its_memory_cap_is_restarted(tmp_path: Path) -> None:
+    ws = _plugin(tmp_path, "container.textContent = 'hello';")
+    pool = BrowserPool(BrowserSettings(max_rss_bytes=1))  # every browser is over a 1-byte cap
+    request = DetonationRequest(
+        root=ws.root,
+        files=tuple(f.path for f in ws.files),
+        entry="dist/bundle.js",
+        styles=(),
+        global_name="TestPlugin",
+        allowed_origins=(),
+        csp="default-src 'none'",
+        role="user",
+        time_limit_s=5,
+    )
+    try:
+        for _ in range(3):
+            assert pool.detonate(request, timeout=60).mount_error is None
+        assert pool.launches == 3
+    finally:
+        pool.close()
+
+
 def test_no_browser_or_profile_left_after_200_scans(tmp_path: Path) -> None:
     profiles_before = set(Path("/tmp").glob("playwright*"))
     browsers_before = set(browser_processes())  # the module's own pool may be running
