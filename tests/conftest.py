@@ -16,6 +16,7 @@ import pytest
 
 from scanner.clamd_server import ClamdServer
 from scanner.config import PROJECT_ROOT, Settings
+from scanner.workspace import Workspace
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -40,6 +41,14 @@ CLEAN_JS = (
 )
 
 BundleMaker = Callable[..., Path]
+
+
+def workspace_of(root: Path, files: dict[str, str | bytes]) -> Workspace:
+    """Write {path: content} under ``root`` and inventory it as an unpacked bundle."""
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data.encode() if isinstance(data, str) else data)
+    return Workspace.from_directory(root)
 
 
 @pytest.fixture

@@ -14,14 +14,11 @@ from scanner.deps.typosquat import PopularNames
 from scanner.deps.vendored import VendoredLibraries
 from scanner.findings import Category, Severity
 from scanner.workspace import Workspace
+from tests.conftest import workspace_of
 
 
 def _ws(tmp_path: Path, files: dict[str, str | bytes]) -> Workspace:
-    root = tmp_path / "b"
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data.encode() if isinstance(data, str) else data)
-    return Workspace.from_directory(root)
+    return workspace_of(tmp_path / "b", dict(files))
 
 
 def _npm(tmp_path: Path, files: dict[str, str | bytes]) -> DependencyScan:

@@ -11,6 +11,7 @@ from scanner.config import Settings
 from scanner.findings import Category, Severity, StageStatus
 from scanner.stages.antivirus import AntivirusStage
 from scanner.workspace import Workspace
+from tests.conftest import workspace_of
 
 # Built at run time so this file itself is never flagged by a scanner.
 EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*").encode()
@@ -39,11 +40,7 @@ class FakeClamd:
 
 
 def _workspace(tmp_path: Path, files: dict[str, bytes]) -> Workspace:
-    root = tmp_path / "b"
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-    return Workspace.from_directory(root)
+    return workspace_of(tmp_path / "b", dict(files))
 
 
 def test_found_is_a_critical_malware_finding(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from scanner.findings import Category, Severity
 from scanner.stages.directives import DirectivesStage
 from scanner.stages.secrets import SecretPattern, SecretsStage, load_patterns
 from scanner.workspace import Workspace
+from tests.conftest import workspace_of
 
 SECRETS = SecretsStage(load_patterns(PROJECT_ROOT / "rules" / "secrets.toml"))
 # Assembled at run time so no scanner mistakes this file for a leak.
@@ -21,11 +22,7 @@ TELEGRAM = "123456789:" + "AA" + "F1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"
 
 
 def _ws(tmp_path: Path, files: dict[str, bytes]) -> Workspace:
-    root = tmp_path / "b"
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-    return Workspace.from_directory(root)
+    return workspace_of(tmp_path / "b", dict(files))
 
 
 @pytest.mark.parametrize(
