@@ -215,3 +215,16 @@ def test_snapshot_keeps_licences_and_no_prose() -> None:
     first = json.loads((base / "osv-pypa.jsonl").read_text().splitlines()[0])
     assert "details" not in first and "summary" not in first
     assert len(snapshot_feeds(PROJECT_ROOT / "rules")) == 4
+
+
+def test_shipped_snapshot_is_what_build_snapshot_makes(tmp_path: Path) -> None:
+    """The data in rules/advisories is reproducible from the sources, byte for byte."""
+    shared = PROJECT_ROOT.parent / "shared" / "advisories"
+    if not (shared / "pypa-advisory-database").is_dir():
+        pytest.skip("../shared/advisories is not beside the checkout")
+    from scanner.advisories.snapshot import build_snapshot
+
+    build_snapshot(shared, tmp_path)
+    shipped = PROJECT_ROOT / "rules" / "advisories"
+    for built in sorted(tmp_path.iterdir()):
+        assert built.read_bytes() == (shipped / built.name).read_bytes(), built.name
