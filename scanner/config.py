@@ -82,6 +82,54 @@ class Settings:
     browser_max_scans: int = 100
     archive: ArchiveLimits = field(default_factory=ArchiveLimits)
 
+    # --- the service (gatehouse serve, workers, HTTP API) ---
+    # Celery broker (redis://, amqp://); empty means the embedded broker: kombu's
+    # SQLAlchemy transport on <data_dir>/broker.sqlite.
+    broker_url: str = ""
+    # Blob storage for bundles and artifacts: empty means <data_dir>/blobs; or
+    # s3://bucket/prefix through boto3 (credentials from boto3's usual sources).
+    blob_url: str = ""
+    # Endpoint of an S3-compatible store (MinIO, Ceph, moto); empty means AWS.
+    s3_endpoint_url: str = ""
+    # Secrets the registry signs its webhooks with (whsec_..., space-separated: during a
+    # rotation both the old and the new one are accepted).
+    webhook_secrets: str = ""
+    # Secret our callbacks to the registry are signed with (whsec_...).
+    callback_secret: str = ""
+    # Origins (scheme://host[:port], space-separated) a bundle_url may be fetched from.
+    registry_origins: str = ""
+    # Origins a callback_url may point at.
+    callback_origins: str = ""
+    # Seconds a webhook's timestamp may be away from our clock (replay window).
+    webhook_tolerance: int = 300
+    # Submissions one publisher may make in 24 hours, unless the publisher has its own.
+    publisher_daily_limit: int = 10
+    # Pre-flight scans one token may start in an hour, unless the token has its own.
+    token_hourly_limit: int = 60
+    # Hours a pre-flight scan and its report are kept.
+    preflight_ttl_hours: float = 168.0
+    # Starts of one stage before its bundle is quarantined (it keeps killing workers).
+    max_stage_attempts: int = 3
+    # Hard limit of one task in seconds; must stay below the broker's visibility timeout.
+    task_time_limit: float = 300.0
+    # Seconds before a Redis broker redelivers an unacknowledged task.
+    broker_visibility_timeout: float = 3600.0
+    # Seconds a scan may go without progress before the sweeper recovers it.
+    stuck_after: float = 600.0
+    # Seconds between sweeps (stuck scans, due callbacks, expired pre-flights).
+    sweep_interval: float = 15.0
+    # Seconds one callback request may take, whole (a hanging registry is a failure).
+    callback_timeout: float = 10.0
+    # Seconds over which a failing callback is retried (about three days).
+    callback_retry_window: float = 3 * 86400.0
+    # Seconds the fetch of a bundle_url may take, whole.
+    fetch_timeout: float = 30.0
+    # Address of the HTTP API (gatehouse serve).
+    listen: str = "127.0.0.1:8080"
+    # Web server processes and Celery worker processes started by gatehouse serve.
+    web_processes: int = 2
+    worker_processes: int = 2
+
     @property
     def clamd_socket_path(self) -> Path:
         return (
@@ -91,6 +139,35 @@ class Settings:
     @property
     def policy_path(self) -> Path:
         return self.rules_dir / "policy.toml"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+
+    @property
+    def webhook_secret_list(self) -> tuple[str, ...]:
+        return tuple(self.webhook_secrets.split())
+
+    @property
+    def registry_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.rstrip("/") for o in self.registry_origins.split())
+
+    @property
+    def callback_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.rstrip("/") for o in self.callback_origins.split())
+
+    def check(self) -> Settings:
+        """Refuse combinations that would break delivery guarantees; returns self."""
+        if self.task_time_limit >= self.broker_visibility_timeout:
+            raise SettingsError(
+                "GATEHOUSE_TASK_TIME_LIMIT must stay below GATEHOUSE_BROKER_VISIBILITY_TIMEOUT,"
+                " or a running task is delivered a second time"
+            )
+        if self.stage_timeout >= self.task_time_limit:
+            raise SettingsError("GATEHOUSE_STAGE_TIMEOUT must stay below GATEHOUSE_TASK_TIME_LIMIT")
+        if self.max_stage_attempts < 1:
+            raise SettingsError("GATEHOUSE_MAX_STAGE_ATTEMPTS must be at least 1")
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -109,7 +186,7 @@ class Settings:
                 limits[f.name] = _coerce(key, env[key], getattr(base.archive, f.name))
         if limits:
             values["archive"] = replace(base.archive, **limits)
-        return replace(base, **values)
+        return replace(base, **values).check()
 
 
 def _coerce(key: str, raw: str, current: object) -> object:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from scanner.config import Settings
@@ -44,7 +46,40 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     # WAL lets readers (scans) go on while an import writes; foreign keys are off by default.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # The web server and the workers are separate processes writing to the same file:
+    # wait for the lock instead of failing with "database is locked".
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (once per process and database)."""
+    key = engine.url.render_as_string(hide_password=False)
+    with _migrate_lock:
+        if key in _migrated:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            if _created_before_migrations(connection):
+                # Databases from before the migrations hold exactly revision 0001.
+                command.stamp(config, "0001")
+            command.upgrade(config, "head")
+        _migrated.add(key)
+
+
+def _created_before_migrations(connection: Connection) -> bool:
+    tables = set(inspect(connection).get_table_names())
+    return "advisory_sources" in tables and "alembic_version" not in tables
 
 
 @contextmanager

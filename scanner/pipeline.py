@@ -7,7 +7,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,32 @@ def scan_bundle(
     keep_workdir: Path | None = None,
 ) -> ScanResult:
     """Unpack ``bundle`` into a private work dir, run the stages, decide, clean up."""
+    with opened_bundle(bundle, settings) as opened:
+        results = [opened.intake]
+        if opened.workspace is not None:
+            results += run_stages(opened.workspace, stages, settings.stage_timeout)
+        else:
+            results += [_skipped(s, "the archive was not admitted at intake") for s in stages]
+        results += list(unavailable)
+        if keep_workdir is not None:
+            shutil.copytree(opened.root, keep_workdir, dirs_exist_ok=True)
+        return conclude(opened, results, settings, policy, bundle.name)
+
+
+@dataclass
+class OpenedBundle:
+    """A bundle unpacked into a private work dir; ``workspace`` is None when refused."""
+
+    root: Path
+    info: BundleInfo
+    intake: StageResult
+    files: tuple[UnpackedFile, ...]
+    workspace: Workspace | None
+
+
+@contextmanager
+def opened_bundle(bundle: Path, settings: Settings) -> Iterator[OpenedBundle]:
+    """Unpack under a fresh 0700 dir below the work root; removed on the way out."""
     info = describe_bundle(bundle)
     settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     workdir = Path(tempfile.mkdtemp(prefix="scan-", dir=settings.work_root))
@@ -116,25 +143,31 @@ def scan_bundle(
         root = workdir / "bundle"
         root.mkdir(mode=0o700)
         intake, files, admitted = _intake(bundle, root, settings)
-        workspace = Workspace(root, tuple(files), info)
-        results = [intake]
-        if admitted:
-            results += run_stages(workspace, stages, settings.stage_timeout)
-            results.append(CapabilityCheck().run(workspace, results))
-        else:
-            results += [_skipped(s, "the archive was not admitted at intake") for s in stages]
-        results += list(unavailable)
-        manifest = workspace.manifest.manifest if admitted else None
-        if keep_workdir is not None:
-            shutil.copytree(root, keep_workdir, dirs_exist_ok=True)
+        workspace = Workspace(root, tuple(files), info) if admitted else None
+        yield OpenedBundle(root, info, intake, tuple(files), workspace)
     finally:
         _remove_tree(workdir)
+
+
+def conclude(
+    opened: OpenedBundle,
+    results: Sequence[StageResult],
+    settings: Settings,
+    policy: Policy,
+    bundle_name: str,
+) -> ScanResult:
+    """Add the capability check to the stages' results and decide."""
+    results = list(results)
+    manifest = None
+    if opened.workspace is not None:
+        results.append(CapabilityCheck().run(opened.workspace, results))
+        manifest = opened.workspace.manifest.manifest
     decision = decide([f for r in results for f in r.findings], results, policy)
     tools = {k: v for r in results for k, v in r.tool_versions.items()}
     return ScanResult(
-        bundle_name=bundle.name,
-        bundle=info,
-        files=tuple(files),
+        bundle_name=bundle_name,
+        bundle=opened.info,
+        files=opened.files,
         stages=results,
         decision=decision,
         ruleset=ruleset_hash(settings.rules_dir),

@@ -6,15 +6,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
-from typing import cast
 
-from sqlalchemy import Engine, Table, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from scanner.advisories.feeds import Detector, Feed, normalise_name
 from scanner.advisories.models import Advisory, AdvisorySource, AffectedPackage, JsDetector
 from scanner.advisories.versions import AffectedRange
-from scanner.db import Base, session_scope
+from scanner.db import migrate, session_scope
 
 LOOKUP_CHUNK = 500
 STALE_AFTER_DAYS = 7
@@ -51,8 +50,7 @@ class SourceStatus:
 class AdvisoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        tables = (AdvisorySource, Advisory, AffectedPackage, JsDetector)
-        Base.metadata.create_all(engine, tables=[cast(Table, m.__table__) for m in tables])
+        migrate(engine)
 
     def import_feed(self, feed: Feed) -> int:
         """Replace everything from this feed's source in one transaction; returns advisories."""

@@ -1,0 +1,46 @@
+"""Bearer tokens with scopes for the CI and read endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, request
+
+from review_ui.app import services_of
+from review_ui.problems import ApiProblemError
+from scanner.tokens import authenticate
+
+
+@dataclass(frozen=True)
+class Caller:
+    token_id: int
+    scopes: frozenset[str]
+
+    def may_read_all(self) -> bool:
+        return bool(self.scopes & {"read", "admin"})
+
+
+def require_token(*any_of: str) -> Caller:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="gatehouse"'}
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiProblemError(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "send Authorization: Bearer <token>",
+            headers=challenge,
+        )
+    with services_of(current_app).session() as s:
+        row = authenticate(s, token.strip())
+        if row is None:
+            raise ApiProblemError(
+                401, "unauthorized", "Unauthorized", "unknown or revoked token", headers=challenge
+            )
+        caller = Caller(row.id, row.scope_set)
+    if any_of and not caller.scopes & set(any_of):
+        raise ApiProblemError(
+            403, "forbidden", "Forbidden", f"this needs a token with scope {' or '.join(any_of)}"
+        )
+    return caller

@@ -1,0 +1,121 @@
+"""CI pre-flight: POST /scans (bearer token, scope preflight), GET /scans/{id}."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Response, current_app, jsonify, request, url_for
+
+from review_ui.api import bp
+from review_ui.api.auth import Caller, require_token
+from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, spooled_body
+from review_ui.app import services_of
+from review_ui.problems import ApiProblemError
+from scanner.blobs import BlobNotFoundError, artifact_key
+from scanner.models import Scan, ScanStatus, iso
+from scanner.ratelimit import RateLimitedError
+from scanner.services import Services
+from scanner.submissions import start_preflight
+
+MAX_WAIT = 60.0
+POLL = 0.1
+
+
+@bp.post("/scans")
+def create_scan() -> Response:
+    caller = require_token("preflight")
+    svc = services_of(current_app)
+    if request.mimetype != "multipart/form-data":
+        raise ApiProblemError(
+            415, "unsupported-media-type", "Unsupported Media Type", "send multipart/form-data"
+        )
+    limit = svc.settings.archive.max_bundle_bytes + FORM_OVERHEAD
+    with spooled_body(svc.settings.work_root, limit, lambda _: None) as upload:
+        form, files = parse_multipart(upload)
+        unknown = (set(form) | set(files)) - {"bundle"}
+        part = files.get("bundle")
+        if unknown or part is None or len(files.getlist("bundle")) != 1:
+            raise ApiProblemError(
+                422,
+                "invalid-scan",
+                "Invalid scan request",
+                "send exactly one file part named bundle, and nothing else",
+                errors=[
+                    {"field": sorted(unknown)[0] if unknown else "bundle", "message": "invalid"}
+                ],
+            )
+        try:
+            scan_id = start_preflight(svc, caller.token_id, saved_path(part), part.filename or "")
+        except RateLimitedError as exc:
+            raise ApiProblemError(
+                429,
+                "rate-limited",
+                "Too Many Requests",
+                str(exc),
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
+    location = url_for("api.get_scan", scan_id=scan_id)
+    response = jsonify({"id": scan_id, "status": ScanStatus.QUEUED.value, "status_url": location})
+    response.status_code = 202
+    response.headers["Location"] = location
+    return response
+
+
+@bp.get("/scans/<scan_id>")
+def get_scan(scan_id: str) -> Response:
+    caller = require_token("preflight", "read", "admin")
+    svc = services_of(current_app)
+    fmt = request.args.get("format", "json")
+    if fmt not in {"json", "sarif"}:
+        raise ApiProblemError(400, "bad-format", "Bad Request", "format is json or sarif")
+    try:
+        wait = min(MAX_WAIT, max(0.0, float(request.args.get("wait", "0"))))
+    except ValueError:
+        raise ApiProblemError(
+            400, "bad-wait", "Bad Request", "wait is a number of seconds"
+        ) from None
+    view = _load(svc, scan_id, caller)
+    deadline = time.monotonic() + wait
+    while (
+        view["status"] in (ScanStatus.QUEUED, ScanStatus.SCANNING) and time.monotonic() < deadline
+    ):
+        time.sleep(POLL)
+        view = _load(svc, scan_id, caller)
+    if view["status"] == ScanStatus.EXPIRED:
+        raise ApiProblemError(410, "expired", "Gone", "this pre-flight report has expired")
+    if fmt == "sarif":
+        return _sarif(svc, scan_id, str(view["status"]))
+    return jsonify(view)
+
+
+def _load(svc: Services, scan_id: str, caller: Caller) -> dict[str, object]:
+    with svc.session() as s:
+        scan = s.get(Scan, scan_id)
+        # Someone else's pre-flight is as absent as one that never existed.
+        if scan is None or not (caller.may_read_all() or scan.token_id == caller.token_id):
+            raise ApiProblemError(404, "not-found", "Not Found", "no such scan")
+        return {
+            "id": scan.id,
+            "kind": scan.kind,
+            "status": scan.status,
+            "verdict": scan.verdict,
+            "risk_score": scan.risk_score,
+            "submission_id": scan.submission_id,
+            "created_at": iso(scan.created_at),
+            "finished_at": iso(scan.finished_at),
+            "expires_at": iso(scan.expires_at),
+            "sarif_url": url_for("api.get_scan", scan_id=scan.id, format="sarif"),
+            "report": scan.report,
+        }
+
+
+def _sarif(svc: Services, scan_id: str, status: str) -> Response:
+    if status != ScanStatus.COMPLETED:
+        raise ApiProblemError(
+            409, "not-finished", "Conflict", "the scan has not finished; ask again with wait"
+        )
+    try:
+        data = svc.blobs.get_bytes(artifact_key(scan_id, "report.sarif"))
+    except BlobNotFoundError:
+        raise ApiProblemError(404, "not-found", "Not Found", "no SARIF for this scan") from None
+    return Response(data, mimetype="application/sarif+json")

@@ -1,0 +1,170 @@
+"""The registry's webhook: POST /submissions, signed; GET /submissions/{id}."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, current_app, jsonify, request, url_for
+from sqlalchemy import select
+
+from review_ui.api import bp
+from review_ui.api.auth import require_token
+from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, spooled_body
+from review_ui.app import services_of
+from review_ui.problems import ApiProblemError
+from scanner.models import Scan, Submission, iso
+from scanner.orchestration import summarize
+from scanner.ratelimit import RateLimitedError
+from scanner.submissions import SubmissionError, SubmissionRequest, accept_submission
+from scanner.webhooks import IncomingWebhook, SignatureError
+
+FIELDS = {"name", "version", "publisher_id", "callback_url", "bundle_url", "sha256"}
+REQUIRED = ("name", "version", "publisher_id")
+
+
+@bp.post("/submissions")
+def create_submission() -> Response:
+    svc = services_of(current_app)
+    try:
+        incoming = IncomingWebhook.start(
+            request.headers,
+            svc.settings.webhook_secret_list,
+            tolerance=svc.settings.webhook_tolerance,
+        )
+    except SignatureError as exc:
+        raise ApiProblemError(401, exc.code, "Webhook signature refused", str(exc)) from None
+    limit = svc.settings.archive.max_bundle_bytes + FORM_OVERHEAD
+    with spooled_body(svc.settings.work_root, limit, incoming.update) as upload:
+        try:
+            incoming.verify()  # over the raw bytes, before anything parses them
+        except SignatureError as exc:
+            raise ApiProblemError(401, exc.code, "Webhook signature refused", str(exc)) from None
+        fields, bundle = _fields_and_bundle(upload)
+        req = SubmissionRequest(
+            webhook_id=incoming.msg_id,
+            publisher_id=fields["publisher_id"],
+            plugin_name=fields["name"],
+            plugin_version=fields["version"],
+            callback_url=fields.get("callback_url"),
+            bundle_url=fields.get("bundle_url"),
+            sha256=fields.get("sha256"),
+        )
+        try:
+            accepted = accept_submission(svc, req, bundle)
+        except SubmissionError as exc:
+            raise _invalid(exc.field, str(exc)) from None
+        except RateLimitedError as exc:
+            raise ApiProblemError(
+                429,
+                "rate-limited",
+                "Too Many Requests",
+                str(exc),
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
+    location = url_for("api.get_submission", submission_id=accepted.submission_id)
+    response = jsonify(
+        {
+            "id": accepted.submission_id,
+            "scan_id": accepted.scan_id,
+            "status": accepted.status,
+            "duplicate": not accepted.created,
+            "status_url": location,
+        }
+    )
+    response.status_code = 202
+    response.headers["Location"] = location
+    return response
+
+
+def _fields_and_bundle(upload: Any) -> tuple[dict[str, str], Any]:
+    if request.mimetype == "multipart/form-data":
+        form, files = parse_multipart(upload)
+        extra = (set(form) | set(files)) - FIELDS - {"bundle"}
+        if extra:
+            raise _invalid(sorted(extra)[0], "unknown field")
+        if len(files.getlist("bundle")) > 1 or any(len(form.getlist(k)) > 1 for k in form):
+            raise _invalid("bundle", "each field may appear once")
+        fields = {k: form[k] for k in form}
+        part = files.get("bundle")
+        bundle = saved_path(part) if part is not None else None
+    elif request.mimetype == "application/json":
+        try:
+            data = json.loads(upload.body.read())
+        except (ValueError, UnicodeDecodeError):
+            raise ApiProblemError(400, "malformed-json", "Malformed JSON body") from None
+        if not isinstance(data, dict):
+            raise ApiProblemError(400, "malformed-json", "The JSON body must be an object")
+        extra = set(data) - FIELDS
+        if extra:
+            raise _invalid(sorted(extra)[0], "unknown field")
+        if not all(isinstance(v, str) for v in data.values()):
+            raise _invalid(
+                next(k for k, v in data.items() if not isinstance(v, str)), "must be a string"
+            )
+        fields, bundle = dict(data), None
+    else:
+        raise ApiProblemError(
+            415,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            "send multipart/form-data (bundle inline) or application/json (bundle_url)",
+        )
+    for name in REQUIRED:
+        if not fields.get(name):
+            raise _invalid(name, "is required")
+    return fields, bundle
+
+
+def _invalid(field: str, message: str) -> ApiProblemError:
+    return ApiProblemError(
+        422,
+        "invalid-submission",
+        "Invalid submission",
+        f"{field}: {message}",
+        errors=[{"field": field, "message": message}],
+    )
+
+
+@bp.get("/submissions/<submission_id>")
+def get_submission(submission_id: str) -> Response:
+    require_token("read", "admin")
+    svc = services_of(current_app)
+    with svc.session() as s:
+        sub = s.get(Submission, submission_id)
+        if sub is None:
+            raise ApiProblemError(404, "not-found", "Not Found", "no such submission")
+        scan = s.scalar(
+            select(Scan).where(Scan.submission_id == sub.id).order_by(Scan.created_at.desc())
+        )
+        body = {
+            "id": sub.id,
+            "status": sub.status,
+            "verdict": sub.verdict,
+            "plugin": {"name": sub.plugin_name, "version": sub.plugin_version},
+            "publisher_id": sub.publisher.external_id,
+            "sha256": sub.bundle_sha256,
+            "created_at": iso(sub.created_at),
+            "updated_at": iso(sub.updated_at),
+            "scan": None
+            if scan is None
+            else {
+                "id": scan.id,
+                "status": scan.status,
+                "verdict": scan.verdict,
+                "risk_score": scan.risk_score,
+                "url": url_for("api.get_scan", scan_id=scan.id),
+            },
+            "findings_summary": summarize(scan.report) if scan and scan.report else {},
+            "history": [
+                {
+                    "from": e.from_status,
+                    "to": e.to_status,
+                    "at": iso(e.at),
+                    "actor": e.actor,
+                    "reason": e.reason,
+                }
+                for e in sub.events
+            ],
+        }
+    return jsonify(body)

@@ -1,0 +1,37 @@
+"""The Flask application factory: nothing happens at import time."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from scanner.config import Settings
+from scanner.services import Services
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    """Build the app; ``services`` carries the database, blobs and job queue to use."""
+    from review_ui.api import bp as api_bp
+    from review_ui.health import bp as health_bp
+    from review_ui.problems import register_error_handlers
+
+    settings = settings or (services.settings if services else Settings.from_env())
+    if services is None:
+        from scanner.jobs import RecordingJobQueue
+
+        # Without a queue the API still answers; scans then wait for a sweeper with one.
+        services = Services.from_settings(settings, RecordingJobQueue())
+    app = Flask(__name__)
+    # The webhook reads its own body in chunks; this cap covers every other route.
+    app.config["MAX_CONTENT_LENGTH"] = settings.archive.max_bundle_bytes + 1024 * 1024
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["gatehouse"] = services
+    register_error_handlers(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
+    return app
+
+
+def services_of(app: Flask) -> Services:
+    svc = app.extensions["gatehouse"]
+    assert isinstance(svc, Services)
+    return svc

@@ -1,0 +1,135 @@
+"""/healthz (the process answers), /readyz (its dependencies do), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select, text
+
+from review_ui.app import services_of
+from scanner.clamav import SocketClamdClient
+from scanner.models import DeliveryAttempt, Scan, StageRun, WebhookDelivery
+from scanner.services import Services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    svc = services_of(current_app)
+    checks: dict[str, Callable[[], None]] = {
+        "database": lambda: _database(svc),
+        "broker": svc.jobs.ping,
+        "clamd": lambda: SocketClamdClient(svc.settings).ping(),
+        "browser": lambda: _browser(svc),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for name, check in checks.items():
+        start = time.perf_counter()
+        try:
+            check()
+            results[name] = {"ok": True}
+        except Exception as exc:
+            results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+        results[name]["ms"] = round((time.perf_counter() - start) * 1000, 1)
+    ready = all(r["ok"] for r in results.values())
+    response = jsonify({"status": "ready" if ready else "not ready", "checks": results})
+    response.status_code = 200 if ready else 503
+    return response
+
+
+def _database(svc: Services) -> None:
+    with svc.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _browser(svc: Services) -> None:
+    # The browser itself lives in the workers; here: is there one they can start?
+    path = svc.settings.chromium_path
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        raise FileNotFoundError(f"{path} is not an executable browser")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(services_of(current_app)))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+class _Collector:
+    """Read from the records at scrape time: every web process reports the same truth."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        with self.svc.session() as s:
+            scans = GaugeMetricFamily(
+                "gatehouse_scans",
+                "Scans by kind, status and verdict",
+                labels=["kind", "status", "verdict"],
+            )
+            for kind, status, verdict, n in s.execute(
+                select(Scan.kind, Scan.status, Scan.verdict, func.count()).group_by(
+                    Scan.kind, Scan.status, Scan.verdict
+                )
+            ):
+                scans.add_metric([kind, status, verdict or "none"], n)
+            yield scans
+            total = GaugeMetricFamily(
+                "gatehouse_stage_duration_seconds_sum", "Time spent per stage", labels=["stage"]
+            )
+            count = GaugeMetricFamily(
+                "gatehouse_stage_duration_seconds_count",
+                "Recorded runs per stage",
+                labels=["stage"],
+            )
+            for stage, ms, n in s.execute(
+                select(StageRun.stage, func.sum(StageRun.duration_ms), func.count())
+                .where(StageRun.duration_ms.is_not(None))
+                .group_by(StageRun.stage)
+            ):
+                total.add_metric([stage], (ms or 0) / 1000)
+                count.add_metric([stage], n)
+            yield total
+            yield count
+            failures = GaugeMetricFamily(
+                "gatehouse_webhook_delivery_failures", "Callback attempts that failed"
+            )
+            failures.add_metric(
+                [],
+                s.scalar(select(func.count()).where(DeliveryAttempt.error.is_not(None))) or 0,
+            )
+            yield failures
+            deliveries = GaugeMetricFamily(
+                "gatehouse_webhook_deliveries", "Callbacks by status", labels=["status"]
+            )
+            for status, n in s.execute(
+                select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
+            ):
+                deliveries.add_metric([status], n)
+            yield deliveries
+        depth = GaugeMetricFamily("gatehouse_queue_depth", "Messages waiting", labels=["queue"])
+        up = GaugeMetricFamily("gatehouse_broker_up", "Whether the broker answered")
+        try:
+            for queue, n in self.svc.jobs.depths().items():
+                depth.add_metric([queue], n)
+            up.add_metric([], 1)
+        except Exception:
+            up.add_metric([], 0)
+        yield depth
+        yield up

@@ -1,0 +1,71 @@
+"""The append-only audit log: who did what to which record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from scanner.models import (
+    TRANSITIONS,
+    AuditEntry,
+    Submission,
+    SubmissionEvent,
+    SubmissionStatus,
+    utcnow,
+)
+
+
+class TransitionError(RuntimeError):
+    """A submission was asked to make a move its lifecycle does not allow."""
+
+
+def audit(
+    session: Session,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str | int,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditEntry(
+            actor=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=str(subject_id),
+            data=data,
+        )
+    )
+
+
+def transition(
+    session: Session,
+    submission: Submission,
+    to: SubmissionStatus,
+    actor: str,
+    reason: str | None = None,
+) -> None:
+    """Move a submission, recording the event and an audit entry in the same transaction."""
+    current = SubmissionStatus(submission.status)
+    if to not in TRANSITIONS[current]:
+        raise TransitionError(f"submission {submission.id}: {current} -> {to} is not allowed")
+    submission.status = to
+    submission.updated_at = utcnow()
+    session.add(
+        SubmissionEvent(
+            submission_id=submission.id,
+            from_status=current.value,
+            to_status=to.value,
+            actor=actor,
+            reason=reason,
+        )
+    )
+    audit(
+        session,
+        actor,
+        f"submission.{to.value}",
+        "submission",
+        submission.id,
+        {"from": current.value},
+    )

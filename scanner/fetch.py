@@ -1,0 +1,76 @@
+"""Outbound HTTP with the guards a scanner needs: allowlisted origins, caps, deadlines."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+CHUNK = 64 * 1024
+
+
+class FetchError(Exception):
+    """The bundle could not be fetched; ``permanent`` says whether retrying can help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return ""
+    port = parts.port
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname.lower()
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def allowed(url: str, origins: tuple[str, ...]) -> bool:
+    """Exact origin match; userinfo is refused since it can disguise the real host."""
+    if "@" in urlsplit(url).netloc:
+        return False
+    origin = origin_of(url)
+    return bool(origin) and origin in {origin_of(o + "/") for o in origins}
+
+
+def fetch_bundle(
+    url: str,
+    dest: Path,
+    *,
+    origins: tuple[str, ...],
+    max_bytes: int,
+    expected_sha256: str,
+    timeout: float,
+) -> int:
+    """Stream ``url`` into ``dest``; refuse other origins, redirects, excess and bad hashes."""
+    if not allowed(url, origins):
+        raise FetchError(f"{url} is not on a configured registry origin", permanent=True)
+    deadline = time.monotonic() + timeout
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        # No redirects: a 3xx could point anywhere, including inside our network.
+        with requests.get(url, stream=True, timeout=(5, timeout), allow_redirects=False) as resp:
+            if resp.status_code in {404, 410} or 300 <= resp.status_code < 400:
+                raise FetchError(f"{url} answered {resp.status_code}", permanent=True)
+            if resp.status_code != 200:
+                raise FetchError(f"{url} answered {resp.status_code}", permanent=False)
+            with dest.open("wb") as out:
+                for chunk in resp.iter_content(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise FetchError(f"{url} is larger than {max_bytes} bytes", permanent=True)
+                    if time.monotonic() > deadline:
+                        raise FetchError(f"{url} took longer than {timeout:g} s", permanent=False)
+                    digest.update(chunk)
+                    out.write(chunk)
+    except requests.RequestException as exc:
+        raise FetchError(f"{url}: {type(exc).__name__}", permanent=False) from None
+    if digest.hexdigest() != expected_sha256:
+        raise FetchError(f"{url}: sha256 does not match the submission's", permanent=True)
+    return size

@@ -1,0 +1,48 @@
+"""What the service asks its workers to do, as a protocol: scanner/ never imports Celery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class JobQueue(Protocol):
+    def start_scan(self, scan_id: str) -> None:
+        """Fetch and unpack the scan's bundle, then fan its stages out."""
+
+    def run_stages(self, scan_id: str, stages: Sequence[str]) -> None:
+        """Run these stages of the scan, side by side, each on its kind of worker."""
+
+    def deliver(self, delivery_id: int) -> None:
+        """Attempt one callback delivery."""
+
+    def ping(self) -> None:
+        """Raise when the queue cannot be reached."""
+
+    def depths(self) -> dict[str, int]:
+        """Messages waiting per queue."""
+
+
+@dataclass
+class RecordingJobQueue:
+    """Keeps what was asked, runs nothing: for unit tests and for tools that only write."""
+
+    started: list[str] = field(default_factory=list)
+    stages: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    deliveries: list[int] = field(default_factory=list)
+
+    def start_scan(self, scan_id: str) -> None:
+        self.started.append(scan_id)
+
+    def run_stages(self, scan_id: str, stages: Sequence[str]) -> None:
+        self.stages.append((scan_id, tuple(stages)))
+
+    def deliver(self, delivery_id: int) -> None:
+        self.deliveries.append(delivery_id)
+
+    def ping(self) -> None:
+        return None
+
+    def depths(self) -> dict[str, int]:
+        return {"scan": len(self.started) + sum(len(st) for _, st in self.stages)}

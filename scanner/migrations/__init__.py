@@ -1,0 +1,1 @@
+"""Alembic migrations of the one SQL schema (advisories and the service's records)."""

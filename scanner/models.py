@@ -1,0 +1,353 @@
+"""The service's records: submissions, bundles, scans and everything a scan produced.
+
+Findings, stage runs, decisions, events and the audit log are append-only history: no
+foreign key cascades a delete into them, and the audit log refuses updates and deletes.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from scanner.db import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    # Random, so one CI token cannot walk another's scans by counting.
+    return uuid.uuid4().hex
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back; everything we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z, as the API shows times."""
+    value = aware(value)
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+class SubmissionStatus(enum.StrEnum):
+    RECEIVED = "received"
+    SCANNING = "scanning"
+    AWAITING_REVIEW = "awaiting_review"
+    REJECTED = "rejected"
+    APPROVED = "approved"
+    PROMOTED = "promoted"
+
+
+# The only moves a submission can make; anything else is a bug, refused loudly.
+TRANSITIONS: dict[SubmissionStatus, frozenset[SubmissionStatus]] = {
+    SubmissionStatus.RECEIVED: frozenset({SubmissionStatus.SCANNING, SubmissionStatus.REJECTED}),
+    SubmissionStatus.SCANNING: frozenset(
+        {SubmissionStatus.AWAITING_REVIEW, SubmissionStatus.REJECTED}
+    ),
+    SubmissionStatus.AWAITING_REVIEW: frozenset(
+        {SubmissionStatus.APPROVED, SubmissionStatus.REJECTED, SubmissionStatus.SCANNING}
+    ),
+    SubmissionStatus.REJECTED: frozenset({SubmissionStatus.SCANNING}),
+    SubmissionStatus.APPROVED: frozenset({SubmissionStatus.PROMOTED, SubmissionStatus.REJECTED}),
+    SubmissionStatus.PROMOTED: frozenset(),
+}
+
+
+class ScanStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SCANNING = "scanning"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+
+
+class ScanKind(enum.StrEnum):
+    SUBMISSION = "submission"
+    PREFLIGHT = "preflight"
+
+
+# Stage run states before a StageStatus (ok/error/timeout/skipped) is recorded.
+STAGE_PENDING = "pending"
+STAGE_RUNNING = "running"
+
+
+class Publisher(Base):
+    __tablename__ = "publishers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The registry's own id for the publisher.
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    # Submissions a day; None means the deployment's default.
+    daily_limit: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # sha256 of the whole token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters, so a person can tell tokens apart in lists and logs.
+    prefix: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[str] = mapped_column(String(200))  # space-separated
+    publisher_id: Mapped[int | None] = mapped_column(ForeignKey("publishers.id"))
+    hourly_limit: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class Bundle(Base):
+    """Bytes as uploaded, stored once however many submissions or scans name them."""
+
+    __tablename__ = "bundles"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    blob_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+    __table_args__ = (
+        UniqueConstraint(
+            "publisher_id",
+            "plugin_name",
+            "plugin_version",
+            "bundle_sha256",
+            name="uq_submissions_identity",
+        ),
+        Index("ix_submissions_publisher_created", "publisher_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("publishers.id"))
+    plugin_name: Mapped[str] = mapped_column(String(214))
+    plugin_version: Mapped[str] = mapped_column(String(64))
+    # Known at intake for inline bundles, announced by the registry for bundle_url.
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    bundle_url: Mapped[str | None] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    # The registry's webhook-id: a redelivered webhook finds its submission by it.
+    webhook_id: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default=SubmissionStatus.RECEIVED)
+    verdict: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    publisher: Mapped[Publisher] = relationship()
+    events: Mapped[list[SubmissionEvent]] = relationship(
+        order_by="SubmissionEvent.id", back_populates="submission"
+    )
+
+
+class SubmissionEvent(Base):
+    """One recorded transition of a submission's status."""
+
+    __tablename__ = "submission_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    submission: Mapped[Submission] = relationship(back_populates="events")
+
+
+class Scan(Base):
+    """One run of the pipeline over one bundle."""
+
+    __tablename__ = "scans"
+    __table_args__ = (
+        Index("ix_scans_status_updated", "status", "updated_at"),
+        Index("ix_scans_token_created", "token_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(12))
+    submission_id: Mapped[str | None] = mapped_column(ForeignKey("submissions.id"), index=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    bundle_sha256: Mapped[str | None] = mapped_column(ForeignKey("bundles.sha256"))
+    bundle_name: Mapped[str] = mapped_column(String(255), default="bundle.zip")
+    status: Mapped[str] = mapped_column(String(12), default=ScanStatus.QUEUED)
+    verdict: Mapped[str | None] = mapped_column(String(10))
+    risk_score: Mapped[int | None] = mapped_column(Integer)
+    ruleset: Mapped[str | None] = mapped_column(String(64))
+    tool_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The JSON report contract (docs/report-format.md), kept whole once the scan completes.
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Why a scan could not run at all (bundle unfetchable...), for the report.
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    stage_runs: Mapped[list[StageRun]] = relationship(order_by="StageRun.id")
+
+
+class StageRun(Base):
+    __tablename__ = "stage_runs"
+    __table_args__ = (UniqueConstraint("scan_id", "stage", name="uq_stage_runs_scan_stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"))
+    stage: Mapped[str] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    # pending, running, then a StageStatus value once recorded (never changed after).
+    status: Mapped[str] = mapped_column(String(10), default=STAGE_PENDING)
+    # Incremented before each start and committed first: a bundle that kills its worker
+    # every time shows up here and is quarantined instead of redelivered forever.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    coverage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    tool_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The stage's raw output beside its parsed findings.
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FindingRecord(Base):
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"), index=True)
+    stage_run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(40))
+    rule_id: Mapped[str] = mapped_column(String(120))
+    category: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(Text)
+    line: Mapped[int | None] = mapped_column(Integer)
+    evidence: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(12))
+    details: Mapped[list[Any] | None] = mapped_column(JSON)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("scan_id", "name", name="uq_artifacts_scan_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"))
+    stage_run_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    media_type: Mapped[str] = mapped_column(String(80))
+    blob_key: Mapped[str] = mapped_column(String(300))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Decision(Base):
+    """A verdict with its reasons: the policy's (automatic) or, later, a reviewer's."""
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"), index=True)
+    submission_id: Mapped[str | None] = mapped_column(ForeignKey("submissions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))  # automatic | reviewer
+    verdict: Mapped[str] = mapped_column(String(10))
+    risk_score: Mapped[int | None] = mapped_column(Integer)
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what to which record; written once, never changed (see the guard below)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(80))
+    subject_type: Mapped[str] = mapped_column(String(40))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class WebhookDelivery(Base):
+    """One event for the registry, delivered until it succeeds or the window closes."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Our webhook-id: stable across retries, so the registry can deduplicate.
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    submission_id: Mapped[str | None] = mapped_column(ForeignKey("submissions.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    # The exact bytes signed and sent, the same on every attempt.
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    attempt_log: Mapped[list[DeliveryAttempt]] = relationship(order_by="DeliveryAttempt.id")
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class AppendOnlyError(RuntimeError):
+    """Something tried to change or delete a history record."""
+
+
+APPEND_ONLY = (AuditEntry, SubmissionEvent, Decision, FindingRecord)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_history_changes(session: Session, _ctx: Any, _instances: Any) -> None:
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, APPEND_ONLY) and (obj in session.deleted or session.is_modified(obj)):
+            raise AppendOnlyError(f"{type(obj).__name__} records are append-only")

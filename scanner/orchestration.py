@@ -1,0 +1,559 @@
+"""A scan as steps that survive crashes: start, one step per stage, conclude, sweep.
+
+The database is the source of truth and the queue only wakes workers up. Every step is
+idempotent: a redelivered step finds its work recorded and does nothing twice, a stage
+records its findings only by winning a conditional update, and the scan is concluded by
+whichever finished stage wins another. The sweeper re-dispatches whatever stopped moving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from scanner.audit import audit, transition
+from scanner.blobs import BlobNotFoundError, artifact_key, bundle_key, sha256_file
+from scanner.callbacks import enqueue_event
+from scanner.fetch import FetchError, fetch_bundle
+from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
+from scanner.intake import BundleInfo
+from scanner.models import (
+    STAGE_PENDING,
+    STAGE_RUNNING,
+    Artifact,
+    Bundle,
+    Decision,
+    FindingRecord,
+    Scan,
+    ScanKind,
+    ScanStatus,
+    StageRun,
+    Submission,
+    SubmissionStatus,
+    utcnow,
+)
+from scanner.pipeline import ARCHIVE_STAGE, OpenedBundle, StageFactory, conclude, opened_bundle
+from scanner.pipeline import run_stages as run_in_threads
+from scanner.records import fill_stage_run, record_findings, result_of
+from scanner.reports.json import report_dict
+from scanner.reports.sarif import render_sarif
+from scanner.services import Services
+from scanner.stages.base import Stage
+
+log = logging.getLogger(__name__)
+
+ACTOR = "gatehouse"
+FINAL = tuple(s.value for s in StageStatus)
+MEDIA = {".json": "application/json", ".png": "image/png", ".sarif": "application/sarif+json"}
+
+
+class StageRegistry:
+    """Stages by name, each built once per process on first use (browsers stay warm)."""
+
+    def __init__(self, factories: Sequence[StageFactory]) -> None:
+        self.factories = {_name_of(f): f for f in factories}
+        self._built: dict[str, Stage] = {}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.factories)
+
+    def get(self, name: str, svc: Services) -> Stage:
+        if name not in self._built:
+            self._built[name] = self.factories[name](svc.settings)
+        return self._built[name]
+
+
+def _name_of(factory: StageFactory) -> str:
+    return str(getattr(getattr(factory, "__self__", None), "name", factory.__name__))
+
+
+@contextmanager
+def materialized(svc: Services, scan: Scan) -> Iterator[OpenedBundle]:
+    """The scan's bundle, downloaded and unpacked into a private work dir."""
+    svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(prefix="blob-", dir=svc.settings.work_root) as tmp:
+        path = Path(tmp) / scan.bundle_name
+        assert scan.bundle_sha256 is not None
+        svc.blobs.download(bundle_key(scan.bundle_sha256), path)
+        with opened_bundle(path, svc.settings) as opened:
+            yield opened
+
+
+# --- start ---------------------------------------------------------------------------
+
+
+def start_scan(svc: Services, scan_id: str, registry: StageRegistry) -> None:
+    """Get the bundle, unpack it once to record intake, create the stage runs, fan out."""
+    with svc.session() as s:
+        scan = s.get(Scan, scan_id)
+        if scan is None or scan.status == ScanStatus.COMPLETED:
+            return
+        if scan.status == ScanStatus.SCANNING:
+            pending = _unfinished(s, scan_id)
+            scan_stages = pending
+        else:
+            scan_stages = None
+        submission = s.get(Submission, scan.submission_id) if scan.submission_id else None
+        needs_fetch = scan.bundle_sha256 is None and submission is not None
+    if scan_stages is not None:
+        # Redelivered after the fan-out: dispatch what has not finished (idempotent).
+        if scan_stages:
+            svc.jobs.run_stages(scan_id, scan_stages)
+        else:
+            conclude_scan(svc, scan_id)
+        return
+    if needs_fetch:
+        assert submission is not None
+        if not _fetch(svc, scan_id, submission):
+            conclude_scan(svc, scan_id)
+            return
+    _intake_and_fan_out(svc, scan_id, registry)
+
+
+def _fetch(svc: Services, scan_id: str, submission: Submission) -> bool:
+    """Fetch a bundle_url into blob storage; False when it cannot be (recorded as error)."""
+    svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    assert submission.bundle_url is not None
+    with tempfile.TemporaryDirectory(prefix="fetch-", dir=svc.settings.work_root) as tmp:
+        dest = Path(tmp) / "bundle"
+        try:
+            size = fetch_bundle(
+                submission.bundle_url,
+                dest,
+                origins=svc.settings.registry_origin_list,
+                max_bytes=svc.settings.archive.max_bundle_bytes,
+                expected_sha256=submission.bundle_sha256,
+                timeout=svc.settings.fetch_timeout,
+            )
+        except FetchError as exc:
+            if not exc.permanent:
+                raise
+            _record_unrunnable(svc, scan_id, "fetch", str(exc))
+            return False
+        _store_bundle(svc, dest, submission.bundle_sha256, size)
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id)
+        scan.bundle_sha256 = submission.bundle_sha256
+    return True
+
+
+def _store_bundle(svc: Services, path: Path, sha256: str, size: int) -> None:
+    key = bundle_key(sha256)
+    if not svc.blobs.exists(key):
+        svc.blobs.put_file(key, path)
+    with svc.session() as s:
+        if s.get(Bundle, sha256) is None:
+            s.add(Bundle(sha256=sha256, size=size, blob_key=key))
+
+
+def _intake_and_fan_out(svc: Services, scan_id: str, registry: StageRegistry) -> None:
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id)
+        s.expunge(scan)
+    try:
+        with materialized(svc, scan) as opened:
+            intake = opened.intake
+            admitted = opened.workspace is not None
+    except BlobNotFoundError:
+        _record_unrunnable(svc, scan_id, ARCHIVE_STAGE, "the bundle is missing from storage")
+        conclude_scan(svc, scan_id)
+        return
+    names = registry.names if admitted else ()
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id, with_for_update=True)
+        if scan.status != ScanStatus.QUEUED:
+            return  # a duplicate delivery got here first
+        run = _record(s, scan_id, intake)
+        for name in registry.names:
+            status = STAGE_PENDING if admitted else StageStatus.SKIPPED.value
+            s.add(
+                StageRun(
+                    scan_id=scan_id,
+                    stage=name,
+                    status=status,
+                    error=None if admitted else "the archive was not admitted at intake",
+                )
+            )
+        scan.status, scan.updated_at = ScanStatus.SCANNING, utcnow()
+        _move_submission(s, scan, SubmissionStatus.SCANNING, "scan started")
+        audit(s, ACTOR, "scan.started", "scan", scan_id, {"intake": run.status})
+    if names:
+        svc.jobs.run_stages(scan_id, names)
+    else:
+        conclude_scan(svc, scan_id)
+
+
+def give_up(svc: Services, scan_id: str, stage: str, why: str) -> None:
+    """Conclude a scan that cannot run (its bundle cannot be had): fails closed."""
+    _record_unrunnable(svc, scan_id, stage, why)
+    conclude_scan(svc, scan_id)
+
+
+def _record_unrunnable(svc: Services, scan_id: str, stage: str, why: str) -> None:
+    """The scan cannot run at all: one error stage run, so the verdict fails closed."""
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id, with_for_update=True)
+        if scan.status != ScanStatus.QUEUED:
+            return
+        _record(s, scan_id, StageResult(stage, 1, StageStatus.ERROR, error=why))
+        scan.status, scan.error, scan.updated_at = ScanStatus.SCANNING, why, utcnow()
+        _move_submission(s, scan, SubmissionStatus.SCANNING, "scan started")
+
+
+def _record(s: Session, scan_id: str, result: StageResult) -> StageRun:
+    run = StageRun(scan_id=scan_id, stage=result.name, attempts=1, finished_at=utcnow())
+    fill_stage_run(run, result)
+    s.add(run)
+    s.flush()
+    record_findings(s, run, result.findings)
+    return run
+
+
+def _unfinished(s: Session, scan_id: str) -> list[str]:
+    return list(
+        s.scalars(
+            select(StageRun.stage).where(
+                StageRun.scan_id == scan_id, StageRun.status.in_((STAGE_PENDING, STAGE_RUNNING))
+            )
+        )
+    )
+
+
+# --- one stage -----------------------------------------------------------------------
+
+
+def run_stage(svc: Services, scan_id: str, name: str, registry: StageRegistry) -> None:
+    """Run one stage of a scan unless it is recorded already; conclude if it was the last."""
+    attempts = _claim(svc, scan_id, name)
+    if attempts is None:
+        conclude_scan(svc, scan_id)
+        return
+    if attempts > svc.settings.max_stage_attempts:
+        _quarantine(svc, scan_id, name, attempts)
+        conclude_scan(svc, scan_id)
+        return
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id)
+        s.expunge(scan)
+    try:
+        stage = registry.get(name, svc)
+        with materialized(svc, scan) as opened:
+            assert opened.workspace is not None
+            result = run_in_threads(opened.workspace, [stage], svc.settings.stage_timeout)[0]
+    except Exception as exc:
+        log.warning("scan %s stage %s could not run: %s", scan_id, name, exc)
+        result = StageResult(name, 0, StageStatus.ERROR, error=f"{type(exc).__name__}: {exc}"[:500])
+    _save(svc, scan_id, name, result)
+    conclude_scan(svc, scan_id)
+
+
+def _claim(svc: Services, scan_id: str, name: str) -> int | None:
+    """Count one more start, committed before the work; None when already recorded."""
+    with svc.session() as s:
+        run = s.scalar(
+            select(StageRun)
+            .where(StageRun.scan_id == scan_id, StageRun.stage == name)
+            .with_for_update()
+        )
+        if run is None or run.status not in (STAGE_PENDING, STAGE_RUNNING):
+            return None
+        run.attempts += 1
+        run.status, run.started_at = STAGE_RUNNING, utcnow()
+        s.execute(update(Scan).where(Scan.id == scan_id).values(updated_at=utcnow()))
+        return run.attempts
+
+
+def _quarantine(svc: Services, scan_id: str, name: str, attempts: int) -> None:
+    why = (
+        f"started {attempts - 1} times without finishing (the worker died each time):"
+        " quarantined instead of retried"
+    )
+    log.error("scan %s stage %s quarantined after %d attempts", scan_id, name, attempts - 1)
+    finding = Finding(
+        name,
+        "stage-quarantined",
+        Category.COVERAGE,
+        Severity.HIGH,
+        f"the {name} stage {why}",
+    )
+    _save(svc, scan_id, name, StageResult(name, 0, StageStatus.ERROR, [finding], error=why))
+
+
+def _save(svc: Services, scan_id: str, name: str, result: StageResult) -> None:
+    """Record a result once: only the delivery that flips the row from running wins."""
+    keys = {}
+    for artifact, data in result.artifacts.items():
+        key = artifact_key(scan_id, f"{name}-{artifact}")
+        svc.blobs.put_bytes(key, data)  # same key on a retry: overwritten, not duplicated
+        keys[artifact] = (key, data)
+    with svc.session() as s:
+        run = s.scalar(
+            select(StageRun)
+            .where(StageRun.scan_id == scan_id, StageRun.stage == name)
+            .with_for_update()
+        )
+        if run is None or run.status not in (STAGE_PENDING, STAGE_RUNNING):
+            return
+        fill_stage_run(run, result)
+        run.finished_at = utcnow()
+        record_findings(s, run, result.findings)
+        for artifact, (key, data) in keys.items():
+            _add_artifact(s, scan_id, run.id, f"{name}-{artifact}", key, data)
+
+
+def _add_artifact(
+    s: Session, scan_id: str, run_id: int | None, name: str, key: str, data: bytes
+) -> None:
+    s.add(
+        Artifact(
+            scan_id=scan_id,
+            stage_run_id=run_id,
+            name=name,
+            media_type=MEDIA.get(Path(name).suffix, "application/octet-stream"),
+            blob_key=key,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
+    )
+
+
+# --- conclude ------------------------------------------------------------------------
+
+
+def conclude_scan(svc: Services, scan_id: str) -> bool:
+    """Decide once every stage is recorded; True when this call concluded the scan."""
+    with svc.session() as s:
+        scan = s.get(Scan, scan_id)
+        if scan is None or scan.status != ScanStatus.SCANNING or _unfinished(s, scan_id):
+            return False
+        runs = list(s.scalars(select(StageRun).where(StageRun.scan_id == scan_id)))
+        rows = list(s.scalars(select(FindingRecord).where(FindingRecord.scan_id == scan_id)))
+        s.expunge(scan)
+    by_run: dict[int, list[FindingRecord]] = {}
+    for row in rows:
+        by_run.setdefault(row.stage_run_id, []).append(row)
+    results = [result_of(r, by_run.get(r.id, [])) for r in runs]
+    report, sarif, capability = _judge(svc, scan, results)
+    return _write_outcome(svc, scan_id, report, sarif, capability)
+
+
+def _judge(
+    svc: Services, scan: Scan, results: list[StageResult]
+) -> tuple[dict[str, object], str, StageResult | None]:
+    """Conclude from the recorded results; the capability check needs the bundle again."""
+    order = {ARCHIVE_STAGE: -1, "fetch": -1}
+    results.sort(key=lambda r: order.get(r.name, 0))
+    try:
+        if scan.bundle_sha256 is None:
+            raise BlobNotFoundError("no bundle was ever stored")
+        with materialized(svc, scan) as opened:
+            result = conclude(opened, results, svc.settings, svc.policy, scan.bundle_name)
+    except BlobNotFoundError:
+        # Nothing to look at: the recorded error stage makes the verdict fail closed.
+        nothing = OpenedBundle(Path(), BundleInfo(sha256="", size=0), results[0], (), None)
+        result = conclude(nothing, results, svc.settings, svc.policy, scan.bundle_name)
+    added = [r for r in result.stages if r not in results]
+    return report_dict(result), render_sarif(result), (added[0] if added else None)
+
+
+def _write_outcome(
+    svc: Services,
+    scan_id: str,
+    report: dict[str, object],
+    sarif: str,
+    capability: StageResult | None,
+) -> bool:
+    deliveries = []
+    sarif_key = artifact_key(scan_id, "report.sarif")
+    svc.blobs.put_bytes(sarif_key, sarif.encode())
+    with svc.session() as s:
+        claimed = s.execute(
+            update(Scan)
+            .where(Scan.id == scan_id, Scan.status == ScanStatus.SCANNING)
+            .values(status=ScanStatus.COMPLETED, updated_at=utcnow(), finished_at=utcnow())
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return False  # another finished stage concluded it first
+        scan = s.get_one(Scan, scan_id)
+        if capability is not None:
+            _record(s, scan_id, capability)
+        verdict = str(report["verdict"])
+        scan.verdict, scan.report = verdict, report
+        scan.risk_score = int(report["risk_score"])  # type: ignore[call-overload]
+        scan.ruleset = str(report["ruleset"])
+        scan.tool_versions = report["tool_versions"]  # type: ignore[assignment]
+        _add_artifact(s, scan_id, None, "report.sarif", sarif_key, sarif.encode())
+        s.add(
+            Decision(
+                scan_id=scan_id,
+                submission_id=scan.submission_id,
+                kind="automatic",
+                verdict=verdict,
+                risk_score=scan.risk_score,
+                reasons=report["reasons"],
+                actor="policy",
+            )
+        )
+        audit(s, ACTOR, "scan.completed", "scan", scan_id, {"verdict": verdict})
+        if scan.kind == ScanKind.SUBMISSION and scan.submission_id:
+            deliveries = _conclude_submission(s, scan, verdict, report)
+    for delivery_id in deliveries:
+        _dispatch_delivery(svc, delivery_id)
+    return True
+
+
+def _conclude_submission(
+    s: Session, scan: Scan, verdict: str, report: dict[str, object]
+) -> list[int]:
+    submission = s.get_one(Submission, scan.submission_id)
+    submission.verdict = verdict
+    rejected = verdict == "reject"
+    to = SubmissionStatus.REJECTED if rejected else SubmissionStatus.AWAITING_REVIEW
+    _move_submission(s, scan, to, f"policy verdict: {verdict}")
+    data = {
+        "scan_id": scan.id,
+        "status": to.value,
+        "verdict": verdict,
+        "risk_score": report["risk_score"],
+        "findings": summarize(report),
+    }
+    events = [enqueue_event(s, submission, "scan.completed", data)]
+    if rejected:
+        events.append(enqueue_event(s, submission, "submission.rejected", data))
+    s.flush()
+    return [e.id for e in events if e is not None]
+
+
+def summarize(report: dict[str, object]) -> dict[str, int]:
+    """Findings per severity label, the way a registry shows them."""
+    counts: dict[str, int] = {}
+    for f in report.get("findings", []):  # type: ignore[attr-defined]
+        counts[f["severity"]] = counts.get(f["severity"], 0) + 1
+    return counts
+
+
+def _move_submission(s: Session, scan: Scan, to: SubmissionStatus, reason: str) -> None:
+    if scan.kind != ScanKind.SUBMISSION or not scan.submission_id:
+        return
+    submission = s.get_one(Submission, scan.submission_id, with_for_update=True)
+    if submission.status != to:
+        transition(s, submission, to, ACTOR, reason)
+
+
+def _dispatch_delivery(svc: Services, delivery_id: int) -> None:
+    try:
+        svc.jobs.deliver(delivery_id)
+    except Exception as exc:  # the sweeper delivers it once the lease runs out
+        log.warning("callback %d not dispatched now: %s", delivery_id, exc)
+
+
+# --- sweep ---------------------------------------------------------------------------
+
+
+def sweep(svc: Services) -> dict[str, int]:
+    """Recover what stopped moving; returns counts of what was done, for logs and tests."""
+    from scanner.callbacks import due
+
+    now = utcnow()
+    stuck = now - timedelta(seconds=svc.settings.stuck_after)
+    counts = {"requeued": 0, "redispatched": 0, "concluded": 0, "deliveries": 0, "expired": 0}
+    with svc.session() as s:
+        rows = list(
+            s.execute(
+                select(Scan.id, Scan.status)
+                .where(
+                    Scan.status.in_((ScanStatus.QUEUED, ScanStatus.SCANNING)),
+                    Scan.updated_at < stuck,
+                )
+                .limit(500)
+            )
+        )
+        for scan_id, _ in rows:
+            # Touch first, so the next sweep waits a full period before trying again.
+            s.execute(update(Scan).where(Scan.id == scan_id).values(updated_at=now))
+    for scan_id, status in rows:
+        try:
+            if status == ScanStatus.QUEUED:
+                svc.jobs.start_scan(scan_id)
+                counts["requeued"] += 1
+            else:
+                counts[_recover(svc, scan_id)] += 1
+        except Exception as exc:
+            log.warning("sweep: scan %s not recovered yet: %s", scan_id, exc)
+    for delivery_id in due(svc):
+        _dispatch_delivery(svc, delivery_id)
+        counts["deliveries"] += 1
+    counts["expired"] = expire_preflights(svc)
+    return counts
+
+
+def _recover(svc: Services, scan_id: str) -> str:
+    with svc.session() as s:
+        pending = _unfinished(s, scan_id)
+    if pending:
+        log.warning("sweep: scan %s stuck in %s, dispatching again", scan_id, pending)
+        svc.jobs.run_stages(scan_id, pending)
+        return "redispatched"
+    conclude_scan(svc, scan_id)
+    return "concluded"
+
+
+def expire_preflights(svc: Services, limit: int = 200) -> int:
+    """Pre-flight reports are the CI user's code: drop them, keep a tombstone row."""
+    now = utcnow()
+    with svc.session() as s:
+        ids = list(
+            s.scalars(
+                select(Scan.id)
+                .where(
+                    Scan.kind == ScanKind.PREFLIGHT,
+                    Scan.status == ScanStatus.COMPLETED,
+                    Scan.expires_at < now,
+                )
+                .limit(limit)
+            )
+        )
+        if not ids:
+            return 0
+        keys = list(s.scalars(select(Artifact.blob_key).where(Artifact.scan_id.in_(ids))))
+        # Explicit purges of pre-flight data only (decisions stay); nothing cascades.
+        s.execute(delete(Artifact).where(Artifact.scan_id.in_(ids)))
+        s.execute(delete(FindingRecord).where(FindingRecord.scan_id.in_(ids)))
+        s.execute(delete(StageRun).where(StageRun.scan_id.in_(ids)))
+        s.execute(
+            update(Scan)
+            .where(Scan.id.in_(ids))
+            .values(status=ScanStatus.EXPIRED, report=None, updated_at=now)
+        )
+    for key in keys:
+        svc.blobs.delete(key)
+    return len(ids)
+
+
+def count_unfinished(svc: Services) -> int:
+    with svc.session() as s:
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(Scan)
+                .where(Scan.status.in_((ScanStatus.QUEUED, ScanStatus.SCANNING)))
+            )
+            or 0
+        )
+
+
+def bundle_from_file(svc: Services, path: Path) -> tuple[str, int]:
+    """Store an uploaded file as a content-addressed bundle; returns (sha256, size)."""
+    sha = sha256_file(path)
+    size = path.stat().st_size
+    _store_bundle(svc, path, sha, size)
+    return sha, size

@@ -1,0 +1,40 @@
+"""What every service process holds once: settings, database, blob store, job queue."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from scanner.blobs import BlobStore, blob_store
+from scanner.config import Settings
+from scanner.db import database_url, make_engine, migrate, session_scope
+from scanner.jobs import JobQueue
+from scanner.policy import Policy
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    blobs: BlobStore
+    jobs: JobQueue
+
+    @classmethod
+    def from_settings(cls, settings: Settings, jobs: JobQueue) -> Services:
+        engine = make_engine(database_url(settings))
+        migrate(engine)
+        return cls(settings, engine, blob_store(settings), jobs)
+
+    @functools.cached_property
+    def policy(self) -> Policy:
+        return Policy.load(self.settings.policy_path)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.engine) as session:
+            yield session

@@ -1,0 +1,96 @@
+"""The Celery application, built from Settings; nothing connects at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery, group, signature
+
+from scanner.config import Settings
+
+# Queues per kind of work, so a deployment can give the browser hosts of their own.
+QUEUES = ("scan", "av", "browser", "callbacks")
+STAGE_QUEUES = {"runtime": "browser", "antivirus": "av"}
+
+
+def queue_of(stage: str) -> str:
+    return STAGE_QUEUES.get(stage, "scan")
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("gatehouse", broker=settings.broker, set_as_current=False)
+    transport: dict[str, object] = {
+        # Above the task time limit (Settings.check enforces it), or a task still running
+        # would be handed to a second worker.
+        "visibility_timeout": int(settings.broker_visibility_timeout),
+    }
+    if settings.broker.startswith("sqla+"):
+        transport["polling_interval"] = 0.1
+    app.conf.update(
+        include=["workers.tasks"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        task_ignore_result=True,
+        task_default_queue="scan",
+        task_time_limit=settings.task_time_limit,
+        worker_prefetch_multiplier=1,
+        worker_max_tasks_per_child=500,
+        worker_hijack_root_logger=False,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_connection_timeout=2,
+        # An accepted submission is committed first; a publish that fails is retried by
+        # the sweeper, so the request need not wait long on a broker that is down.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        beat_schedule={
+            "sweep": {"task": "gatehouse.sweep", "schedule": settings.sweep_interval},
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+    )
+    return app
+
+
+class CeleryJobQueue:
+    """The JobQueue protocol on a Celery broker; tasks are sent by name."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def start_scan(self, scan_id: str) -> None:
+        self.app.send_task("gatehouse.start_scan", args=[scan_id], queue="scan")
+
+    def run_stages(self, scan_id: str, stages: Sequence[str]) -> None:
+        # One task per stage, each on its queue, all at once: a slow stage delays no other.
+        tasks = [
+            signature(
+                "gatehouse.run_stage", args=(scan_id, name), queue=queue_of(name), app=self.app
+            )
+            for name in stages
+        ]
+        group(tasks).apply_async()
+
+    def deliver(self, delivery_id: int) -> None:
+        self.app.send_task("gatehouse.deliver", args=[delivery_id], queue="callbacks")
+
+    def ping(self) -> None:
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+
+    def depths(self) -> dict[str, int]:
+        out = {}
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            channel = conn.default_channel
+            for queue in QUEUES:
+                try:
+                    out[queue] = int(channel.queue_declare(queue, passive=True).message_count)
+                except Exception:  # a queue nobody declared yet holds nothing
+                    out[queue] = 0
+        return out

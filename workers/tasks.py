@@ -1,0 +1,64 @@
+"""Thin tasks: ids in, the work is in scanner.orchestration and scanner.callbacks."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from scanner import callbacks, orchestration
+from scanner.config import Settings
+from scanner.fetch import FetchError
+from scanner.orchestration import StageRegistry
+from scanner.pipeline import default_stage_factories
+from scanner.services import Services
+from workers.celery_app import CeleryJobQueue, make_celery
+
+log = logging.getLogger(__name__)
+FETCH_RETRIES = 5
+
+
+@functools.cache
+def services() -> Services:
+    # Built in the worker child on its first task: engines and browsers never cross a fork.
+    settings = Settings.from_env()
+    return Services.from_settings(settings, CeleryJobQueue(make_celery(settings)))
+
+
+@functools.cache
+def registry() -> StageRegistry:
+    return StageRegistry(default_stage_factories())
+
+
+@shared_task(name="gatehouse.start_scan", bind=True, max_retries=FETCH_RETRIES)
+def start_scan(self: Any, scan_id: str) -> None:
+    """Fetch and unpack the bundle once, record intake, fan the stages out."""
+    try:
+        orchestration.start_scan(services(), scan_id, registry())
+    except FetchError as exc:  # only transient ones reach here
+        if self.request.retries >= FETCH_RETRIES:
+            orchestration.give_up(services(), scan_id, "fetch", str(exc))
+            return
+        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from None
+
+
+@shared_task(name="gatehouse.run_stage")
+def run_stage(scan_id: str, stage: str) -> None:
+    """Run one stage; the last one to finish concludes the scan."""
+    orchestration.run_stage(services(), scan_id, stage, registry())
+
+
+@shared_task(name="gatehouse.deliver")
+def deliver(delivery_id: int) -> None:
+    """One callback attempt; the sweeper sends the next one when it is due."""
+    callbacks.attempt(services(), delivery_id)
+
+
+@shared_task(name="gatehouse.sweep")
+def sweep() -> None:
+    """Recover stuck scans, send due callbacks, expire pre-flight reports."""
+    counts = orchestration.sweep(services())
+    if any(counts.values()):
+        log.info("sweep: %s", counts)

@@ -1,0 +1,8 @@
+"""Entry point for ``celery -A workers.worker``: the app from the environment's settings."""
+
+from __future__ import annotations
+
+from scanner.config import Settings
+from workers.celery_app import make_celery
+
+app = make_celery(Settings.from_env())
