@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +27,7 @@ class Upload:
     dir: Path
     body: IO[bytes]
     size: int
+    parts: list[IO[bytes]] = field(default_factory=list)
 
 
 def too_large(limit: int) -> ApiProblemError:
@@ -59,7 +60,12 @@ def spooled_body(
                 on_chunk(chunk)
                 spool.write(chunk)
             spool.seek(0)
-            yield Upload(Path(tmp), spool, size)
+            upload = Upload(Path(tmp), spool, size)
+            try:
+                yield upload
+            finally:
+                for part in upload.parts:
+                    part.close()
 
 
 def parse_multipart(upload: Upload) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
@@ -67,7 +73,9 @@ def parse_multipart(upload: Upload) -> tuple[MultiDict[str, str], MultiDict[str,
     counter = iter(range(1000))
 
     def factory(*_: Any, **__: Any) -> IO[bytes]:
-        return (upload.dir / f"part-{next(counter)}").open("w+b")
+        part = (upload.dir / f"part-{next(counter)}").open("w+b")
+        upload.parts.append(part)
+        return part
 
     parser = FormDataParser(
         stream_factory=factory,

@@ -1,0 +1,204 @@
+"""Scans as idempotent steps: recorded once, concluded once, recovered by the sweeper."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, update
+
+from scanner import orchestration
+from scanner.models import (
+    Artifact,
+    Decision,
+    FindingRecord,
+    Scan,
+    StageRun,
+    Submission,
+    WebhookDelivery,
+    utcnow,
+)
+from scanner.services import Services
+from tests.service.conftest import CountingStage, InlineJobQueue, post_submission, zip_bytes
+
+
+def _scan(svc: Services, scan_id: str) -> Scan:
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id)
+        s.expunge(scan)
+        return scan
+
+
+def _count(svc: Services, model: type, scan_id: str) -> int:
+    with svc.session() as s:
+        return int(
+            s.scalar(select(func.count()).select_from(model).where(model.scan_id == scan_id)) or 0
+        )
+
+
+def test_a_scan_records_stages_findings_artifacts_decision_and_report(
+    client: FlaskClient, svc: Services
+) -> None:
+    scan_id = post_submission(client, bundle=zip_bytes({"a.js": "EVIL"})).get_json()["scan_id"]
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict == "reject"
+    assert scan.report is not None and scan.report["verdict"] == "reject"
+    assert scan.ruleset and scan.risk_score is not None
+    with svc.session() as s:
+        runs = {
+            r.stage: r.status
+            for r in s.scalars(select(StageRun).where(StageRun.scan_id == scan_id))
+        }
+        assert runs == {
+            "archive": "ok",
+            "marker": "ok",
+            "counting": "ok",
+            "capabilities": "ok",
+        }
+        names = set(s.scalars(select(Artifact.name).where(Artifact.scan_id == scan_id)))
+        assert names == {"marker-trace.json", "report.sarif"}
+        decision = s.scalar(select(Decision).where(Decision.scan_id == scan_id))
+        assert (
+            decision is not None and decision.verdict == "reject" and decision.kind == "automatic"
+        )
+    assert _count(svc, FindingRecord, scan_id) == 1
+
+
+def test_redelivered_steps_do_nothing_twice(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    scan_id = post_submission(client, bundle=zip_bytes({"a.js": "EVIL"})).get_json()["scan_id"]
+    runs_before = CountingStage.runs
+    findings = _count(svc, FindingRecord, scan_id)
+    orchestration.start_scan(svc, scan_id, jobs.registry)
+    orchestration.run_stage(svc, scan_id, "marker", jobs.registry)
+    orchestration.run_stage(svc, scan_id, "counting", jobs.registry)
+    assert orchestration.conclude_scan(svc, scan_id) is False
+    assert CountingStage.runs == runs_before
+    assert _count(svc, FindingRecord, scan_id) == findings
+    assert _count(svc, Decision, scan_id) == 1
+
+
+def test_a_stage_whose_worker_died_runs_again_and_records_once(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
+    scan_id = post_submission(client, bundle=zip_bytes({"a.js": "EVIL"})).get_json()["scan_id"]
+    orchestration.start_scan(svc, scan_id, jobs.registry)  # fans out to held jobs
+    # Simulate a worker that claimed the stage, then died before recording it.
+    with svc.session() as s:
+        s.execute(
+            update(StageRun)
+            .where(StageRun.scan_id == scan_id, StageRun.stage == "marker")
+            .values(status="running", attempts=1)
+        )
+    orchestration.run_stage(svc, scan_id, "counting", jobs.registry)
+    assert _scan(svc, scan_id).status == "scanning"
+    orchestration.run_stage(svc, scan_id, "marker", jobs.registry)
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict == "reject"
+    assert _count(svc, FindingRecord, scan_id) == 1
+    with svc.session() as s:
+        run = s.scalar(
+            select(StageRun).where(StageRun.scan_id == scan_id, StageRun.stage == "marker")
+        )
+        assert run is not None and run.attempts == 2
+
+
+def test_a_bundle_that_keeps_killing_its_worker_is_quarantined(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    orchestration.start_scan(svc, scan_id, jobs.registry)
+    with svc.session() as s:
+        s.execute(
+            update(StageRun)
+            .where(StageRun.scan_id == scan_id, StageRun.stage == "counting")
+            .values(status="running", attempts=svc.settings.max_stage_attempts)
+        )
+    orchestration.run_stage(svc, scan_id, "counting", jobs.registry)
+    orchestration.run_stage(svc, scan_id, "marker", jobs.registry)
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict != "pass"
+    assert scan.report is not None
+    assert any(f["rule_id"] == "stage-quarantined" for f in scan.report["findings"])
+    stages = {st["name"]: st["status"] for st in scan.report["stages"]}
+    assert stages["counting"] == "error"
+
+
+def test_a_clean_bundle_passes_and_waits_for_review(client: FlaskClient, svc: Services) -> None:
+    sub_id = post_submission(client, bundle=zip_bytes()).get_json()["id"]
+    with svc.session() as s:
+        sub = s.get_one(Submission, sub_id)
+        assert (sub.status, sub.verdict) == ("awaiting_review", "pass")
+        assert [e.to_status for e in sub.events] == ["received", "scanning", "awaiting_review"]
+
+
+def test_a_stage_that_crashes_fails_closed(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    def broken(_: object) -> object:
+        raise RuntimeError("tool missing")
+
+    jobs.registry.factories["counting"] = broken  # type: ignore[assignment]
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    scan = _scan(svc, scan_id)
+    assert scan.verdict != "pass"
+    assert scan.report is not None
+    assert {st["name"]: st["status"] for st in scan.report["stages"]}["counting"] == "error"
+
+
+def test_a_malformed_archive_is_rejected_with_a_finding(client: FlaskClient, svc: Services) -> None:
+    scan_id = post_submission(client, bundle=b"PK\x03\x04 this is not really a zip").get_json()[
+        "scan_id"
+    ]
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict == "reject"
+    assert scan.report is not None
+    assert {st["name"]: st["status"] for st in scan.report["stages"]}["marker"] == "skipped"
+
+
+def test_sweeper_requeues_lost_starts_and_redispatches_stuck_stages(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    jobs.held.clear()  # the broker lost the message
+    svc.settings = replace(svc.settings, stuck_after=60)
+    assert orchestration.sweep(svc)["requeued"] == 0  # not stuck yet
+    _age(svc, scan_id)
+    assert orchestration.sweep(svc)["requeued"] == 1
+    assert jobs.held == [("start", scan_id)]
+    jobs.held.clear()
+    orchestration.start_scan(svc, scan_id, jobs.registry)  # fans out; the broker loses it
+    _age(svc, scan_id)
+    jobs.held.clear()
+    assert orchestration.sweep(svc)["redispatched"] == 1
+    assert jobs.held == [("stages", (scan_id, ("marker", "counting")))]
+
+
+def _age(svc: Services, scan_id: str) -> None:
+    with svc.session() as s:
+        s.execute(
+            update(Scan).where(Scan.id == scan_id).values(updated_at=utcnow() - timedelta(hours=1))
+        )
+
+
+def test_callbacks_are_recorded_with_the_outcome(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
+    from tests.service.conftest import submission_fields
+
+    r = post_submission(
+        client,
+        fields=submission_fields(callback_url="https://registry.example/hooks"),
+        bundle=zip_bytes({"a.js": "EVIL"}),
+    )
+    jobs.hold = False
+    orchestration.start_scan(svc, r.get_json()["scan_id"], jobs.registry)
+    with svc.session() as s:
+        events = sorted(s.scalars(select(WebhookDelivery.event_type)))
+    assert events == ["scan.completed", "submission.rejected"]
