@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from scanner.config import Settings, SettingsError
 from scanner.policy import Policy, PolicyError, Verdict
+from scanner.service_cli import ServiceCommandError
 
 if TYPE_CHECKING:
     from scanner.advisories.store import AdvisoryStore
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return int(args.func(args, settings))
-    except (UsageError, SettingsError, PolicyError) as exc:
+    except (UsageError, SettingsError, PolicyError, ServiceCommandError) as exc:
         print(f"gatehouse: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -110,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--js", type=Path, help="also measure copies of this real minified library")
     bench.add_argument("--advisories", type=Path, help="advisory sources to time the import with")
     bench.set_defaults(func=_cmd_bench)
+    from scanner import service_cli
+
+    service_cli.add_commands(sub)
     return parser
 
 

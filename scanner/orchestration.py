@@ -222,9 +222,7 @@ def _unfinished(s: Session, scan_id: str) -> list[str]:
     return list(
         s.scalars(
             select(StageRun.stage)
-            .where(
-                StageRun.scan_id == scan_id, StageRun.status.in_((STAGE_PENDING, STAGE_RUNNING))
-            )
+            .where(StageRun.scan_id == scan_id, StageRun.status.in_((STAGE_PENDING, STAGE_RUNNING)))
             .order_by(StageRun.id)
         )
     )

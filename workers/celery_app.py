@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery, group, signature
+from kombu.transport import TRANSPORT_ALIASES
 
 from scanner.config import Settings
 
 # Queues per kind of work, so a deployment can give the browser hosts of their own.
 QUEUES = ("scan", "av", "browser", "callbacks")
 STAGE_QUEUES = {"runtime": "browser", "antivirus": "av"}
+EMBEDDED = "workers.embedded_broker:Transport"
 
 
 def queue_of(stage: str) -> str:
@@ -18,14 +20,17 @@ def queue_of(stage: str) -> str:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("gatehouse", broker=settings.broker, set_as_current=False)
-    transport: dict[str, object] = {
+    broker = settings.broker
+    transport: dict[str, object] = {}
+    if broker.startswith("sqla+"):
+        # kombu refuses import paths in URLs, so the embedded transport gets an alias.
+        TRANSPORT_ALIASES.setdefault("gatehouse-sqla", EMBEDDED)
+        broker = "gatehouse-sqla" + broker.removeprefix("sqla")
+    else:
         # Above the task time limit (Settings.check enforces it), or a task still running
         # would be handed to a second worker.
-        "visibility_timeout": int(settings.broker_visibility_timeout),
-    }
-    if settings.broker.startswith("sqla+"):
-        transport["polling_interval"] = 0.1
+        transport["visibility_timeout"] = int(settings.broker_visibility_timeout)
+    app = Celery("gatehouse", broker=broker, set_as_current=False)
     app.conf.update(
         include=["workers.tasks"],
         task_acks_late=True,

@@ -1,0 +1,352 @@
+"""``gatehouse serve``, ``tokens``, ``publishers``, ``preflight`` and ``sweep``.
+
+``serve`` starts separate processes (clamd, Celery workers, the web server) by module
+name; scanner/ itself never imports Flask or Celery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scanner.config import Settings
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+VERDICTS = {"pass": 0, "review": 1, "reject": 2}
+
+
+class ServiceCommandError(Exception):
+    """A service command cannot do what was asked; exit 2 with the message."""
+
+
+def add_commands(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the HTTP API, the workers and clamd together")
+    serve.add_argument("--listen", help="host:port (default GATEHOUSE_LISTEN)")
+    serve.set_defaults(func=cmd_serve)
+
+    tokens = sub.add_parser("tokens", help="API tokens for CI and readers")
+    tsub = tokens.add_subparsers(required=True, metavar="ACTION")
+    create = tsub.add_parser("create", help="create a token and print it (shown once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", action="append", required=True, help="preflight, read, admin")
+    create.add_argument("--publisher", help="the registry's publisher id this token acts for")
+    create.add_argument("--hourly-limit", type=int, help="pre-flight scans an hour")
+    create.set_defaults(func=cmd_tokens_create)
+    tsub.add_parser("list", help="tokens, without their secrets").set_defaults(func=cmd_tokens_list)
+    revoke = tsub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=cmd_tokens_revoke)
+
+    pubs = sub.add_parser("publishers", help="publishers and their submission limits")
+    psub = pubs.add_subparsers(required=True, metavar="ACTION")
+    psub.add_parser("list").set_defaults(func=cmd_publishers_list)
+    limit = psub.add_parser("set-limit", help="submissions a day for one publisher")
+    limit.add_argument("publisher")
+    limit.add_argument("daily_limit", type=int)
+    limit.set_defaults(func=cmd_publishers_limit)
+
+    pre = sub.add_parser("preflight", help="scan a bundle on a Gatehouse server (CI)")
+    pre.add_argument("bundle", type=Path)
+    pre.add_argument("--server", required=True, help="https://gatehouse.example")
+    pre.add_argument("--format", choices=("json", "sarif"), default="json")
+    pre.add_argument("--output", type=Path, help="write the report here (default: stdout)")
+    pre.add_argument("--fail-on", choices=("review", "reject"))
+    pre.add_argument("--timeout", type=float, default=900.0, help="seconds to wait in all")
+    pre.set_defaults(func=cmd_preflight)
+
+    sweep = sub.add_parser("sweep", help="recover stuck scans and send due callbacks once")
+    sweep.set_defaults(func=cmd_sweep)
+
+
+def _services(settings: Settings) -> Any:
+    from scanner.jobs import RecordingJobQueue
+    from scanner.services import Services
+
+    return Services.from_settings(settings, RecordingJobQueue())
+
+
+def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from scanner.models import Publisher
+    from scanner.tokens import TokenError, create_token
+
+    svc = _services(settings)
+    with svc.session() as s:
+        publisher = None
+        if args.publisher:
+            publisher = s.scalar(select(Publisher).where(Publisher.external_id == args.publisher))
+            if publisher is None:
+                publisher = Publisher(external_id=args.publisher)
+                s.add(publisher)
+                s.flush()
+        try:
+            row, plaintext = create_token(
+                s, args.name, set(args.scope), publisher=publisher, hourly_limit=args.hourly_limit
+            )
+        except TokenError as exc:
+            raise ServiceCommandError(str(exc)) from None
+        print(
+            f"token {row.id} ({row.scopes}); store it now, it is not shown again:", file=sys.stderr
+        )
+    print(plaintext)
+    return EXIT_OK
+
+
+def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from scanner.models import ApiToken
+
+    with _services(settings).session() as s:
+        for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = "revoked" if t.revoked_at else "active"
+            print(f"{t.id}\t{t.prefix}…\t{t.scopes}\t{state}\t{t.name}")
+    return EXIT_OK
+
+
+def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.tokens import TokenError, revoke
+
+    with _services(settings).session() as s:
+        try:
+            revoke(s, args.id)
+        except TokenError as exc:
+            raise ServiceCommandError(str(exc)) from None
+    print(f"token {args.id} revoked")
+    return EXIT_OK
+
+
+def cmd_publishers_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from scanner.models import Publisher
+
+    with _services(settings).session() as s:
+        for p in s.scalars(select(Publisher).order_by(Publisher.id)):
+            limit = (
+                p.daily_limit
+                if p.daily_limit is not None
+                else f"{settings.publisher_daily_limit} (default)"
+            )
+            print(f"{p.external_id}\t{limit}")
+    return EXIT_OK
+
+
+def cmd_publishers_limit(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from scanner.audit import audit
+    from scanner.models import Publisher
+
+    with _services(settings).session() as s:
+        p = s.scalar(select(Publisher).where(Publisher.external_id == args.publisher))
+        if p is None:
+            p = Publisher(external_id=args.publisher)
+            s.add(p)
+            s.flush()
+        p.daily_limit = args.daily_limit
+        audit(s, "cli", "publisher.limit", "publisher", p.id, {"daily_limit": args.daily_limit})
+    print(f"{args.publisher}: {args.daily_limit} submissions a day")
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.orchestration import sweep
+
+    print(json.dumps(sweep(_services(settings))))
+    return EXIT_OK
+
+
+# --- preflight -----------------------------------------------------------------------
+
+
+def cmd_preflight(args: argparse.Namespace, settings: Settings) -> int:
+    import requests
+
+    token = os.environ.get("GATEHOUSE_TOKEN", "")
+    if not token:
+        raise ServiceCommandError("set GATEHOUSE_TOKEN to a token with the preflight scope")
+    if not args.bundle.is_file():
+        raise ServiceCommandError(f"{args.bundle}: no such file")
+    base = args.server.rstrip("/")
+    auth = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + args.timeout
+    try:
+        with args.bundle.open("rb") as fh:
+            r = requests.post(
+                f"{base}/api/v1/scans",
+                files={"bundle": (args.bundle.name, fh)},
+                headers=auth,
+                timeout=120,
+            )
+        _check(r)
+        scan = r.json()
+        print(f"uploaded {args.bundle.name}: scan {scan['id']} queued", file=sys.stderr)
+        status = scan["status"]
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ServiceCommandError(f"scan {scan['id']} did not finish in {args.timeout:g} s")
+            r = requests.get(
+                f"{base}/api/v1/scans/{scan['id']}",
+                params={"wait": f"{min(30.0, remaining):.0f}"},
+                headers=auth,
+                timeout=min(30.0, remaining) + 30,
+            )
+            _check(r)
+            view = r.json()
+            if view["status"] != status:
+                status = view["status"]
+                print(f"scan {scan['id']}: {status}", file=sys.stderr)
+            if status == "completed":
+                break
+        text = json.dumps(view["report"], indent=2) + "\n"
+        if args.format == "sarif":
+            r = requests.get(
+                view_url(base, scan["id"]), params={"format": "sarif"}, headers=auth, timeout=60
+            )
+            _check(r)
+            text = r.text
+    except requests.RequestException as exc:
+        raise ServiceCommandError(f"{base}: {type(exc).__name__}: {exc}") from None
+    _emit(text, args.output)
+    verdict = view["verdict"]
+    print(f"{args.bundle.name}: {verdict}", file=sys.stderr)
+    if args.fail_on and VERDICTS[verdict] >= VERDICTS[args.fail_on]:
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def view_url(base: str, scan_id: str) -> str:
+    return f"{base}/api/v1/scans/{scan_id}"
+
+
+def _check(r: Any) -> None:
+    if r.status_code >= 400:
+        try:
+            problem = r.json()
+            detail = problem.get("detail") or problem.get("title")
+        except ValueError:
+            detail = r.text[:200]
+        raise ServiceCommandError(f"server answered {r.status_code}: {detail}")
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+
+
+# --- serve ---------------------------------------------------------------------------
+
+
+def serve_commands(settings: Settings, listen: str) -> dict[str, list[str]]:
+    py = sys.executable
+    scan_worker = [
+        py,
+        "-m",
+        "celery",
+        "-A",
+        "workers.worker",
+        "worker",
+        "-Q",
+        "scan,av,callbacks",
+        "-c",
+        str(settings.worker_processes),
+        "-n",
+        f"scan-{os.getpid()}@%h",
+        "--beat",
+        "-l",
+        "INFO",
+        "-s",
+        str(settings.data_dir / "celerybeat-schedule"),
+    ]
+    browser_worker = [
+        py,
+        "-m",
+        "celery",
+        "-A",
+        "workers.worker",
+        "worker",
+        "-Q",
+        "browser",
+        "-c",
+        "1",
+        "-n",
+        f"browser-{os.getpid()}@%h",
+        "-l",
+        "INFO",
+    ]
+    web = [
+        py,
+        "-m",
+        "gunicorn",
+        "--bind",
+        listen,
+        "--workers",
+        str(settings.web_processes),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "8",
+        "--access-logfile",
+        "-",
+        "review_ui.wsgi:build()",
+    ]
+    return {"scan-worker": scan_worker, "browser-worker": browser_worker, "web": web}
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from scanner.clamd_server import ClamdServer
+    from scanner.jobs import RecordingJobQueue
+    from scanner.services import Services
+
+    listen = args.listen or settings.listen
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    Services.from_settings(settings, RecordingJobQueue())  # migrate once, before the workers race
+    clamd = ClamdServer(settings)
+    if not settings.clamd_tcp and not clamd.is_running():
+        clamd.start()
+        print(f"serve: clamd started on {settings.clamd_socket_path}", file=sys.stderr)
+    procs = {
+        name: subprocess.Popen(cmd, start_new_session=True)
+        for name, cmd in serve_commands(settings, listen).items()
+    }
+    print(f"serve: API on http://{listen}, workers {', '.join(procs)}", file=sys.stderr)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = EXIT_OK
+    while not stopping:
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        if dead:
+            print(f"serve: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
+            code = EXIT_FAIL
+            break
+        time.sleep(0.5)
+    for p in procs.values():
+        if p.poll() is None:
+            p.terminate()
+    for p in procs.values():
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return code
