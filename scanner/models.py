@@ -203,7 +203,7 @@ class Scan(Base):
     status: Mapped[str] = mapped_column(String(12), default=ScanStatus.QUEUED)
     verdict: Mapped[str | None] = mapped_column(String(10))
     risk_score: Mapped[int | None] = mapped_column(Integer)
-    ruleset: Mapped[str | None] = mapped_column(String(64))
+    ruleset: Mapped[str | None] = mapped_column(String(80))
     tool_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The JSON report contract (docs/report-format.md), kept whole once the scan completes.
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)

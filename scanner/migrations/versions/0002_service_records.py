@@ -106,7 +106,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("verdict", sa.String(length=10), nullable=True),
         sa.Column("risk_score", sa.Integer(), nullable=True),
-        sa.Column("ruleset", sa.String(length=64), nullable=True),
+        sa.Column("ruleset", sa.String(length=80), nullable=True),
         sa.Column("tool_versions", sa.JSON(), nullable=True),
         sa.Column("report", sa.JSON(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),

