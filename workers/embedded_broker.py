@@ -9,5 +9,5 @@ from __future__ import annotations
 from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 
 
-class Transport(SQLAlchemyTransport):  # type: ignore[misc]
+class Transport(SQLAlchemyTransport):
     polling_interval = 0.1
