@@ -61,6 +61,16 @@ def add_commands(sub: Any) -> None:
     pre.add_argument("--timeout", type=float, default=900.0, help="seconds to wait in all")
     pre.set_defaults(func=cmd_preflight)
 
+    bench = sub.add_parser("bench-service", help="print the service's speed figures")
+    bench.add_argument(
+        "--database-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL to measure on (a fresh schema is made and dropped)",
+    )
+    bench.add_argument("--broker-url", default="redis://127.0.0.1:6379/8")
+    bench.add_argument("--scans", type=int, default=100_000)
+    bench.set_defaults(func=cmd_bench_service)
+
     sweep = sub.add_parser("sweep", help="recover stuck scans and send due callbacks once")
     sweep.set_defaults(func=cmd_sweep)
 
@@ -350,3 +360,32 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         except subprocess.TimeoutExpired:
             p.kill()
     return code
+
+
+def cmd_bench_service(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+    import uuid
+
+    import psycopg
+    import redis
+
+    from scanner.bench import _ensure_clamd
+    from scanner.service_bench import run
+
+    admin = args.database_url.replace("postgresql+psycopg://", "postgresql://")
+    name = f"gatehouse_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(args.broker_url).flushdb()
+    url = args.database_url.rsplit("/", 1)[0] + "/" + name
+    with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
+        clamd_settings, server = _ensure_clamd(settings, Path(tmp))
+        try:
+            run(url, args.broker_url, Path(tmp), clamd_settings.clamd_socket_path, args.scans)
+        finally:
+            if server is not None:
+                server.stop()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            redis.Redis.from_url(args.broker_url).flushdb()
+    return EXIT_OK

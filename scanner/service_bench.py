@@ -1,0 +1,291 @@
+"""``gatehouse bench-service``: the service's figures, measured on real processes.
+
+Webhook intake rate and latency (100 KB inline bundles, scans queued, no worker), the
+latency of GET /api/v1/scans/{id} with 100,000 scans in PostgreSQL, and end-to-end
+pre-flight of a 1 MB bundle with warm workers. Starts gunicorn and Celery workers itself.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from scanner.config import PROJECT_ROOT
+from scanner.webhooks import new_secret, signed_headers
+
+KB = 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextmanager
+def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
+    port = _free_port()
+    py = sys.executable
+    cmds = {
+        "web": [py, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                "--worker-class", "gthread", "--threads", "8", "--no-control-socket",
+                "review_ui.wsgi:build()"],
+    }  # fmt: skip
+    if workers:
+        cmds["scan"] = [py, "-m", "celery", "-A", "workers.worker", "worker", "-Q",
+                        "scan,av,callbacks", "-c", "2", "-n", f"bench-scan-{port}@%h"]  # fmt: skip
+        cmds["browser"] = [py, "-m", "celery", "-A", "workers.worker", "worker", "-Q",
+                           "browser", "-c", "1", "-n", f"bench-browser-{port}@%h"]  # fmt: skip
+    procs = []
+    for name, cmd in cmds.items():
+        with (logs / f"{name}.log").open("ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    cmd, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=log, start_new_session=True
+                )
+            )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _multipart(fields: dict[str, str], bundle: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="bundle"; filename="b.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n".encode()
+        + bundle
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _manifest(name: str, version: str) -> bytes:
+    return json.dumps(
+        {
+            "name": name,
+            "version": version,
+            "displayName": "Bench",
+            "globalName": "Bench",
+            "entry": "dist/bundle.js",
+            "capabilities": {"network": [], "dom": "container"},
+        }
+    ).encode()
+
+
+def bench_intake(env: dict[str, str], logs: Path, requests_total: int, threads: int) -> None:
+    secret = env["GATEHOUSE_WEBHOOK_SECRETS"]
+    rng = random.Random(5)  # noqa: S311 - filler bytes for bundles, not secrets
+    payloads = []
+    for i in range(requests_total):
+        js = (
+            b"var Bench={mount:function(c){}};//"
+            + rng.randbytes(100 * KB).hex()[: 100 * KB].encode()
+        )
+        bundle = _zip({"plugin.json": _manifest("bench", f"1.0.{i}"), "dist/bundle.js": js})
+        body, ctype = _multipart(
+            {"name": "bench", "version": f"1.{i}.0", "publisher_id": f"pub-{i % 50}"}, bundle
+        )
+        payloads.append((body, ctype))
+    with _processes(env, workers=False, logs=logs) as addr:
+        latencies: list[float] = []
+        statuses: list[int] = []
+        lock = threading.Lock()
+        chunks = [payloads[i::threads] for i in range(threads)]
+
+        def client(chunk: list[tuple[bytes, str]]) -> None:
+            conn = http.client.HTTPConnection(addr, timeout=30)
+            for body, ctype in chunk:
+                headers = signed_headers(secret, "msg_" + uuid.uuid4().hex, body)
+                headers["Content-Type"] = ctype
+                start = time.perf_counter()
+                conn.request("POST", "/api/v1/submissions", body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                with lock:
+                    latencies.append((time.perf_counter() - start) * 1000)
+                    statuses.append(resp.status)
+
+        start = time.perf_counter()
+        pool = [threading.Thread(target=client, args=(c,)) for c in chunks]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed = time.perf_counter() - start
+    accepted = statuses.count(202)
+    print(
+        f"webhook intake ({requests_total} x {len(payloads[0][0]) // KB} KB inline,"
+        f" {threads} clients,"
+        f" scans queued on the broker): {accepted / elapsed:.0f} accepted/s,"
+        f" p50 {_pct(latencies, 0.5):.1f} ms, p95 {_pct(latencies, 0.95):.1f} ms,"
+        f" {accepted}/{requests_total} answered 202"
+    )
+
+
+def bench_get(env: dict[str, str], logs: Path, scans: int, lookups: int) -> None:
+    from sqlalchemy import text
+
+    from scanner.db import make_engine, migrate, session_scope
+    from scanner.tokens import create_token
+
+    engine = make_engine(env["GATEHOUSE_DATABASE_URL"])
+    migrate(engine)
+    report = json.loads((PROJECT_ROOT / "docs" / "sample-report.json").read_text())
+    start = time.perf_counter()
+    with session_scope(engine) as s:
+        _, token = create_token(s, "bench", {"read"})
+        s.execute(
+            text(
+                "INSERT INTO scans (id, kind, bundle_name, status, verdict, risk_score, report,"
+                " created_at, updated_at, finished_at)"
+                " SELECT md5(i::text || :salt), 'preflight', 'bundle.zip', 'completed', 'pass', 0,"
+                " CAST(:report AS json), now(), now(), now() FROM generate_series(1, :n) AS i"
+            ),
+            {"salt": uuid.uuid4().hex, "report": json.dumps(report), "n": scans},
+        )
+        ids = [
+            r[0]
+            for r in s.execute(
+                text("SELECT id FROM scans ORDER BY random() LIMIT :k"), {"k": lookups}
+            )
+        ]
+        total = s.execute(text("SELECT count(*) FROM scans")).scalar_one()
+    s_elapsed = time.perf_counter() - start
+    engine.dispose()
+    with _processes(env, workers=False, logs=logs) as addr:
+        latencies: list[float] = []
+        conn = http.client.HTTPConnection(addr, timeout=30)
+        auth = {"Authorization": f"Bearer {token}"}
+        for scan_id in ids:
+            t0 = time.perf_counter()
+            conn.request("GET", f"/api/v1/scans/{scan_id}", headers=auth)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, resp.status
+            latencies.append((time.perf_counter() - t0) * 1000)
+    print(
+        f"GET /api/v1/scans/{{id}} with {total:,} scans in PostgreSQL"
+        f" (report {len(json.dumps(report)) // KB} KB each, {lookups} random ids;"
+        f" rows loaded in {s_elapsed:.0f} s): p50 {_pct(latencies, 0.5):.1f} ms,"
+        f" p95 {_pct(latencies, 0.95):.1f} ms"
+    )
+
+
+def bench_preflight(env: dict[str, str], logs: Path, runs: int) -> None:
+    from scanner.bench import synthetic_minified_js
+    from scanner.db import make_engine, migrate, session_scope
+    from scanner.tokens import create_token
+
+    engine = make_engine(env["GATEHOUSE_DATABASE_URL"])
+    migrate(engine)
+    with session_scope(engine) as s:
+        _, token = create_token(s, "bench-preflight", {"preflight"}, hourly_limit=10_000)
+    engine.dispose()
+    js = b"var Bench={mount:function(c){var p=document.createElement('p');c.appendChild(p);}};\n"
+    js += synthetic_minified_js(1024 * KB - len(js))
+    times: list[float] = []
+    with _processes(env, workers=True, logs=logs) as addr:
+        for i in range(runs + 2):
+            bundle = _zip(
+                {
+                    "plugin.json": _manifest("bench", f"2.0.{i}"),
+                    "dist/bundle.js": js + f"//{i}".encode(),
+                }
+            )
+            body, ctype = _multipart({}, bundle)
+            conn = http.client.HTTPConnection(addr, timeout=120)
+            auth = {"Authorization": f"Bearer {token}"}
+            t0 = time.perf_counter()
+            conn.request(
+                "POST", "/api/v1/scans", body=body, headers={**auth, "Content-Type": ctype}
+            )
+            resp = conn.getresponse()
+            scan = json.loads(resp.read())
+            status = ""
+            while status != "completed":
+                conn.request("GET", f"/api/v1/scans/{scan['id']}?wait=60", headers=auth)
+                view = json.loads(conn.getresponse().read())
+                status = view["status"]
+            if i >= 2:  # the first two warm the workers (browser launch, rule compilation)
+                times.append(time.perf_counter() - t0)
+    print(
+        f"end-to-end pre-flight of a 1 MB bundle (upload to report, all stages, warm workers,"
+        f" {runs} runs): p50 {statistics.median(times):.2f} s, p90 {_pct(times, 0.9):.2f} s,"
+        f" last verdict {view['verdict']}"
+    )
+
+
+def run(database_url: str, broker_url: str, scratch: Path, clamd_socket: Path, scans: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+    env.update(
+        {
+            "GATEHOUSE_DATA_DIR": str(scratch / "data"),
+            "GATEHOUSE_WORK_ROOT": str(scratch / "work"),
+            "GATEHOUSE_DATABASE_URL": database_url,
+            "GATEHOUSE_BROKER_URL": broker_url,
+            "GATEHOUSE_CLAMD_SOCKET": str(clamd_socket),
+            "GATEHOUSE_WEBHOOK_SECRETS": new_secret(),
+            "GATEHOUSE_PUBLISHER_DAILY_LIMIT": "1000000",
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+    )
+    logs = scratch / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (scratch / "data").mkdir(parents=True, exist_ok=True)
+    print(
+        f"database {database_url.split('@')[-1]}, broker {broker_url.split('@')[-1]};"
+        f" {os.cpu_count()} cores"
+    )
+    bench_intake(env, logs, 1000, 8)
+    bench_get(env, logs, scans, 2000)
+    bench_preflight(env, logs, 10)
