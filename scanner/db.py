@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from scanner.config import Settings
@@ -69,6 +69,9 @@ def migrate(engine: Engine) -> None:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Web and worker processes start together: one migrates, the others wait.
+                connection.execute(text("SELECT pg_advisory_xact_lock(4242)"))
             config.attributes["connection"] = connection
             if _created_before_migrations(connection):
                 # Databases from before the migrations hold exactly revision 0001.

@@ -286,6 +286,11 @@ def run(database_url: str, broker_url: str, scratch: Path, clamd_socket: Path, s
         f"database {database_url.split('@')[-1]}, broker {broker_url.split('@')[-1]};"
         f" {os.cpu_count()} cores"
     )
+    from scanner.db import make_engine, migrate
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    engine.dispose()
     bench_intake(env, logs, 1000, 8)
     bench_get(env, logs, scans, 2000)
     bench_preflight(env, logs, 10)
