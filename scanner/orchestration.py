@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from scanner.audit import audit, transition
 from scanner.blobs import BlobNotFoundError, artifact_key, bundle_key, sha256_file
-from scanner.callbacks import enqueue_event
+from scanner.callbacks import due, enqueue_event
 from scanner.fetch import FetchError, fetch_bundle
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
 from scanner.intake import BundleInfo
@@ -40,7 +40,14 @@ from scanner.models import (
     SubmissionStatus,
     utcnow,
 )
-from scanner.pipeline import ARCHIVE_STAGE, OpenedBundle, StageFactory, conclude, opened_bundle
+from scanner.pipeline import (
+    ARCHIVE_STAGE,
+    OpenedBundle,
+    StageFactory,
+    conclude,
+    opened_bundle,
+    stage_name,
+)
 from scanner.pipeline import run_stages as run_in_threads
 from scanner.records import fill_stage_run, record_findings, result_of
 from scanner.reports.json import report_dict
@@ -59,7 +66,7 @@ class StageRegistry:
     """Stages by name, each built once per process on first use (browsers stay warm)."""
 
     def __init__(self, factories: Sequence[StageFactory]) -> None:
-        self.factories = {_name_of(f): f for f in factories}
+        self.factories = {stage_name(f): f for f in factories}
         self._built: dict[str, Stage] = {}
 
     @property
@@ -70,10 +77,6 @@ class StageRegistry:
         if name not in self._built:
             self._built[name] = self.factories[name](svc.settings)
         return self._built[name]
-
-
-def _name_of(factory: StageFactory) -> str:
-    return str(getattr(getattr(factory, "__self__", None), "name", factory.__name__))
 
 
 @contextmanager
@@ -95,32 +98,26 @@ def start_scan(svc: Services, scan_id: str, registry: StageRegistry) -> None:
     """Get the bundle, unpack it once to record intake, create the stage runs, fan out."""
     with svc.session() as s:
         scan = s.get(Scan, scan_id)
-        if scan is None or scan.status == ScanStatus.COMPLETED:
+        if scan is None or scan.status not in (ScanStatus.QUEUED, ScanStatus.SCANNING):
             return
-        if scan.status == ScanStatus.SCANNING:
-            pending = _unfinished(s, scan_id)
-            scan_stages = pending
-        else:
-            scan_stages = None
+        status = scan.status
         submission = s.get(Submission, scan.submission_id) if scan.submission_id else None
         needs_fetch = scan.bundle_sha256 is None and submission is not None
-    if scan_stages is not None:
+        if submission is not None:
+            s.expunge(submission)
+    if status == ScanStatus.SCANNING:
         # Redelivered after the fan-out: dispatch what has not finished (idempotent).
-        if scan_stages:
-            svc.jobs.run_stages(scan_id, scan_stages)
-        else:
-            conclude_scan(svc, scan_id)
+        _recover(svc, scan_id)
         return
     if needs_fetch:
         assert submission is not None
         if not _fetch(svc, scan_id, submission):
-            conclude_scan(svc, scan_id)
             return
     _intake_and_fan_out(svc, scan_id, registry)
 
 
 def _fetch(svc: Services, scan_id: str, submission: Submission) -> bool:
-    """Fetch a bundle_url into blob storage; False when it cannot be (recorded as error)."""
+    """Fetch a bundle_url into blob storage; False when it cannot be (the scan concluded)."""
     svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     assert submission.bundle_url is not None
     with tempfile.TemporaryDirectory(prefix="fetch-", dir=svc.settings.work_root) as tmp:
@@ -137,7 +134,7 @@ def _fetch(svc: Services, scan_id: str, submission: Submission) -> bool:
         except FetchError as exc:
             if not exc.permanent:
                 raise
-            _record_unrunnable(svc, scan_id, "fetch", str(exc))
+            give_up(svc, scan_id, "fetch", str(exc))
             return False
         _store_bundle(svc, dest, submission.bundle_sha256, size)
     with svc.session() as s:
@@ -164,8 +161,7 @@ def _intake_and_fan_out(svc: Services, scan_id: str, registry: StageRegistry) ->
             intake = opened.intake
             admitted = opened.workspace is not None
     except BlobNotFoundError:
-        _record_unrunnable(svc, scan_id, ARCHIVE_STAGE, "the bundle is missing from storage")
-        conclude_scan(svc, scan_id)
+        give_up(svc, scan_id, ARCHIVE_STAGE, "the bundle is missing from storage")
         return
     names = registry.names if admitted else ()
     with svc.session() as s:
@@ -259,17 +255,23 @@ def run_stage(svc: Services, scan_id: str, name: str, registry: StageRegistry) -
 def _claim(svc: Services, scan_id: str, name: str) -> int | None:
     """Count one more start, committed before the work; None when already recorded."""
     with svc.session() as s:
-        run = s.scalar(
-            select(StageRun)
-            .where(StageRun.scan_id == scan_id, StageRun.stage == name)
-            .with_for_update()
-        )
-        if run is None or run.status not in (STAGE_PENDING, STAGE_RUNNING):
+        run = _open_run(s, scan_id, name)
+        if run is None:
             return None
         run.attempts += 1
         run.status, run.started_at = STAGE_RUNNING, utcnow()
         s.execute(update(Scan).where(Scan.id == scan_id).values(updated_at=utcnow()))
         return run.attempts
+
+
+def _open_run(s: Session, scan_id: str, name: str) -> StageRun | None:
+    """The stage run, locked, while nothing is recorded for it yet; else None."""
+    run = s.scalar(
+        select(StageRun)
+        .where(StageRun.scan_id == scan_id, StageRun.stage == name)
+        .with_for_update()
+    )
+    return run if run is not None and run.status in (STAGE_PENDING, STAGE_RUNNING) else None
 
 
 def _quarantine(svc: Services, scan_id: str, name: str, attempts: int) -> None:
@@ -296,12 +298,8 @@ def _save(svc: Services, scan_id: str, name: str, result: StageResult) -> None:
         svc.blobs.put_bytes(key, data)  # same key on a retry: overwritten, not duplicated
         keys[artifact] = (key, data)
     with svc.session() as s:
-        run = s.scalar(
-            select(StageRun)
-            .where(StageRun.scan_id == scan_id, StageRun.stage == name)
-            .with_for_update()
-        )
-        if run is None or run.status not in (STAGE_PENDING, STAGE_RUNNING):
+        run = _open_run(s, scan_id, name)
+        if run is None:
             return
         fill_stage_run(run, result)
         run.finished_at = utcnow()
@@ -461,8 +459,6 @@ def _dispatch_delivery(svc: Services, delivery_id: int) -> None:
 
 def sweep(svc: Services) -> dict[str, int]:
     """Recover what stopped moving; returns counts of what was done, for logs and tests."""
-    from scanner.callbacks import due
-
     now = utcnow()
     stuck = now - timedelta(seconds=svc.settings.stuck_after)
     counts = {"requeued": 0, "redispatched": 0, "concluded": 0, "deliveries": 0, "expired": 0}
@@ -537,18 +533,6 @@ def expire_preflights(svc: Services, limit: int = 200) -> int:
     for key in keys:
         svc.blobs.delete(key)
     return len(ids)
-
-
-def count_unfinished(svc: Services) -> int:
-    with svc.session() as s:
-        return int(
-            s.scalar(
-                select(func.count())
-                .select_from(Scan)
-                .where(Scan.status.in_((ScanStatus.QUEUED, ScanStatus.SCANNING)))
-            )
-            or 0
-        )
 
 
 def bundle_from_file(svc: Services, path: Path) -> tuple[str, int]:

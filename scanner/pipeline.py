@@ -82,6 +82,12 @@ def default_stage_factories() -> tuple[StageFactory, ...]:
     )
 
 
+def stage_name(factory: StageFactory) -> str:
+    """A stage's name without building it: factories are ``StageClass.from_settings``."""
+    owner = getattr(factory, "__self__", None)
+    return str(getattr(owner, "name", getattr(factory, "__qualname__", "stage")))
+
+
 def build_stages(
     settings: Settings, factories: Sequence[StageFactory]
 ) -> tuple[list[Stage], list[StageResult]]:
@@ -92,9 +98,8 @@ def build_stages(
         try:
             stages.append(factory(settings))
         except Exception as exc:
-            owner = getattr(factory, "__self__", None)
-            name = getattr(owner, "name", getattr(factory, "__qualname__", "stage"))
-            version = getattr(owner, "version", 0)
+            name = stage_name(factory)
+            version = getattr(getattr(factory, "__self__", None), "version", 0)
             log.warning("stage %s unavailable: %s", name, exc)
             failed.append(StageResult(name, version, StageStatus.ERROR, error=_describe(exc)))
     return stages, failed

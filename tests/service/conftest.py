@@ -156,7 +156,8 @@ def zip_bytes(files: dict[str, str | bytes] | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in content.items():
-            zf.writestr(name, data)
+            # A fixed timestamp: the same files must give the same bytes (content addressing).
+            zf.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
