@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from scanner.ratelimit import RateLimitedError
+
 log = logging.getLogger(__name__)
 TYPE_BASE = "https://gatehouse.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -59,6 +61,11 @@ def register_error_handlers(app: Flask) -> None:
         return problem_response(
             exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extra
         )
+
+    @app.errorhandler(RateLimitedError)
+    def _rate_limited(exc: RateLimitedError) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)}
+        return problem_response(429, "rate-limited", "Too Many Requests", str(exc), headers)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -214,8 +214,6 @@ class Scan(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    stage_runs: Mapped[list[StageRun]] = relationship(order_by="StageRun.id")
-
 
 class StageRun(Base):
     __tablename__ = "stage_runs"
@@ -324,8 +322,6 @@ class WebhookDelivery(Base):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    attempt_log: Mapped[list[DeliveryAttempt]] = relationship(order_by="DeliveryAttempt.id")
 
 
 class DeliveryAttempt(Base):

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def accepted(body: dict[str, Any], location: str) -> Response:
+    """202 with the status URL in the body and in Location: the work goes on elsewhere."""
+    response = jsonify({**body, "status_url": location})
+    response.status_code = 202
+    response.headers["Location"] = location
+    return response
+
 
 from review_ui.api import openapi, scans, submissions  # noqa: E402, F401 - routes register on bp

@@ -6,14 +6,13 @@ import time
 
 from flask import Response, current_app, jsonify, request, url_for
 
-from review_ui.api import bp
+from review_ui.api import accepted, bp
 from review_ui.api.auth import Caller, require_token
 from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, spooled_body
 from review_ui.app import services_of
 from review_ui.problems import ApiProblemError
 from scanner.blobs import BlobNotFoundError, artifact_key
 from scanner.models import Scan, ScanStatus, iso
-from scanner.ratelimit import RateLimitedError
 from scanner.services import Services
 from scanner.submissions import start_preflight
 
@@ -44,21 +43,9 @@ def create_scan() -> Response:
                     {"field": sorted(unknown)[0] if unknown else "bundle", "message": "invalid"}
                 ],
             )
-        try:
-            scan_id = start_preflight(svc, caller.token_id, saved_path(part), part.filename or "")
-        except RateLimitedError as exc:
-            raise ApiProblemError(
-                429,
-                "rate-limited",
-                "Too Many Requests",
-                str(exc),
-                headers={"Retry-After": str(exc.retry_after)},
-            ) from None
+        scan_id = start_preflight(svc, caller.token_id, saved_path(part), part.filename or "")
     location = url_for("api.get_scan", scan_id=scan_id)
-    response = jsonify({"id": scan_id, "status": ScanStatus.QUEUED.value, "status_url": location})
-    response.status_code = 202
-    response.headers["Location"] = location
-    return response
+    return accepted({"id": scan_id, "status": ScanStatus.QUEUED.value}, location)
 
 
 @bp.get("/scans/<scan_id>")

@@ -8,14 +8,13 @@ from typing import Any
 from flask import Response, current_app, jsonify, request, url_for
 from sqlalchemy import select
 
-from review_ui.api import bp
+from review_ui.api import accepted, bp
 from review_ui.api.auth import require_token
 from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, spooled_body
 from review_ui.app import services_of
 from review_ui.problems import ApiProblemError
 from scanner.models import Scan, Submission, iso
 from scanner.orchestration import summarize
-from scanner.ratelimit import RateLimitedError
 from scanner.submissions import SubmissionError, SubmissionRequest, accept_submission
 from scanner.webhooks import IncomingWebhook, SignatureError
 
@@ -51,30 +50,17 @@ def create_submission() -> Response:
             sha256=fields.get("sha256"),
         )
         try:
-            accepted = accept_submission(svc, req, bundle)
+            result = accept_submission(svc, req, bundle)
         except SubmissionError as exc:
             raise _invalid(exc.field, str(exc)) from None
-        except RateLimitedError as exc:
-            raise ApiProblemError(
-                429,
-                "rate-limited",
-                "Too Many Requests",
-                str(exc),
-                headers={"Retry-After": str(exc.retry_after)},
-            ) from None
-    location = url_for("api.get_submission", submission_id=accepted.submission_id)
-    response = jsonify(
-        {
-            "id": accepted.submission_id,
-            "scan_id": accepted.scan_id,
-            "status": accepted.status,
-            "duplicate": not accepted.created,
-            "status_url": location,
-        }
-    )
-    response.status_code = 202
-    response.headers["Location"] = location
-    return response
+    location = url_for("api.get_submission", submission_id=result.submission_id)
+    body = {
+        "id": result.submission_id,
+        "scan_id": result.scan_id,
+        "status": result.status,
+        "duplicate": not result.created,
+    }
+    return accepted(body, location)
 
 
 def _fields_and_bundle(upload: Any) -> tuple[dict[str, str], Any]:
