@@ -136,7 +136,7 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
                 (args.artifacts / f"{stage.name}-{name}").write_bytes(data)
     report = RENDERERS[args.format](result)
     if args.output:
-        _write_atomically(args.output, report)
+        write_atomically(args.output, report)
         print(
             f"{bundle.name}: {result.decision.verdict.label} (report in {args.output})",
             file=sys.stderr,
@@ -148,7 +148,7 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """A report is either whole or absent: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -263,7 +263,7 @@ def _cmd_sbom(args: argparse.Namespace, settings: Settings) -> int:
     result = scan_bundle(args.bundle, settings, stages, policy, unavailable=unavailable)
     text = build_sbom(result)
     if args.output:
-        _write_atomically(args.output, text)
+        write_atomically(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -16,7 +16,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -42,20 +41,20 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class BenchError(RuntimeError):
+    """A process the benchmark needs did not come up."""
+
+
 @contextmanager
 def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
+    """The same processes ``gatehouse serve`` starts (the workers only when asked)."""
+    from scanner.service_cli import web_command, worker_command
+
     port = _free_port()
-    py = sys.executable
-    cmds = {
-        "web": [py, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                "--worker-class", "gthread", "--threads", "8", "--no-control-socket",
-                "review_ui.wsgi:build()"],
-    }  # fmt: skip
+    cmds = {"web": web_command(f"127.0.0.1:{port}", 2)}
     if workers:
-        cmds["scan"] = [py, "-m", "celery", "-A", "workers.worker", "worker", "-Q",
-                        "scan,av,callbacks", "-c", "2", "-n", f"bench-scan-{port}@%h"]  # fmt: skip
-        cmds["browser"] = [py, "-m", "celery", "-A", "workers.worker", "worker", "-Q",
-                           "browser", "-c", "1", "-n", f"bench-browser-{port}@%h"]  # fmt: skip
+        cmds["scan"] = worker_command("scan,av,callbacks", 2, f"bench-scan-{port}")
+        cmds["browser"] = worker_command("browser", 1, f"bench-browser-{port}")
     procs = []
     for name, cmd in cmds.items():
         with (logs / f"{name}.log").open("ab") as log:
@@ -65,15 +64,7 @@ def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
                 )
             )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
+        _wait_healthy(port, logs / "web.log")
         yield f"127.0.0.1:{port}"
     finally:
         for p in procs:
@@ -83,6 +74,20 @@ def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def _wait_healthy(port: int, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise BenchError(f"the web server did not answer within {timeout:g} s:\n{tail}")
 
 
 def _zip(files: dict[str, bytes]) -> bytes:

@@ -83,20 +83,12 @@ def _services(settings: Settings) -> Any:
 
 
 def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy import select
-
-    from scanner.models import Publisher
+    from scanner.submissions import publisher_named
     from scanner.tokens import TokenError, create_token
 
     svc = _services(settings)
     with svc.session() as s:
-        publisher = None
-        if args.publisher:
-            publisher = s.scalar(select(Publisher).where(Publisher.external_id == args.publisher))
-            if publisher is None:
-                publisher = Publisher(external_id=args.publisher)
-                s.add(publisher)
-                s.flush()
+        publisher = publisher_named(s, args.publisher, "cli") if args.publisher else None
         try:
             row, plaintext = create_token(
                 s, args.name, set(args.scope), publisher=publisher, hourly_limit=args.hourly_limit
@@ -151,17 +143,11 @@ def cmd_publishers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_publishers_limit(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy import select
-
     from scanner.audit import audit
-    from scanner.models import Publisher
+    from scanner.submissions import publisher_named
 
     with _services(settings).session() as s:
-        p = s.scalar(select(Publisher).where(Publisher.external_id == args.publisher))
-        if p is None:
-            p = Publisher(external_id=args.publisher)
-            s.add(p)
-            s.flush()
+        p = publisher_named(s, args.publisher, "cli")
         p.daily_limit = args.daily_limit
         audit(s, "cli", "publisher.limit", "publisher", p.id, {"daily_limit": args.daily_limit})
     print(f"{args.publisher}: {args.daily_limit} submissions a day")
@@ -221,7 +207,10 @@ def cmd_preflight(args: argparse.Namespace, settings: Settings) -> int:
         text = json.dumps(view["report"], indent=2) + "\n"
         if args.format == "sarif":
             r = requests.get(
-                view_url(base, scan["id"]), params={"format": "sarif"}, headers=auth, timeout=60
+                f"{base}/api/v1/scans/{scan['id']}",
+                params={"format": "sarif"},
+                headers=auth,
+                timeout=60,
             )
             _check(r)
             text = r.text
@@ -233,10 +222,6 @@ def cmd_preflight(args: argparse.Namespace, settings: Settings) -> int:
     if args.fail_on and VERDICTS[verdict] >= VERDICTS[args.fail_on]:
         return EXIT_FAIL
     return EXIT_OK
-
-
-def view_url(base: str, scan_id: str) -> str:
-    return f"{base}/api/v1/scans/{scan_id}"
 
 
 def _check(r: Any) -> None:
@@ -253,69 +238,44 @@ def _emit(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
+    from scanner.cli import write_atomically  # cli imports this module: import at use
+
+    write_atomically(output, text)
 
 
 # --- serve ---------------------------------------------------------------------------
 
 
+def worker_command(
+    queues: str, concurrency: int, name: str, beat_schedule: Path | None = None
+) -> list[str]:
+    """A Celery worker process; with ``beat_schedule`` it also runs the sweeper's clock."""
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.worker", "worker", "-Q", queues]
+    cmd += ["-c", str(concurrency), "-n", f"{name}@%h", "-l", "INFO"]
+    if beat_schedule is not None:
+        cmd += ["--beat", "-s", str(beat_schedule)]
+    return cmd
+
+
+def web_command(listen: str, processes: int) -> list[str]:
+    """gunicorn on the API; threads, so a long-polling GET does not hold a process."""
+    cmd = [sys.executable, "-m", "gunicorn", "--bind", listen, "--workers", str(processes)]
+    cmd += ["--worker-class", "gthread", "--threads", "8", "--no-control-socket"]
+    return [*cmd, "--access-logfile", "-", "review_ui.wsgi:build()"]
+
+
 def serve_commands(settings: Settings, listen: str) -> dict[str, list[str]]:
-    py = sys.executable
-    scan_worker = [
-        py,
-        "-m",
-        "celery",
-        "-A",
-        "workers.worker",
-        "worker",
-        "-Q",
-        "scan,av,callbacks",
-        "-c",
-        str(settings.worker_processes),
-        "-n",
-        f"scan-{os.getpid()}@%h",
-        "--beat",
-        "-l",
-        "INFO",
-        "-s",
-        str(settings.data_dir / "celerybeat-schedule"),
-    ]
-    browser_worker = [
-        py,
-        "-m",
-        "celery",
-        "-A",
-        "workers.worker",
-        "worker",
-        "-Q",
-        "browser",
-        "-c",
-        "1",
-        "-n",
-        f"browser-{os.getpid()}@%h",
-        "-l",
-        "INFO",
-    ]
-    web = [
-        py,
-        "-m",
-        "gunicorn",
-        "--bind",
-        listen,
-        "--workers",
-        str(settings.web_processes),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        "8",
-        "--access-logfile",
-        "-",
-        "review_ui.wsgi:build()",
-    ]
-    return {"scan-worker": scan_worker, "browser-worker": browser_worker, "web": web}
+    pid = os.getpid()
+    return {
+        "scan-worker": worker_command(
+            "scan,av,callbacks",
+            settings.worker_processes,
+            f"scan-{pid}",
+            settings.data_dir / "celerybeat-schedule",
+        ),
+        "browser-worker": worker_command("browser", 1, f"browser-{pid}"),
+        "web": web_command(listen, settings.web_processes),
+    }
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

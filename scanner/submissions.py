@@ -120,6 +120,17 @@ def accept_submission(svc: Services, req: SubmissionRequest, bundle: Path | None
     return accepted
 
 
+def publisher_named(s: Session, external_id: str, actor: str) -> Publisher:
+    """The publisher the registry calls ``external_id``, recorded on first sight."""
+    publisher = s.scalar(select(Publisher).where(Publisher.external_id == external_id))
+    if publisher is None:
+        publisher = Publisher(external_id=external_id)
+        s.add(publisher)
+        s.flush()
+        audit(s, actor, "publisher.created", "publisher", publisher.id)
+    return publisher
+
+
 def _existing(s: Session, req: SubmissionRequest, sha256: str | None = None) -> Accepted | None:
     sub = s.scalar(select(Submission).where(Submission.webhook_id == req.webhook_id))
     sha = sha256 or req.sha256
@@ -144,12 +155,7 @@ def _existing(s: Session, req: SubmissionRequest, sha256: str | None = None) -> 
 
 def _create(svc: Services, req: SubmissionRequest, sha256: str, stored: bool) -> Accepted:
     with svc.session() as s:
-        publisher = s.scalar(select(Publisher).where(Publisher.external_id == req.publisher_id))
-        if publisher is None:
-            publisher = Publisher(external_id=req.publisher_id)
-            s.add(publisher)
-            s.flush()
-            audit(s, "registry", "publisher.created", "publisher", publisher.id)
+        publisher = publisher_named(s, req.publisher_id, "registry")
         check_publisher(s, publisher, svc.settings.publisher_daily_limit)
         sub = Submission(
             publisher_id=publisher.id,

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,8 +17,11 @@ import pytest
 import requests
 
 from scanner.config import PROJECT_ROOT
+from scanner.service_cli import web_command, worker_command
+from workers.celery_app import QUEUES as ALL_QUEUES
 
 PG_ADMIN = os.environ.get("GATEHOUSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+QUEUES = ",".join(ALL_QUEUES)
 REDIS = os.environ.get("GATEHOUSE_TEST_REDIS", "redis://127.0.0.1:6379/7")
 
 
@@ -108,12 +110,8 @@ class Live:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "workers.worker", "worker",
-            "-Q", "scan,av,browser,callbacks", "-c", "2", "--beat", "-l", "INFO",
-            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
-            "-s", str(Path(self.env["GATEHOUSE_DATA_DIR"]) / f"beat-{name}"),
-        ]  # fmt: skip
+        beat = Path(self.env["GATEHOUSE_DATA_DIR"]) / f"beat-{name}"
+        cmd = worker_command(QUEUES, 2, f"{name}-{uuid.uuid4().hex[:6]}", beat)
         with (self.logs / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
                 cmd, env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=log, start_new_session=True
@@ -123,17 +121,23 @@ class Live:
 
     def start_web(self) -> None:
         port = free_port()
-        cmd = [
-            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-            "--worker-class", "gthread", "--threads", "8", "--no-control-socket",
-            "review_ui.wsgi:build()",
-        ]  # fmt: skip
         with (self.logs / "web.log").open("ab") as log:
             self.procs["web"] = subprocess.Popen(
-                cmd, env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=log, start_new_session=True
+                web_command(f"127.0.0.1:{port}", 1),
+                env=self.env,
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         self.web_url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _healthy(self.web_url), 30, "the web server")
+
+    def __enter__(self) -> Live:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_all()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name)

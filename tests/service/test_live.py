@@ -109,8 +109,7 @@ def test_signed_webhook_to_signed_callback(
 ) -> None:
     require_redis(REDIS)
     url, behaviour = callback
-    live = _live(tmp_path, pg, REDIS, clamd_settings, url)
-    try:
+    with _live(tmp_path, pg, REDIS, clamd_settings, url) as live:
         live.start_web()
         live.start_worker()
         accepted = _submit(live, url, EVIL)
@@ -133,8 +132,6 @@ def test_signed_webhook_to_signed_callback(
             stages = {r.stage: r.status for r in s.scalars(select(StageRun))}
             assert stages["runtime"] == "ok" and stages["antivirus"] == "ok", stages
             assert stages["js-static"] == "ok"
-    finally:
-        live.stop_all()
 
 
 def test_worker_killed_mid_scan_completes_the_scan_once(
@@ -146,8 +143,7 @@ def test_worker_killed_mid_scan_completes_the_scan_once(
 ) -> None:
     require_redis(REDIS)
     url, _ = callback
-    live = _live(tmp_path, pg, REDIS, clamd_settings, url, GATEHOUSE_STUCK_AFTER="31")
-    try:
+    with _live(tmp_path, pg, REDIS, clamd_settings, url, GATEHOUSE_STUCK_AFTER="31") as live:
         live.start_web()
         live.start_worker("first")
         accepted = _submit(live, url, EVIL)
@@ -189,8 +185,6 @@ def test_worker_killed_mid_scan_completes_the_scan_once(
             )
             assert runtime is not None and runtime.status == "ok" and runtime.attempts == 2
             assert s.get_one(Scan, scan_id).verdict == "reject"
-    finally:
-        live.stop_all()
 
 
 def test_broker_restart_loses_no_accepted_submission(
@@ -201,23 +195,22 @@ def test_broker_restart_loses_no_accepted_submission(
     callback: tuple[str, Behaviour],
 ) -> None:
     url, _ = callback
-    with private_redis() as (broker, stop_broker, start_broker):
-        live = _live(tmp_path, pg, broker, clamd_settings, url, GATEHOUSE_STUCK_AFTER="6")
+    with (
+        private_redis() as (broker, stop_broker, start_broker),
+        _live(tmp_path, pg, broker, clamd_settings, url, GATEHOUSE_STUCK_AFTER="6") as live,
+    ):
+        live.start_web()
+        live.start_worker()
+        stop_broker()
+        # Accepted while the broker is down: committed first, queued by the sweeper later.
+        accepted = _submit(live, url, "var TestPlugin = {};", version="2.0.0")
+        assert _scan_status(engine, accepted["scan_id"]) == "queued"
+        start_broker()  # empty: Redis here keeps nothing on disk
         try:
-            live.start_web()
-            live.start_worker()
-            stop_broker()
-            # Accepted while the broker is down: committed first, queued by the sweeper later.
-            accepted = _submit(live, url, "var TestPlugin = {};", version="2.0.0")
-            assert _scan_status(engine, accepted["scan_id"]) == "queued"
-            start_broker()  # empty: Redis here keeps nothing on disk
-            try:
-                wait_for(
-                    lambda: _scan_status(engine, accepted["scan_id"]) == "completed",
-                    150,
-                    "the scan",
-                )
-            except AssertionError:
-                raise AssertionError(_logs(live)) from None
-        finally:
-            live.stop_all()
+            wait_for(
+                lambda: _scan_status(engine, accepted["scan_id"]) == "completed",
+                150,
+                "the scan",
+            )
+        except AssertionError:
+            raise AssertionError(_logs(live)) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -9,6 +10,7 @@ from dataclasses import replace
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from werkzeug.test import TestResponse
 
 from review_ui.app import create_app
 from scanner.models import AuditEntry, Bundle, Scan, Submission, SubmissionEvent
@@ -16,6 +18,7 @@ from scanner.services import Services
 from scanner.webhooks import new_secret, signed_headers
 from tests.service.conftest import (
     SECRET,
+    InlineJobQueue,
     files_under,
     multipart,
     post_submission,
@@ -34,15 +37,15 @@ def counts(svc: Services) -> tuple[int, ...]:
 
 
 def test_signed_submission_is_accepted_queued_and_scanned(
-    client: FlaskClient, svc: Services
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
 ) -> None:
-    svc.jobs.hold = True  # type: ignore[attr-defined]
+    jobs.hold = True
     r = post_submission(client, bundle=zip_bytes())
     assert r.status_code == 202
     body = r.get_json()
     assert body["status"] == "received" and body["duplicate"] is False
     assert r.headers["Location"] == body["status_url"]
-    assert svc.jobs.held == [("start", body["scan_id"])]  # type: ignore[attr-defined]
+    assert jobs.held == [("start", body["scan_id"])]
     with svc.session() as s:
         assert s.get_one(Scan, body["scan_id"]).status == "queued"
 
@@ -111,7 +114,7 @@ def test_rotated_secrets_are_both_accepted(client: FlaskClient, svc: Services) -
     assert post_submission(c, bundle=zip_bytes({"a": "b"}), secret=SECRET).status_code == 202
 
 
-def _signed(client: FlaskClient, body: bytes, ctype: str, msg_id: str = "msg_x") -> object:
+def _signed(client: FlaskClient, body: bytes, ctype: str, msg_id: str = "msg_x") -> TestResponse:
     headers = signed_headers(SECRET, msg_id, body)
     return client.post("/api/v1/submissions", data=body, headers={**headers, "Content-Type": ctype})
 
@@ -188,8 +191,8 @@ def test_bad_bodies_get_clear_problems_and_write_nothing(
     }
     for i, (label, (body, ctype, status, code)) in enumerate(cases.items()):
         r = _signed(client, body, ctype, f"msg_bad_{i}")
-        assert r.status_code == status, label  # type: ignore[attr-defined]
-        assert r.get_json()["type"].endswith("/" + code), label  # type: ignore[attr-defined]
+        assert r.status_code == status, label
+        assert r.get_json()["type"].endswith("/" + code), label
     assert counts(svc) == before
 
 
@@ -204,9 +207,9 @@ def test_callback_url_outside_the_allowlist_is_refused(client: FlaskClient, svc:
 
 
 def test_bundle_url_submission_is_accepted_without_a_body(
-    client: FlaskClient, svc: Services
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
 ) -> None:
-    svc.jobs.hold = True  # type: ignore[attr-defined]
+    jobs.hold = True
     body = json.dumps(
         {
             **submission_fields(),
@@ -215,9 +218,9 @@ def test_bundle_url_submission_is_accepted_without_a_body(
         }
     ).encode()
     r = _signed(client, body, "application/json")
-    assert r.status_code == 202  # type: ignore[attr-defined]
+    assert r.status_code == 202
     with svc.session() as s:
-        scan = s.get_one(Scan, r.get_json()["scan_id"])  # type: ignore[attr-defined]
+        scan = s.get_one(Scan, r.get_json()["scan_id"])
         assert scan.bundle_sha256 is None  # fetched by the worker
 
 
@@ -237,7 +240,7 @@ def test_oversize_upload_is_413_before_and_while_reading(
     headers = signed_headers(SECRET, "msg_chunked", body)
     r = c.post(
         "/api/v1/submissions",
-        input_stream=iter_stream(body),
+        input_stream=io.BytesIO(body),
         headers={**headers, "Content-Type": ctype, "Transfer-Encoding": "chunked"},
     )
     assert r.status_code == 413
@@ -245,14 +248,10 @@ def test_oversize_upload_is_413_before_and_while_reading(
     assert not list((svc.settings.work_root).glob("upload-*"))
 
 
-def iter_stream(data: bytes) -> object:
-    import io
-
-    return io.BytesIO(data)
-
-
-def test_publisher_rate_limit_is_429_with_retry_after(client: FlaskClient, svc: Services) -> None:
-    svc.jobs.hold = True  # type: ignore[attr-defined]
+def test_publisher_rate_limit_is_429_with_retry_after(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
     svc.settings = replace(svc.settings, publisher_daily_limit=2)
     for i in range(2):
         ok = post_submission(
