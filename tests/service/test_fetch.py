@@ -1,0 +1,107 @@
+"""bundle_url fetching: allowlisted origins only, no redirects, capped, hash-checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from scanner.fetch import FetchError, allowed, fetch_bundle
+from scanner.models import Scan
+from scanner.services import Services
+from scanner.webhooks import signed_headers
+from tests.service.conftest import SECRET, submission_fields, zip_bytes
+from tests.service.httpserver import Behaviour, serving
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://registry.example/b.zip", True),
+        ("https://registry.example:443/b.zip", True),
+        ("https://REGISTRY.example/b.zip", True),
+        ("http://registry.example/b.zip", False),
+        ("https://registry.example:8443/b.zip", False),
+        ("https://registry.example@evil.example/b.zip", False),
+        ("https://registry.example.evil.example/b.zip", False),
+        ("file:///etc/passwd", False),
+        ("http://169.254.169.254/latest/meta-data", False),
+    ],
+)
+def test_only_configured_origins_are_allowed(url: str, ok: bool) -> None:
+    assert allowed(url, ("https://registry.example",)) is ok
+
+
+def _fetch(url: str, dest: Path, sha: str, max_bytes: int = 1_000_000) -> int:
+    origin = url.split("/b", 1)[0]
+    return fetch_bundle(
+        url, dest, origins=(origin,), max_bytes=max_bytes, expected_sha256=sha, timeout=5
+    )
+
+
+def test_fetch_checks_hash_size_and_redirects(tmp_path: Path) -> None:
+    data = zip_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    with serving(Behaviour(body=data)) as url:
+        assert _fetch(f"{url}/b.zip", tmp_path / "ok", sha) == len(data)
+        with pytest.raises(FetchError, match="sha256") as bad_hash:
+            _fetch(f"{url}/b.zip", tmp_path / "h", "0" * 64)
+        with pytest.raises(FetchError, match="larger") as too_big:
+            _fetch(f"{url}/b.zip", tmp_path / "s", sha, max_bytes=100)
+    assert bad_hash.value.permanent and too_big.value.permanent
+    with (
+        serving(Behaviour(status=302, location="http://10.0.0.1/")) as url,
+        pytest.raises(FetchError, match="302") as redirect,
+    ):
+        _fetch(f"{url}/b.zip", tmp_path / "r", sha)
+    assert redirect.value.permanent
+    with serving(Behaviour(status=503)) as url, pytest.raises(FetchError) as flaky:
+        _fetch(f"{url}/b.zip", tmp_path / "t", sha)
+    assert not flaky.value.permanent
+    with pytest.raises(FetchError) as elsewhere:
+        fetch_bundle(
+            "http://127.0.0.1:9/b.zip",
+            tmp_path / "x",
+            origins=("https://registry.example",),
+            max_bytes=10,
+            expected_sha256=sha,
+            timeout=1,
+        )
+    assert elsewhere.value.permanent
+
+
+def _submit_url(client: FlaskClient, url: str, sha: str) -> str:
+    body = json.dumps({**submission_fields(), "bundle_url": url, "sha256": sha}).encode()
+    headers = signed_headers(SECRET, f"msg_{sha[:8]}", body)
+    r = client.post(
+        "/api/v1/submissions", data=body, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 202, r.get_json()
+    return str(r.get_json()["scan_id"])
+
+
+def test_a_worker_fetches_the_bundle_url_and_scans_it(client: FlaskClient, svc: Services) -> None:
+    data = zip_bytes({"a.js": "EVIL"})
+    sha = hashlib.sha256(data).hexdigest()
+    with serving(Behaviour(body=data)) as url:
+        svc.settings = replace(svc.settings, registry_origins=url)
+        scan_id = _submit_url(client, f"{url}/b.zip", sha)
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id)
+        assert (scan.status, scan.verdict, scan.bundle_sha256) == ("completed", "reject", sha)
+
+
+def test_an_unfetchable_bundle_fails_closed(client: FlaskClient, svc: Services) -> None:
+    with serving(Behaviour(body=b"other bytes")) as url:
+        svc.settings = replace(svc.settings, registry_origins=url)
+        scan_id = _submit_url(client, f"{url}/b.zip", "c" * 64)
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id)
+        assert scan.status == "completed" and scan.verdict != "pass"
+        assert scan.report is not None
+        stages = {st["name"]: st["status"] for st in scan.report["stages"]}
+        assert stages["fetch"] == "error"
