@@ -131,7 +131,7 @@ class Live:
                 start_new_session=True,
             )
         self.web_url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _healthy(self.web_url), 30, "the web server")
+        wait_for(lambda: healthy(self.web_url), 30, "the web server")
 
     def __enter__(self) -> Live:
         return self
@@ -156,7 +156,7 @@ class Live:
                     proc.wait(timeout=10)
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         return requests.get(f"{url}/healthz", timeout=1).status_code == 200
     except requests.RequestException:

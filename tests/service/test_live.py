@@ -5,6 +5,10 @@ restarted under an accepted submission."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +26,8 @@ from tests.service.httpserver import Behaviour, serving
 from tests.service.live import (
     REDIS,
     Live,
+    free_port,
+    healthy,
     postgres_database,
     private_redis,
     require_redis,
@@ -214,3 +220,49 @@ def test_broker_restart_loses_no_accepted_submission(
             )
         except AssertionError:
             raise AssertionError(_logs(live)) from None
+
+
+def test_serve_on_embedded_defaults_with_the_preflight_cli(
+    tmp_path: Path, clamd_settings: Settings
+) -> None:
+    """The embedded job: SQLite, the SQLite broker, real workers, gatehouse preflight."""
+    gatehouse = str(Path(sys.executable).parent / "gatehouse")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+    env.update(
+        GATEHOUSE_DATA_DIR=str(tmp_path / "data"),
+        GATEHOUSE_WORK_ROOT=str(tmp_path / "work"),
+        GATEHOUSE_CLAMD_SOCKET=str(clamd_settings.clamd_socket_path),
+        GATEHOUSE_LISTEN=f"127.0.0.1:{port}",
+        GATEHOUSE_DETONATION_TIMEOUT="8",
+    )
+    created = subprocess.run(
+        [gatehouse, "tokens", "create", "--name", "ci", "--scope", "preflight"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    env["GATEHOUSE_TOKEN"] = created.stdout.strip()
+    (tmp_path / "evil.zip").write_bytes(zip_bytes({"dist/bundle.js": EVIL}))
+    (tmp_path / "clean.zip").write_bytes(zip_bytes())
+    with (tmp_path / "serve.log").open("wb") as log:
+        serve = subprocess.Popen([gatehouse, "serve"], env=env, stdout=log, stderr=log)
+    try:
+        server = f"http://127.0.0.1:{port}"
+        wait_for(lambda: healthy(server), 60, "gatehouse serve")
+
+        def preflight(bundle: str, *extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [gatehouse, "preflight", str(tmp_path / bundle), "--server", server, *extra],
+                env=env, capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+
+        evil = preflight("evil.zip", "--fail-on", "reject", "--format", "sarif",
+                         "--output", str(tmp_path / "out.sarif"))  # fmt: skip
+        assert evil.returncode == 1, evil.stderr + (tmp_path / "serve.log").read_text()
+        assert "completed" in evil.stderr and "reject" in evil.stderr
+        assert json.loads((tmp_path / "out.sarif").read_text())["runs"][0]["results"]
+        clean = preflight("clean.zip", "--fail-on", "reject")
+        assert clean.returncode == 0, clean.stderr
+        assert json.loads(clean.stdout)["verdict"] in {"pass", "review"}
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
