@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from scanner.config import Settings
@@ -91,3 +92,15 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]) -> None:
+    """INSERT that yields to a concurrent insert of the same unique key instead of failing."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(model).values(values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(model).values(values).on_conflict_do_nothing())
+    else:  # other backends: the caller's transaction retries on the rare conflict
+        session.add(model(**values))
+        session.flush()

@@ -19,8 +19,9 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from scanner import bundles
 from scanner.audit import audit, transition
-from scanner.blobs import BlobNotFoundError, artifact_key, bundle_key, sha256_file
+from scanner.blobs import BlobNotFoundError, artifact_key, bundle_key
 from scanner.callbacks import due, enqueue_event
 from scanner.fetch import FetchError, fetch_bundle
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
@@ -29,7 +30,6 @@ from scanner.models import (
     STAGE_PENDING,
     STAGE_RUNNING,
     Artifact,
-    Bundle,
     Decision,
     FindingRecord,
     Scan,
@@ -123,7 +123,7 @@ def _fetch(svc: Services, scan_id: str, submission: Submission) -> bool:
     with tempfile.TemporaryDirectory(prefix="fetch-", dir=svc.settings.work_root) as tmp:
         dest = Path(tmp) / "bundle"
         try:
-            size = fetch_bundle(
+            fetch_bundle(
                 submission.bundle_url,
                 dest,
                 origins=svc.settings.registry_origin_list,
@@ -136,20 +136,11 @@ def _fetch(svc: Services, scan_id: str, submission: Submission) -> bool:
                 raise
             give_up(svc, scan_id, "fetch", str(exc))
             return False
-        _store_bundle(svc, dest, submission.bundle_sha256, size)
+        stored = bundles.store_bytes(svc.blobs, dest, submission.bundle_sha256)
     with svc.session() as s:
-        scan = s.get_one(Scan, scan_id)
-        scan.bundle_sha256 = submission.bundle_sha256
+        bundles.record(s, stored)
+        s.get_one(Scan, scan_id).bundle_sha256 = stored.sha256
     return True
-
-
-def _store_bundle(svc: Services, path: Path, sha256: str, size: int) -> None:
-    key = bundle_key(sha256)
-    if not svc.blobs.exists(key):
-        svc.blobs.put_file(key, path)
-    with svc.session() as s:
-        if s.get(Bundle, sha256) is None:
-            s.add(Bundle(sha256=sha256, size=size, blob_key=key))
 
 
 def _intake_and_fan_out(svc: Services, scan_id: str, registry: StageRegistry) -> None:
@@ -533,11 +524,3 @@ def expire_preflights(svc: Services, limit: int = 200) -> int:
     for key in keys:
         svc.blobs.delete(key)
     return len(ids)
-
-
-def bundle_from_file(svc: Services, path: Path) -> tuple[str, int]:
-    """Store an uploaded file as a content-addressed bundle; returns (sha256, size)."""
-    sha = sha256_file(path)
-    size = path.stat().st_size
-    _store_bundle(svc, path, sha, size)
-    return sha, size

@@ -69,6 +69,9 @@ def add_commands(sub: Any) -> None:
     )
     bench.add_argument("--broker-url", default="redis://127.0.0.1:6379/8")
     bench.add_argument("--scans", type=int, default=100_000)
+    bench.add_argument(
+        "--only", choices=("intake", "get", "preflight"), action="append", help="run only these"
+    )
     bench.set_defaults(func=cmd_bench_service)
 
     sweep = sub.add_parser("sweep", help="recover stuck scans and send due callbacks once")
@@ -341,7 +344,14 @@ def cmd_bench_service(args: argparse.Namespace, settings: Settings) -> int:
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
         clamd_settings, server = _ensure_clamd(settings, Path(tmp))
         try:
-            run(url, args.broker_url, Path(tmp), clamd_settings.clamd_socket_path, args.scans)
+            run(
+                url,
+                args.broker_url,
+                Path(tmp),
+                clamd_settings.clamd_socket_path,
+                args.scans,
+                set(args.only or ()),
+            )
         finally:
             if server is not None:
                 server.stop()

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from scanner import bundles
 from scanner.audit import audit
+from scanner.blobs import sha256_file
+from scanner.db import insert_if_absent
 from scanner.fetch import allowed
 from scanner.models import (
     ApiToken,
@@ -27,9 +30,9 @@ from scanner.models import (
     Submission,
     SubmissionEvent,
     SubmissionStatus,
+    new_id,
     utcnow,
 )
-from scanner.orchestration import bundle_from_file
 from scanner.ratelimit import check_publisher, check_token
 from scanner.services import Services
 
@@ -89,26 +92,22 @@ def validate(req: SubmissionRequest, svc: Services, has_file: bool) -> None:
 
 
 def accept_submission(svc: Services, req: SubmissionRequest, bundle: Path | None) -> Accepted:
-    """Record a registry submission (idempotent on webhook-id and on name, version, sha256)."""
+    """Record a registry submission (idempotent on webhook-id and on name, version, sha256).
+
+    One transaction: a duplicate or a refused request writes nothing, and the bundle's
+    bytes are stored before the commit that names them.
+    """
     validate(req, svc, bundle is not None)
-    with svc.session() as s:
-        existing = _existing(s, req)
-    if existing is not None:
-        return existing
-    with svc.session() as s:
-        # Refuse before storing anything, so a limited publisher leaves no blob behind.
-        known = s.scalar(select(Publisher).where(Publisher.external_id == req.publisher_id))
-        if known is not None:
-            check_publisher(s, known, svc.settings.publisher_daily_limit)
-    if bundle is not None:
-        sha256, _ = bundle_from_file(svc, bundle)
-        if req.sha256 and req.sha256 != sha256:
-            raise SubmissionError("sha256", "does not match the uploaded bundle")
-    else:
-        assert req.sha256 is not None
-        sha256 = req.sha256
+    sha256 = sha256_file(bundle) if bundle is not None else req.sha256
+    assert sha256 is not None
+    if req.sha256 and req.sha256 != sha256:
+        raise SubmissionError("sha256", "does not match the uploaded bundle")
     try:
-        accepted = _create(svc, req, sha256, bundle is not None)
+        with svc.session() as s:
+            existing = _existing(s, req, sha256)
+            if existing is not None:
+                return existing
+            accepted = _create(s, svc, req, sha256, bundle)
     except IntegrityError:
         # A concurrent delivery of the same webhook won the race: answer with its record.
         with svc.session() as s:
@@ -122,87 +121,90 @@ def accept_submission(svc: Services, req: SubmissionRequest, bundle: Path | None
 
 def publisher_named(s: Session, external_id: str, actor: str) -> Publisher:
     """The publisher the registry calls ``external_id``, recorded on first sight."""
-    publisher = s.scalar(select(Publisher).where(Publisher.external_id == external_id))
+    query = select(Publisher).where(Publisher.external_id == external_id)
+    publisher = s.scalar(query)
     if publisher is None:
-        publisher = Publisher(external_id=external_id)
-        s.add(publisher)
-        s.flush()
+        # Two first submissions of a new publisher can race: the second one yields.
+        insert_if_absent(s, Publisher, {"external_id": external_id, "created_at": utcnow()})
+        publisher = s.scalars(query).one()
         audit(s, actor, "publisher.created", "publisher", publisher.id)
     return publisher
 
 
-def _existing(s: Session, req: SubmissionRequest, sha256: str | None = None) -> Accepted | None:
-    sub = s.scalar(select(Submission).where(Submission.webhook_id == req.webhook_id))
-    sha = sha256 or req.sha256
-    if sub is None and sha:
-        sub = s.scalar(
-            select(Submission)
-            .join(Publisher)
-            .where(
-                Publisher.external_id == req.publisher_id,
-                Submission.plugin_name == req.plugin_name,
-                Submission.plugin_version == req.plugin_version,
-                Submission.bundle_sha256 == sha,
-            )
+def _existing(s: Session, req: SubmissionRequest, sha256: str) -> Accepted | None:
+    # Two indexed lookups in one round trip (an OR across the join would scan the table).
+    by_delivery = select(Submission.id).where(Submission.webhook_id == req.webhook_id)
+    by_version = (
+        select(Submission.id)
+        .join(Publisher)
+        .where(
+            Publisher.external_id == req.publisher_id,
+            Submission.plugin_name == req.plugin_name,
+            Submission.plugin_version == req.plugin_version,
+            Submission.bundle_sha256 == sha256,
         )
-    if sub is None:
+    )
+    sub_id = s.scalar(union_all(by_delivery, by_version).limit(1))
+    if sub_id is None:
         return None
+    sub = s.get_one(Submission, sub_id)
     scan_id = s.scalar(
         select(Scan.id).where(Scan.submission_id == sub.id).order_by(Scan.created_at.desc())
     )
     return Accepted(sub.id, scan_id or "", sub.status, created=False)
 
 
-def _create(svc: Services, req: SubmissionRequest, sha256: str, stored: bool) -> Accepted:
-    with svc.session() as s:
-        publisher = publisher_named(s, req.publisher_id, "registry")
-        check_publisher(s, publisher, svc.settings.publisher_daily_limit)
-        sub = Submission(
-            publisher_id=publisher.id,
-            plugin_name=req.plugin_name,
-            plugin_version=req.plugin_version,
-            bundle_sha256=sha256,
-            bundle_url=req.bundle_url,
-            callback_url=req.callback_url,
-            webhook_id=req.webhook_id,
-            status=SubmissionStatus.RECEIVED,
-        )
-        s.add(sub)
-        s.flush()
-        s.add(SubmissionEvent(submission_id=sub.id, to_status="received", actor="registry"))
-        scan = Scan(
-            kind=ScanKind.SUBMISSION,
-            submission_id=sub.id,
-            bundle_sha256=sha256 if stored else None,
-            bundle_name=f"{req.plugin_name}-{req.plugin_version}.bundle",
-            status=ScanStatus.QUEUED,
-        )
-        s.add(scan)
-        s.flush()
-        audit(
-            s, "registry", "submission.received", "submission", sub.id, {"webhook": req.webhook_id}
-        )
-        return Accepted(sub.id, scan.id, sub.status, created=True)
+def _create(
+    s: Session, svc: Services, req: SubmissionRequest, sha256: str, bundle: Path | None
+) -> Accepted:
+    publisher = publisher_named(s, req.publisher_id, "registry")
+    check_publisher(s, publisher, svc.settings.publisher_daily_limit)
+    if bundle is not None:
+        bundles.record(s, bundles.store_bytes(svc.blobs, bundle, sha256))
+    sub = Submission(
+        publisher_id=publisher.id,
+        plugin_name=req.plugin_name,
+        plugin_version=req.plugin_version,
+        bundle_sha256=sha256,
+        bundle_url=req.bundle_url,
+        callback_url=req.callback_url,
+        webhook_id=req.webhook_id,
+        status=SubmissionStatus.RECEIVED,
+    )
+    s.add(sub)
+    s.flush()  # scans has no relationship to order its insert after the submission's
+    s.add(SubmissionEvent(submission_id=sub.id, to_status="received", actor="registry"))
+    scan = Scan(
+        id=new_id(),
+        kind=ScanKind.SUBMISSION,
+        submission_id=sub.id,
+        bundle_sha256=sha256 if bundle is not None else None,
+        bundle_name=f"{req.plugin_name}-{req.plugin_version}.bundle",
+        status=ScanStatus.QUEUED,
+    )
+    s.add(scan)
+    audit(s, "registry", "submission.received", "submission", sub.id, {"webhook": req.webhook_id})
+    return Accepted(sub.id, scan.id, sub.status, created=True)
 
 
 def start_preflight(svc: Services, token_id: int, bundle: Path, filename: str) -> str:
     """A CI scan: never enters the reviewer queue, and its report expires."""
     with svc.session() as s:
-        check_token(s, s.get_one(ApiToken, token_id), svc.settings.token_hourly_limit)
-    sha256, _ = bundle_from_file(svc, bundle)
-    with svc.session() as s:
         token = s.get_one(ApiToken, token_id)
         check_token(s, token, svc.settings.token_hourly_limit)
+        # Stored before the commit that names it; a refused request stores nothing.
+        stored = bundles.store_bytes(svc.blobs, bundle)
+        bundles.record(s, stored)
         scan = Scan(
+            id=new_id(),
             kind=ScanKind.PREFLIGHT,
             token_id=token_id,
-            bundle_sha256=sha256,
+            bundle_sha256=stored.sha256,
             bundle_name=_safe_name(filename),
             status=ScanStatus.QUEUED,
             expires_at=utcnow() + timedelta(hours=svc.settings.preflight_ttl_hours),
         )
         s.add(scan)
-        s.flush()
         audit(s, f"token:{token_id}", "preflight.received", "scan", scan.id)
         scan_id = scan.id
     _queue(svc, scan_id)

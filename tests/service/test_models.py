@@ -67,3 +67,15 @@ def test_a_submission_cannot_skip_its_lifecycle(client: FlaskClient, svc: Servic
         transition(
             s, s.get_one(Submission, sub_id), scanner.models.SubmissionStatus.PROMOTED, "test"
         )
+
+
+def test_a_publisher_inserted_concurrently_is_found_not_duplicated(svc: Services) -> None:
+    from scanner.db import insert_if_absent
+    from scanner.models import Publisher, utcnow
+    from scanner.submissions import publisher_named
+
+    with session_scope(svc.engine) as s:
+        insert_if_absent(s, Publisher, {"external_id": "racer", "created_at": utcnow()})
+        insert_if_absent(s, Publisher, {"external_id": "racer", "created_at": utcnow()})
+        assert publisher_named(s, "racer", "test").external_id == "racer"
+        assert len(list(s.scalars(select(Publisher).where(Publisher.external_id == "racer")))) == 1
