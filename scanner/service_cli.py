@@ -335,6 +335,12 @@ def cmd_bench_service(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.bench import _ensure_clamd
     from scanner.service_bench import run
 
+    def stop(*_: object) -> None:
+        # The bench starts servers in sessions of their own: on SIGTERM, unwind so the
+        # finally blocks stop them instead of leaving workers on the shared broker.
+        raise SystemExit(EXIT_ERROR)
+
+    signal.signal(signal.SIGTERM, stop)
     admin = args.database_url.replace("postgresql+psycopg://", "postgresql://")
     name = f"gatehouse_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
