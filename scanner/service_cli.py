@@ -1,4 +1,4 @@
-"""``gatehouse serve``, ``tokens``, ``publishers``, ``preflight`` and ``sweep``.
+"""``gatehouse serve``, ``tokens``, ``publishers``, ``preflight`` and ``bench-service``.
 
 ``serve`` starts separate processes (clamd, Celery workers, the web server) by module
 name; scanner/ itself never imports Flask or Celery.
@@ -73,9 +73,6 @@ def add_commands(sub: Any) -> None:
         "--only", choices=("intake", "get", "preflight"), action="append", help="run only these"
     )
     bench.set_defaults(func=cmd_bench_service)
-
-    sweep = sub.add_parser("sweep", help="recover stuck scans and send due callbacks once")
-    sweep.set_defaults(func=cmd_sweep)
 
 
 def _services(settings: Settings) -> Any:
@@ -154,13 +151,6 @@ def cmd_publishers_limit(args: argparse.Namespace, settings: Settings) -> int:
         p.daily_limit = args.daily_limit
         audit(s, "cli", "publisher.limit", "publisher", p.id, {"daily_limit": args.daily_limit})
     print(f"{args.publisher}: {args.daily_limit} submissions a day")
-    return EXIT_OK
-
-
-def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
-    from scanner.orchestration import sweep
-
-    print(json.dumps(sweep(_services(settings))))
     return EXIT_OK
 
 
