@@ -46,6 +46,21 @@ def _run(pool: BrowserPool, ws: Workspace, limit: float = 15.0) -> tuple[list[Fi
     return result.findings, result
 
 
+def _hello_request(ws: Workspace) -> DetonationRequest:
+    """A plain user-role detonation of ``ws``, for tests about the pool, not the plugin."""
+    return DetonationRequest(
+        root=ws.root,
+        files=tuple(f.path for f in ws.files),
+        entry="dist/bundle.js",
+        styles=(),
+        global_name="TestPlugin",
+        allowed_origins=(),
+        csp="default-src 'none'",
+        role="user",
+        time_limit_s=5,
+    )
+
+
 def _rules(findings: list[Finding], role: str = "user") -> set[str]:
     return {f.rule_id for f in findings if f.message.endswith(f"(as {role})")}
 
@@ -153,17 +168,7 @@ def test_endless_mount_times_out_and_the_pool_recovers(pool: BrowserPool, tmp_pa
 def test_browser_over_its_memory_cap_is_restarted(tmp_path: Path) -> None:
     ws = _plugin(tmp_path, "container.textContent = 'hello';")
     pool = BrowserPool(BrowserSettings(max_rss_bytes=1))  # every browser is over a 1-byte cap
-    request = DetonationRequest(
-        root=ws.root,
-        files=tuple(f.path for f in ws.files),
-        entry="dist/bundle.js",
-        styles=(),
-        global_name="TestPlugin",
-        allowed_origins=(),
-        csp="default-src 'none'",
-        role="user",
-        time_limit_s=5,
-    )
+    request = _hello_request(ws)
     try:
         for _ in range(3):
             assert pool.detonate(request, timeout=60).mount_error is None
@@ -177,17 +182,7 @@ def test_no_browser_or_profile_left_after_200_scans(tmp_path: Path) -> None:
     browsers_before = set(browser_processes())  # the module's own pool may be running
     ws = _plugin(tmp_path, "container.textContent = 'hello';")
     pool = BrowserPool(BrowserSettings(max_scans=50))  # forces restarts along the way
-    request = DetonationRequest(
-        root=ws.root,
-        files=tuple(f.path for f in ws.files),
-        entry="dist/bundle.js",
-        styles=(),
-        global_name="TestPlugin",
-        allowed_origins=(),
-        csp="default-src 'none'",
-        role="user",
-        time_limit_s=5,
-    )
+    request = _hello_request(ws)
     try:
         for _ in range(200):
             trace = pool.detonate(request, timeout=60)
