@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlparse
@@ -21,7 +22,10 @@ class BlobNotFoundError(LookupError):
 
 class BlobStore(Protocol):
     def put_file(self, key: str, path: Path) -> None:
-        """Store the file's bytes under ``key``; the blob appears whole or not at all."""
+        """Store the file's bytes under ``key``; the blob appears whole or not at all.
+
+        The file is handed over: a local store may link it rather than copy it.
+        """
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
@@ -61,8 +65,22 @@ class LocalBlobStore:
         return self.root / _check_key(key)
 
     def put_file(self, key: str, path: Path) -> None:
-        with path.open("rb") as src:
-            self._write(key, src)
+        # A hard link stores the bytes without copying them (uploads are spooled on the same
+        # filesystem); the caller hands the file over and does not write to it again.
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
+        try:
+            os.link(path, tmp)
+        except OSError:  # another filesystem, or links not allowed: copy
+            with path.open("rb") as src:
+                self._write(key, src)
+            return
+        try:
+            tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._write(key, io.BytesIO(data))

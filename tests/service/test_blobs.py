@@ -71,3 +71,37 @@ def test_local_writes_leave_no_partial_files(tmp_path: Path) -> None:
     store.put_bytes("artifacts/s/a.json", b"2")
     files = sorted(p.name for p in (tmp_path / "artifacts" / "s").iterdir())
     assert files == ["a.json"] and store.get_bytes("artifacts/s/a.json") == b"2"
+
+
+def test_local_put_file_links_on_one_filesystem_and_replaces_whole(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(b"one")
+    second.write_bytes(b"two")
+    store.put_file("artifacts/s/a.bin", first)
+    target = tmp_path / "blobs" / "artifacts" / "s" / "a.bin"
+    assert target.stat().st_ino == first.stat().st_ino  # linked, not copied
+    store.put_file("artifacts/s/a.bin", second)
+    first.unlink()
+    second.unlink()  # the upload's spool goes away; the blob stays
+    assert store.get_bytes("artifacts/s/a.bin") == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["a.bin"]
+
+
+def test_local_put_file_copies_when_it_cannot_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def cross_device(*_: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    src = tmp_path / "src"
+    src.write_bytes(b"bytes")
+    store = LocalBlobStore(tmp_path / "blobs")
+    store.put_file("artifacts/s/a.bin", src)
+    target = tmp_path / "blobs" / "artifacts" / "s" / "a.bin"
+    assert target.read_bytes() == b"bytes" and target.stat().st_ino != src.stat().st_ino
+    assert [p.name for p in target.parent.iterdir()] == ["a.bin"]
