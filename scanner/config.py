@@ -129,6 +129,9 @@ class Settings:
     # Web server processes and Celery worker processes started by gatehouse serve.
     web_processes: int = 2
     worker_processes: int = 2
+    # Threads (and so concurrent requests) per web process. A long-polling GET holds one
+    # for up to its wait: size processes x threads above the CI jobs that poll at once.
+    web_threads: int = 4
 
     @property
     def clamd_socket_path(self) -> Path:
@@ -167,6 +170,9 @@ class Settings:
             raise SettingsError("GATEHOUSE_STAGE_TIMEOUT must stay below GATEHOUSE_TASK_TIME_LIMIT")
         if self.max_stage_attempts < 1:
             raise SettingsError("GATEHOUSE_MAX_STAGE_ATTEMPTS must be at least 1")
+        for name in ("web_processes", "web_threads", "worker_processes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"GATEHOUSE_{name.upper()} must be at least 1")
         return self
 
     @classmethod

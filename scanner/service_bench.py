@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from scanner.config import PROJECT_ROOT
+from scanner.config import PROJECT_ROOT, Settings
 from scanner.webhooks import new_secret, signed_headers
 
 KB = 1024
@@ -53,7 +53,7 @@ def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
     from scanner.service_cli import web_command, worker_command
 
     port = _free_port()
-    cmds = {"web": web_command(f"127.0.0.1:{port}", 2)}
+    cmds = {"web": web_command(f"127.0.0.1:{port}", 2, Settings().web_threads)}
     if workers:
         cmds["scan"] = worker_command("scan,av,callbacks", 2, f"bench-scan-{port}")
         cmds["browser"] = worker_command("browser", 1, f"bench-browser-{port}")

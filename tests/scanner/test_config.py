@@ -35,3 +35,9 @@ def test_environment_overrides_typed_values() -> None:
 def test_bad_values_are_named() -> None:
     with pytest.raises(SettingsError, match="GATEHOUSE_ARCHIVE_MAX_FILES"):
         Settings.from_env({"GATEHOUSE_ARCHIVE_MAX_FILES": "many"})
+
+
+@pytest.mark.parametrize("name", ["WEB_PROCESSES", "WEB_THREADS", "WORKER_PROCESSES"])
+def test_process_and_thread_counts_must_be_positive(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"GATEHOUSE_{name} must be at least 1"):
+        Settings.from_env({f"GATEHOUSE_{name}": "0"})

@@ -123,7 +123,7 @@ class Live:
         port = free_port()
         with (self.logs / "web.log").open("ab") as log:
             self.procs["web"] = subprocess.Popen(
-                web_command(f"127.0.0.1:{port}", 1),
+                web_command(f"127.0.0.1:{port}", 1, 4),
                 env=self.env,
                 cwd=PROJECT_ROOT,
                 stdout=log,
