@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from scanner.models import (
@@ -20,23 +21,30 @@ class TransitionError(RuntimeError):
     """A submission was asked to make a move its lifecycle does not allow."""
 
 
+_INSERT = insert(AuditEntry)
+
+
 def audit(
-    session: Session,
+    db: Session | Connection,
     actor: str,
     action: str,
     subject_type: str,
     subject_id: str | int,
     data: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        AuditEntry(
-            actor=actor,
-            action=action,
-            subject_type=subject_type,
-            subject_id=str(subject_id),
-            data=data,
-        )
-    )
+    """One entry, in the caller's transaction (a Session, or a Connection on hot paths)."""
+    values = {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": str(subject_id),
+        "data": data,
+    }
+    if isinstance(db, Session):
+        db.add(AuditEntry(**values))
+    else:
+        db.execute(_INSERT, values)
 
 
 def transition(

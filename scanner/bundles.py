@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from scanner.blobs import BlobStore, bundle_key, sha256_file
@@ -30,7 +31,7 @@ def store_bytes(blobs: BlobStore, path: Path, sha256: str | None = None) -> Stor
     return stored
 
 
-def record(s: Session, stored: StoredBundle) -> None:
+def record(db: Session | Connection, stored: StoredBundle) -> None:
     """The bundle's row, in the caller's transaction; a concurrent insert of it is fine."""
     values = {"sha256": stored.sha256, "size": stored.size, "blob_key": stored.key}
-    insert_if_absent(s, Bundle, {**values, "created_at": utcnow()})
+    insert_if_absent(db, Bundle, {**values, "created_at": utcnow()})

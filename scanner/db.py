@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from scanner.config import Settings
 
@@ -94,13 +96,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]) -> None:
+def insert_if_absent(db: Session | Connection, model: type[Base], values: dict[str, Any]) -> None:
     """INSERT that yields to a concurrent insert of the same unique key instead of failing."""
-    dialect = session.get_bind().dialect.name
+    dialect = db.get_bind().dialect.name if isinstance(db, Session) else db.dialect.name
+    db.execute(_insert_or_nothing(dialect, model), values)
+
+
+@functools.cache
+def _insert_or_nothing(dialect: str, model: type[Base]) -> Executable:
     if dialect == "postgresql":
-        session.execute(postgresql.insert(model).values(values).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        session.execute(sqlite.insert(model).values(values).on_conflict_do_nothing())
-    else:  # other backends: the caller's transaction retries on the rare conflict
-        session.add(model(**values))
-        session.flush()
+        return postgresql.insert(model).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(model).on_conflict_do_nothing()
+    return insert(model)  # other backends: the caller's transaction retries on the conflict

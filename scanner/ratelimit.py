@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from scanner.models import ApiToken, Publisher, Scan, Submission, aware, utcnow
+from scanner.models import ApiToken, Scan, aware, utcnow
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -21,33 +21,32 @@ class RateLimitedError(Exception):
         self.retry_after = retry_after
 
 
-def check_publisher(session: Session, publisher: Publisher, default_limit: int) -> None:
-    limit = publisher.daily_limit if publisher.daily_limit is not None else default_limit
-    since = utcnow() - DAY
-    where = (Submission.publisher_id == publisher.id, Submission.created_at >= since)
-    _check(session, Submission.created_at, where, limit, DAY, f"{limit} submissions a day")
+@dataclass(frozen=True)
+class Quota:
+    """A sliding window's use: ``count`` records in it, the oldest made at ``oldest``."""
+
+    count: int
+    oldest: datetime | None
+    limit: int | None  # the record's own limit; None means the deployment's default
+    window: timedelta
+    unit: str
+
+    def enforce(self, default_limit: int) -> None:
+        limit = self.limit if self.limit is not None else default_limit
+        if self.count < limit:
+            return
+        retry = _seconds_until((aware(self.oldest) or utcnow()) + self.window)
+        raise RateLimitedError(f"rate limit reached: {limit} {self.unit}", retry)
 
 
 def check_token(session: Session, token: ApiToken, default_limit: int) -> None:
-    limit = token.hourly_limit if token.hourly_limit is not None else default_limit
     since = utcnow() - HOUR
-    where = (Scan.token_id == token.id, Scan.created_at >= since)
-    _check(session, Scan.created_at, where, limit, HOUR, f"{limit} scans an hour")
-
-
-def _check(
-    session: Session,
-    column: Any,
-    where: tuple[Any, ...],
-    limit: int,
-    window: timedelta,
-    what: str,
-) -> None:
-    count, oldest = session.execute(select(func.count(), func.min(column)).where(*where)).one()
-    if count < limit:
-        return
-    retry = _seconds_until((aware(oldest) or utcnow()) + window)
-    raise RateLimitedError(f"rate limit reached: {what}", retry)
+    count, oldest = session.execute(
+        select(func.count(), func.min(Scan.created_at)).where(
+            Scan.token_id == token.id, Scan.created_at >= since
+        )
+    ).one()
+    Quota(count, oldest, token.hourly_limit, HOUR, "scans an hour").enforce(default_limit)
 
 
 def _seconds_until(when: datetime) -> int:

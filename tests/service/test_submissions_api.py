@@ -9,11 +9,11 @@ import time
 from dataclasses import replace
 
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
 from review_ui.app import create_app
-from scanner.models import AuditEntry, Bundle, Scan, Submission, SubmissionEvent
+from scanner.models import AuditEntry, Bundle, Publisher, Scan, Submission, SubmissionEvent
 from scanner.services import Services
 from scanner.webhooks import new_secret, signed_headers
 from tests.service.conftest import (
@@ -58,6 +58,9 @@ def test_redelivered_webhook_id_returns_the_same_submission(
     again = post_submission(client, bundle=zip_bytes(), msg_id="msg_same")
     assert again.status_code == 202
     assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.get_json()["scan_id"] == first.get_json()["scan_id"]
+    with svc.session() as s:  # the submission's status now, not the one it had then
+        assert again.get_json()["status"] == s.get_one(Submission, first.get_json()["id"]).status
     assert again.get_json()["duplicate"] is True
     assert counts(svc) == before
 
@@ -267,6 +270,34 @@ def test_publisher_rate_limit_is_429_with_retry_after(
         client, fields=submission_fields(publisher_id="pub-2", version="1.0.9"), bundle=zip_bytes()
     )
     assert other.status_code == 202
+
+
+def test_a_redelivery_at_the_limit_is_still_the_accepted_submission(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    # The registry retries deliveries it did not see answered: that is not a new submission.
+    jobs.hold = True
+    svc.settings = replace(svc.settings, publisher_daily_limit=1)
+    first = post_submission(client, bundle=zip_bytes(), msg_id="msg_once")
+    again = post_submission(client, bundle=zip_bytes(), msg_id="msg_once")
+    assert again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
+
+
+def test_a_publishers_own_daily_limit_overrides_the_default(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
+    svc.settings = replace(svc.settings, publisher_daily_limit=1)
+    assert post_submission(client, bundle=zip_bytes()).status_code == 202
+    with svc.session() as s:
+        s.execute(update(Publisher).values(daily_limit=3))
+    statuses = [
+        post_submission(
+            client, fields=submission_fields(version=f"2.0.{i}"), bundle=zip_bytes({"n": str(i)})
+        ).status_code
+        for i in range(3)
+    ]
+    assert statuses == [202, 202, 429]
 
 
 def test_get_submission_shows_status_verdict_summary_and_history(
