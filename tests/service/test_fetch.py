@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -14,7 +15,7 @@ from scanner.fetch import FetchError, allowed, fetch_bundle
 from scanner.models import Scan
 from scanner.services import Services
 from scanner.webhooks import signed_headers
-from tests.service.conftest import SECRET, submission_fields, zip_bytes
+from tests.service.conftest import SECRET, InlineJobQueue, submission_fields, zip_bytes
 from tests.service.httpserver import Behaviour, serving
 
 
@@ -105,3 +106,34 @@ def test_an_unfetchable_bundle_fails_closed(client: FlaskClient, svc: Services) 
         assert scan.report is not None
         stages = {st["name"]: st["status"] for st in scan.report["stages"]}
         assert stages["fetch"] == "error"
+
+
+def test_a_fetch_that_keeps_failing_is_retried_with_backoff_then_fails_closed(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers import tasks
+
+    jobs.hold = True
+    monkeypatch.setattr(tasks, "services", lambda: svc)
+    monkeypatch.setattr(tasks, "registry", lambda: jobs.registry)
+    countdowns: list[int] = []
+    retry = tasks.start_scan.retry
+
+    def recording_retry(*args: Any, **kwargs: Any) -> Any:
+        countdowns.append(kwargs["countdown"])
+        return retry(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.start_scan, "retry", recording_retry)
+    flaky = Behaviour(status=503)
+    with serving(flaky) as url:
+        svc.settings = replace(svc.settings, registry_origins=url)
+        scan_id = _submit_url(client, f"{url}/b.zip", "d" * 64)
+        # Eager apply runs each retry at once, in this process, ignoring the countdown.
+        tasks.start_scan.apply(args=[scan_id])
+    assert len(flaky.requests) == tasks.FETCH_RETRIES + 1
+    assert countdowns == [5, 10, 20, 40, 80]
+    with svc.session() as s:
+        scan = s.get_one(Scan, scan_id)
+        assert scan.status == "completed" and scan.verdict != "pass"
+        assert scan.report is not None
+        assert {st["name"]: st["status"] for st in scan.report["stages"]}["fetch"] == "error"
