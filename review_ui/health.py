@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -15,9 +13,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from review_ui.app import services_of
+from scanner import heartbeats
 from scanner.clamav import SocketClamdClient
 from scanner.models import DeliveryAttempt, Scan, StageRun, WebhookDelivery
 from scanner.services import Services
+from workers.celery_app import QUEUES as QUEUE_NAMES
 
 bp = Blueprint("health", __name__)
 
@@ -30,9 +30,9 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     svc = services_of(current_app)
-    checks: dict[str, Callable[[], None]] = {
+    checks: dict[str, Callable[[], dict[str, Any] | None]] = {
         "database": lambda: _database(svc),
-        "broker": svc.jobs.ping,
+        "broker": lambda: svc.jobs.ping(),
         "clamd": lambda: SocketClamdClient(svc.settings).ping(),
         "browser": lambda: _browser(svc),
     }
@@ -40,8 +40,7 @@ def readyz() -> Response:
     for name, check in checks.items():
         start = time.perf_counter()
         try:
-            check()
-            results[name] = {"ok": True}
+            results[name] = {"ok": True, **(check() or {})}
         except Exception as exc:
             results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
         results[name]["ms"] = round((time.perf_counter() - start) * 1000, 1)
@@ -56,11 +55,24 @@ def _database(svc: Services) -> None:
         conn.execute(text("SELECT 1"))
 
 
-def _browser(svc: Services) -> None:
-    # The browser itself lives in the workers; here: is there one they can start?
-    path = svc.settings.chromium_path
-    if not (Path(path).is_file() and os.access(path, os.X_OK)):
-        raise FileNotFoundError(f"{path} is not an executable browser")
+def _browser(svc: Services) -> dict[str, Any]:
+    """A worker on the browser queue reported lately, and its browser ran."""
+    interval = svc.settings.heartbeat_interval
+    with svc.session() as s:
+        workers = heartbeats.alive(s, interval, "browser")
+        if not workers:
+            raise BrowserUnavailableError(
+                "no worker on the browser queue has reported in the last"
+                f" {heartbeats.BEATS_BEFORE_STALE * interval:g} s"
+            )
+        running = [w for w in workers if w.browser_error is None]
+        if not running:
+            raise BrowserUnavailableError(f"{workers[0].hostname}: {workers[0].browser_error}")
+        return {"workers": sorted(w.hostname for w in running), "version": running[0].browser}
+
+
+class BrowserUnavailableError(RuntimeError):
+    """No browser worker is alive with a browser that runs."""
 
 
 @bp.get("/metrics")
@@ -133,3 +145,12 @@ class _Collector:
             up.add_metric([], 0)
         yield depth
         yield up
+        with self.svc.session() as s:
+            workers = GaugeMetricFamily(
+                "gatehouse_workers", "Workers heard from lately, by queue", labels=["queue"]
+            )
+            for queue in QUEUE_NAMES:
+                workers.add_metric(
+                    [queue], len(heartbeats.alive(s, self.svc.settings.heartbeat_interval, queue))
+                )
+            yield workers

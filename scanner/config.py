@@ -129,6 +129,8 @@ class Settings:
     # Web server processes and Celery worker processes started by gatehouse serve.
     web_processes: int = 2
     worker_processes: int = 2
+    # Seconds between a worker's heartbeats; /readyz wants one within three of them.
+    heartbeat_interval: float = 30.0
     # Threads (and so concurrent requests) per web process. A long-polling GET holds one
     # for up to its wait: size processes x threads above the CI jobs that poll at once.
     web_threads: int = 4

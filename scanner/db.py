@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Executable
 
 from scanner.config import Settings
@@ -37,8 +38,9 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{settings.data_dir / 'gatehouse.db'}"
 
 
-def make_engine(url: str) -> Engine:
-    engine = create_engine(url, future=True)
+def make_engine(url: str, pooled: bool = True) -> Engine:
+    """``pooled=False`` for a process that forks: no connection is kept to be inherited."""
+    engine = create_engine(url, future=True, **({} if pooled else {"poolclass": NullPool}))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -335,6 +335,22 @@ class DeliveryAttempt(Base):
     duration_ms: Mapped[float] = mapped_column(Float)
 
 
+class WorkerHeartbeat(Base):
+    """A Celery worker that said, at ``seen_at``, which queues it serves and how its browser is.
+
+    /readyz reads these: the browser runs on the workers' hosts, not the web server's.
+    """
+
+    __tablename__ = "worker_heartbeats"
+
+    hostname: Mapped[str] = mapped_column(String(200), primary_key=True)
+    queues: Mapped[str] = mapped_column(String(200))  # space-separated
+    # The browser's own version line, or why it would not run.
+    browser: Mapped[str | None] = mapped_column(String(200))
+    browser_error: Mapped[str | None] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class AppendOnlyError(RuntimeError):
     """Something tried to change or delete a history record."""
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select, update
 
 from review_ui.app import create_app
+from scanner import heartbeats
 from scanner.config import Settings
+from scanner.models import WorkerHeartbeat, utcnow
 from scanner.services import Services
 from tests.service.conftest import post_submission, zip_bytes
 
@@ -22,23 +26,57 @@ def test_readyz_checks_database_broker_clamd_and_browser(
     svc: Services, clamd_settings: Settings
 ) -> None:
     svc.settings = replace(svc.settings, clamd_socket=str(clamd_settings.clamd_socket_path))
+    heartbeats.beat(svc.engine, "browser-1@host", ["browser"], svc.settings.chromium_path)
     ready = create_app(svc.settings, svc).test_client().get("/readyz")
     assert ready.status_code == 200, ready.get_json()
-    assert set(ready.get_json()["checks"]) == {"database", "broker", "clamd", "browser"}
-    svc.settings = replace(
-        svc.settings, clamd_socket="/nonexistent/clamd.sock", chromium_path="/nope"
-    )
+    checks = ready.get_json()["checks"]
+    assert set(checks) == {"database", "broker", "clamd", "browser"}
+    assert checks["browser"]["workers"] == ["browser-1@host"]
+    assert checks["browser"]["version"].startswith("Chromium")
+    svc.settings = replace(svc.settings, clamd_socket="/nonexistent/clamd.sock")
     down = create_app(svc.settings, svc).test_client().get("/readyz")
     assert down.status_code == 503
     checks = down.get_json()["checks"]
-    assert not checks["clamd"]["ok"] and not checks["browser"]["ok"] and checks["database"]["ok"]
+    assert not checks["clamd"]["ok"] and checks["browser"]["ok"] and checks["database"]["ok"]
 
 
-def test_metrics_count_scans_by_verdict_and_stage_time(client: FlaskClient) -> None:
+def _browser_check(svc: Services) -> dict[str, object]:
+    checks = create_app(svc.settings, svc).test_client().get("/readyz").get_json()["checks"]
+    return dict(checks["browser"])
+
+
+def test_readyz_browser_wants_a_recent_browser_worker_whose_browser_runs(svc: Services) -> None:
+    chromium = svc.settings.chromium_path
+    assert "no worker on the browser queue" in str(_browser_check(svc)["error"])
+    heartbeats.beat(svc.engine, "scan-1@host", ["scan", "av"], chromium)
+    assert not _browser_check(svc)["ok"]  # a worker, but none on the browser queue
+    heartbeats.beat(svc.engine, "browser-1@host", ["browser"], "/nonexistent/chromium")
+    broken = _browser_check(svc)
+    assert not broken["ok"] and "FileNotFoundError" in str(broken["error"])
+    heartbeats.beat(svc.engine, "browser-1@host", ["browser"], chromium)
+    assert _browser_check(svc)["ok"]
+    with svc.session() as s:  # silent for longer than three intervals
+        s.execute(update(WorkerHeartbeat).values(seen_at=utcnow() - timedelta(minutes=2)))
+    assert "no worker on the browser queue" in str(_browser_check(svc)["error"])
+
+
+def test_heartbeats_forget_workers_gone_for_a_day(svc: Services) -> None:
+    heartbeats.beat(svc.engine, "old@host", ["scan"], svc.settings.chromium_path)
+    with svc.session() as s:
+        s.execute(update(WorkerHeartbeat).values(seen_at=utcnow() - timedelta(days=2)))
+    heartbeats.beat(svc.engine, "new@host", ["scan"], svc.settings.chromium_path)
+    with svc.session() as s:
+        assert [w.hostname for w in s.scalars(select(WorkerHeartbeat))] == ["new@host"]
+
+
+def test_metrics_count_scans_by_verdict_and_stage_time(client: FlaskClient, svc: Services) -> None:
     post_submission(client, bundle=zip_bytes({"a.js": "EVIL"}))
+    heartbeats.beat(svc.engine, "w@host", ["scan", "browser"], svc.settings.chromium_path)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'gatehouse_scans{kind="submission",status="completed",verdict="reject"} 1.0' in text
     assert 'gatehouse_stage_duration_seconds_count{stage="marker"} 1.0' in text
     assert 'gatehouse_queue_depth{queue="scan"}' in text
     assert "gatehouse_broker_up 1.0" in text
     assert "gatehouse_webhook_delivery_failures 0.0" in text
+    assert 'gatehouse_workers{queue="browser"} 1.0' in text
+    assert 'gatehouse_workers{queue="av"} 0.0' in text

@@ -222,6 +222,28 @@ def test_broker_restart_loses_no_accepted_submission(
             raise AssertionError(_logs(live)) from None
 
 
+def test_readyz_follows_the_browser_workers_heartbeat(
+    tmp_path: Path, pg: str, clamd_settings: Settings, callback: tuple[str, Behaviour]
+) -> None:
+    require_redis(REDIS)
+    url, _ = callback
+    with _live(tmp_path, pg, REDIS, clamd_settings, url, GATEHOUSE_HEARTBEAT_INTERVAL="1") as live:
+        live.start_web()
+
+        def browser() -> dict[str, object]:
+            r = requests.get(f"{live.web_url}/readyz", timeout=10)
+            return {"status": r.status_code, **r.json()["checks"]["browser"]}
+
+        assert browser()["status"] == 503  # no worker yet: the browser is nowhere
+        live.start_worker("browser")
+        up = wait_for(lambda: (b := browser())["ok"] and b, 60, "a browser heartbeat")
+        assert isinstance(up, dict) and up["status"] == 200
+        assert str(up["version"]).startswith("Chromium")
+        live.kill("browser")
+        down = wait_for(lambda: not (b := browser())["ok"] and b, 15, "the heartbeat to go stale")
+        assert isinstance(down, dict) and down["status"] == 503
+
+
 def test_serve_on_embedded_defaults_with_the_preflight_cli(
     tmp_path: Path, clamd_settings: Settings
 ) -> None:

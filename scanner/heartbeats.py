@@ -1,0 +1,69 @@
+"""Workers report that they are alive, which queues they serve and whether their browser runs.
+
+The browser lives on the hosts of the workers on the ``browser`` queue, so the web
+server's readiness asks the records of those workers, not its own filesystem.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.orm import Session
+
+from scanner.db import insert_if_absent
+from scanner.models import WorkerHeartbeat, utcnow
+
+BEATS_BEFORE_STALE = 3
+FORGET_AFTER = timedelta(days=1)  # restarted workers come back under new names
+
+
+@dataclass(frozen=True)
+class BrowserProbe:
+    version: str | None
+    error: str | None
+
+
+def probe_browser(path: str, timeout: float = 10.0) -> BrowserProbe:
+    """Run the browser just far enough to print its version: it exists, loads and starts."""
+    try:
+        done = subprocess.run(
+            [path, "--version"], capture_output=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return BrowserProbe(None, f"{type(exc).__name__}: {exc}"[:500])
+    lines = done.stdout.decode(errors="replace").strip().splitlines()
+    if done.returncode != 0 or not lines:
+        stderr = done.stderr.decode(errors="replace").strip()[-300:]
+        return BrowserProbe(None, f"{path} --version exited {done.returncode}: {stderr}")
+    return BrowserProbe(lines[0][:200], None)
+
+
+def beat(engine: Engine, hostname: str, queues: Iterable[str], browser_path: str) -> None:
+    """Record this worker as seen now; a worker on ``browser`` also probes its browser."""
+    names = sorted(set(queues))
+    probe = probe_browser(browser_path) if "browser" in names else BrowserProbe(None, None)
+    now = utcnow()
+    values = {
+        "queues": " ".join(names),
+        "browser": probe.version,
+        "browser_error": probe.error,
+        "seen_at": now,
+    }
+    with engine.begin() as conn:
+        found = conn.execute(
+            update(WorkerHeartbeat).where(WorkerHeartbeat.hostname == hostname).values(values)
+        ).rowcount
+        if not found:
+            insert_if_absent(conn, WorkerHeartbeat, {"hostname": hostname, **values})
+        conn.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < now - FORGET_AFTER))
+
+
+def alive(session: Session, interval: float, queue: str) -> list[WorkerHeartbeat]:
+    """Workers on ``queue`` heard from within the last few heartbeat intervals."""
+    since = utcnow() - timedelta(seconds=BEATS_BEFORE_STALE * interval)
+    rows = session.scalars(select(WorkerHeartbeat).where(WorkerHeartbeat.seen_at >= since))
+    return [w for w in rows if queue in w.queues.split()]

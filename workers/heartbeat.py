@@ -1,0 +1,42 @@
+"""A worker bootstep that records a heartbeat (scanner.heartbeats) on the worker's timer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+
+from scanner import heartbeats
+from scanner.config import Settings
+from scanner.db import database_url, make_engine, migrate
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.tref: Any = None
+
+    def start(self, worker: Any) -> None:
+        settings = Settings.from_env()
+        # The main process forks the pool: an unpooled engine keeps no connection to inherit.
+        engine = make_engine(database_url(settings), pooled=False)
+        queues = list(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
+
+        def send() -> None:
+            try:
+                migrate(engine)
+                heartbeats.beat(engine, worker.hostname, queues, settings.chromium_path)
+            except Exception as exc:  # the next beat tries again; readiness shows the gap
+                log.warning("heartbeat not recorded: %s", exc)
+
+        send()
+        self.tref = worker.timer.call_repeatedly(settings.heartbeat_interval, send)
+
+    def stop(self, worker: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
