@@ -5,14 +5,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
 from review_ui.app import create_app
+from scanner.blobs import LocalBlobStore
+from scanner.config import Settings
+from scanner.db import make_engine, migrate
 from scanner.models import AuditEntry, Bundle, Publisher, Scan, Submission, SubmissionEvent
 from scanner.services import Services
 from scanner.webhooks import new_secret, signed_headers
@@ -26,6 +32,7 @@ from tests.service.conftest import (
     token,
     zip_bytes,
 )
+from tests.service.live import postgres_database
 
 
 def counts(svc: Services) -> tuple[int, ...]:
@@ -323,3 +330,40 @@ def test_get_submission_shows_status_verdict_summary_and_history(
     assert forbidden.status_code == 403
     missing = client.get("/api/v1/submissions/nope", headers={"Authorization": f"Bearer {read}"})
     assert missing.status_code == 404
+
+
+@pytest.mark.integration
+def test_racing_deliveries_on_postgresql_make_one_submission(
+    service_settings: Settings, jobs: InlineJobQueue
+) -> None:
+    # The registry retries and fans out: the same delivery, and the same version under new
+    # delivery ids, arrive at once for a publisher nobody has seen yet.
+    with postgres_database() as url:
+        engine = make_engine(url)
+        migrate(engine)
+        svc = Services(
+            service_settings, engine, LocalBlobStore(service_settings.data_dir / "blobs"), jobs
+        )
+        jobs.svc, jobs.hold = svc, True
+        app = create_app(svc.settings, svc)
+        start = threading.Barrier(8)
+        fields = submission_fields(publisher_id="pub-racing")
+
+        def deliver(i: int) -> tuple[int, str]:
+            client = app.test_client()
+            start.wait()
+            r = post_submission(
+                client, fields=fields, bundle=zip_bytes(), msg_id="msg_race" if i % 2 else f"m{i}"
+            )
+            return r.status_code, r.get_json()["id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(deliver, range(8)))
+        assert {status for status, _ in answers} == {202}
+        assert len({sub_id for _, sub_id in answers}) == 1
+        with svc.session() as s:
+            for model in (Submission, Scan, Bundle, Publisher, SubmissionEvent):
+                assert s.scalar(select(func.count()).select_from(model)) == 1, model
+            received = select(func.count()).where(AuditEntry.action == "submission.received")
+            assert s.scalar(received) == 1
+        engine.dispose()
