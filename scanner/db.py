@@ -98,16 +98,21 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def insert_if_absent(db: Session | Connection, model: type[Base], values: dict[str, Any]) -> None:
-    """INSERT that yields to a concurrent insert of the same unique key instead of failing."""
+def insert_if_absent(db: Session | Connection, model: type[Base], values: dict[str, Any]) -> bool:
+    """INSERT that yields to a concurrent insert of the same unique key instead of failing.
+
+    True when this call inserted the row, False when it was there already.
+    """
     dialect = db.get_bind().dialect.name if isinstance(db, Session) else db.dialect.name
-    db.execute(_insert_or_nothing(dialect, model), values)
+    return db.execute(_insert_or_nothing(dialect, model), values).first() is not None
 
 
 @functools.cache
 def _insert_or_nothing(dialect: str, model: type[Base]) -> Executable:
+    key = inspect(model).primary_key
     if dialect == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
+        return postgresql.insert(model).on_conflict_do_nothing().returning(*key)
     if dialect == "sqlite":
-        return sqlite.insert(model).on_conflict_do_nothing()
-    return insert(model)  # other backends: the caller's transaction retries on the conflict
+        return sqlite.insert(model).on_conflict_do_nothing().returning(*key)
+    # Other backends: the caller's transaction retries on the conflict.
+    return insert(model).returning(*key)

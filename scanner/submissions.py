@@ -126,11 +126,16 @@ def publisher_named(s: Session, external_id: str, actor: str) -> Publisher:
     query = select(Publisher).where(Publisher.external_id == external_id)
     publisher = s.scalar(query)
     if publisher is None:
-        # Two first submissions of a new publisher can race: the second one yields.
-        insert_if_absent(s, Publisher, {"external_id": external_id, "created_at": utcnow()})
+        _first_sighting(s, external_id, actor)
         publisher = s.scalars(query).one()
-        audit(s, actor, "publisher.created", "publisher", publisher.id)
     return publisher
+
+
+def _first_sighting(db: Session | Connection, external_id: str, actor: str) -> None:
+    """Record a new publisher; of two first sightings racing, one records and audits it."""
+    if insert_if_absent(db, Publisher, {"external_id": external_id, "created_at": utcnow()}):
+        publisher_id = db.scalar(select(Publisher.id).where(Publisher.external_id == external_id))
+        audit(db, actor, "publisher.created", "publisher", str(publisher_id))
 
 
 # Intake's statements are built once: building one per request cost more CPU than running it.
@@ -251,10 +256,8 @@ def _publisher_quota(conn: Connection, external_id: str) -> tuple[int, Quota]:
     params = {"publisher": external_id, "since": utcnow() - DAY}
     row = conn.execute(_PUBLISHER_QUOTA, params).one_or_none()
     if row is None:
-        # Two first submissions of a new publisher can race: the second one yields.
-        insert_if_absent(conn, Publisher, {"external_id": external_id, "created_at": utcnow()})
+        _first_sighting(conn, external_id, "registry")
         row = conn.execute(_PUBLISHER_QUOTA, params).one()
-        audit(conn, "registry", "publisher.created", "publisher", row[0])
     publisher_id, limit, count, oldest = row
     return publisher_id, Quota(count, oldest, limit, DAY, "submissions a day")
 

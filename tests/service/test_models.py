@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import Engine, create_engine, inspect, select
 
 import scanner.advisories.models
 import scanner.models
@@ -73,7 +73,42 @@ def test_a_publisher_inserted_concurrently_is_found_not_duplicated(svc: Services
     from scanner.submissions import publisher_named
 
     with session_scope(svc.engine) as s:
-        insert_if_absent(s, Publisher, {"external_id": "racer", "created_at": utcnow()})
-        insert_if_absent(s, Publisher, {"external_id": "racer", "created_at": utcnow()})
+        assert insert_if_absent(s, Publisher, {"external_id": "racer", "created_at": utcnow()})
+        assert not insert_if_absent(s, Publisher, {"external_id": "racer", "created_at": utcnow()})
         assert publisher_named(s, "racer", "test").external_id == "racer"
         assert len(list(s.scalars(select(Publisher).where(Publisher.external_id == "racer")))) == 1
+
+
+@pytest.mark.integration
+def test_racing_first_sightings_of_a_publisher_audit_its_creation_once() -> None:
+    import threading
+
+    from sqlalchemy import func
+
+    from scanner.submissions import publisher_named
+    from tests.service.live import postgres_database
+
+    with postgres_database() as url:
+        engine = make_engine(url)
+        migrate(engine)
+        with session_scope(engine) as first:
+            publisher_named(first, "newcomer", "first")
+            # The second sighting's INSERT waits on the first's uncommitted row.
+            second = threading.Thread(
+                target=lambda: _name_in_own_transaction(engine, "newcomer", "second")
+            )
+            second.start()
+            second.join(timeout=1)
+            assert second.is_alive(), "the second insert should wait for the first commit"
+        second.join(timeout=30)
+        with session_scope(engine) as s:
+            created = select(func.count()).where(AuditEntry.action == "publisher.created")
+            assert s.scalar(created) == 1
+        engine.dispose()
+
+
+def _name_in_own_transaction(engine: Engine, external_id: str, actor: str) -> None:
+    from scanner.submissions import publisher_named
+
+    with session_scope(engine) as s:
+        publisher_named(s, external_id, actor)
