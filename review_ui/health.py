@@ -32,7 +32,7 @@ def readyz() -> Response:
     svc = services_of(current_app)
     checks: dict[str, Callable[[], dict[str, Any] | None]] = {
         "database": lambda: _database(svc),
-        "broker": lambda: svc.jobs.ping(),
+        "broker": svc.jobs.ping,
         "clamd": lambda: SocketClamdClient(svc.settings).ping(),
         "browser": lambda: _browser(svc),
     }
@@ -59,7 +59,7 @@ def _browser(svc: Services) -> dict[str, Any]:
     """A worker on the browser queue reported lately, and its browser ran."""
     interval = svc.settings.heartbeat_interval
     with svc.session() as s:
-        workers = heartbeats.alive(s, interval, "browser")
+        workers = heartbeats.serving(heartbeats.alive(s, interval), "browser")
         if not workers:
             raise BrowserUnavailableError(
                 "no worker on the browser queue has reported in the last"
@@ -146,11 +146,10 @@ class _Collector:
         yield depth
         yield up
         with self.svc.session() as s:
-            workers = GaugeMetricFamily(
-                "gatehouse_workers", "Workers heard from lately, by queue", labels=["queue"]
-            )
-            for queue in QUEUE_NAMES:
-                workers.add_metric(
-                    [queue], len(heartbeats.alive(s, self.svc.settings.heartbeat_interval, queue))
-                )
-            yield workers
+            alive = heartbeats.alive(s, self.svc.settings.heartbeat_interval)
+        workers = GaugeMetricFamily(
+            "gatehouse_workers", "Workers heard from lately, by queue", labels=["queue"]
+        )
+        for queue in QUEUE_NAMES:
+            workers.add_metric([queue], len(heartbeats.serving(alive, queue)))
+        yield workers

@@ -62,8 +62,11 @@ def beat(engine: Engine, hostname: str, queues: Iterable[str], browser_path: str
         conn.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < now - FORGET_AFTER))
 
 
-def alive(session: Session, interval: float, queue: str) -> list[WorkerHeartbeat]:
-    """Workers on ``queue`` heard from within the last few heartbeat intervals."""
+def alive(session: Session, interval: float) -> list[WorkerHeartbeat]:
+    """Workers heard from within the last few heartbeat intervals."""
     since = utcnow() - timedelta(seconds=BEATS_BEFORE_STALE * interval)
-    rows = session.scalars(select(WorkerHeartbeat).where(WorkerHeartbeat.seen_at >= since))
-    return [w for w in rows if queue in w.queues.split()]
+    return list(session.scalars(select(WorkerHeartbeat).where(WorkerHeartbeat.seen_at >= since)))
+
+
+def serving(workers: list[WorkerHeartbeat], queue: str) -> list[WorkerHeartbeat]:
+    return [w for w in workers if queue in w.queues.split()]
