@@ -18,7 +18,7 @@ import requests
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scanner.models import DeliveryAttempt, Submission, WebhookDelivery, aware, utcnow
+from scanner.models import DeliveryAttempt, Submission, WebhookDelivery, aware, iso, utcnow
 from scanner.services import Services
 from scanner.webhooks import signed_headers
 
@@ -48,7 +48,7 @@ def enqueue_event(
     message_id = "msg_" + uuid.uuid4().hex
     body = {
         "type": event_type,
-        "timestamp": utcnow().isoformat().replace("+00:00", "Z"),
+        "timestamp": iso(utcnow()),
         "data": {"submission_id": submission.id, **data},
     }
     delivery = WebhookDelivery(
