@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -23,6 +24,7 @@ from workers.celery_app import QUEUES as ALL_QUEUES
 PG_ADMIN = os.environ.get("GATEHOUSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 QUEUES = ",".join(ALL_QUEUES)
 REDIS = os.environ.get("GATEHOUSE_TEST_REDIS", "redis://127.0.0.1:6379/7")
+RABBITMQ = os.environ.get("GATEHOUSE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def free_port() -> int:
@@ -85,6 +87,41 @@ def private_redis() -> Iterator[tuple[str, Callable[[], None], Callable[[], None
     finally:
         while proc:
             stop()
+
+
+@contextmanager
+def private_rabbitmq() -> Iterator[str]:
+    """The machine's RabbitMQ, while it has none of our queues; they are deleted after."""
+    from kombu import Connection
+
+    try:
+        with Connection(RABBITMQ, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+            present = [q for q in ALL_QUEUES if _declared(conn, q)]
+    except OSError as exc:
+        pytest.skip(f"RabbitMQ is not reachable at {RABBITMQ}: {exc}")
+    if present:  # the test deletes its queues afterwards: never someone else's
+        pytest.skip(f"RabbitMQ at {RABBITMQ} already has queues {present}")
+    try:
+        yield RABBITMQ
+    finally:
+        with Connection(RABBITMQ) as conn:
+            channel = conn.channel()
+            for queue in ALL_QUEUES:
+                channel.queue_delete(queue)
+                channel.exchange_delete(queue)  # Celery declares one per queue
+
+
+def _declared(conn: Any, queue: str) -> bool:
+    from amqp.exceptions import NotFound
+
+    channel = conn.channel()
+    try:
+        channel.queue_declare(queue, passive=True)
+    except NotFound:
+        return False
+    channel.close()
+    return True
 
 
 def _port_open(port: int) -> bool:

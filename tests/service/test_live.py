@@ -29,6 +29,7 @@ from tests.service.live import (
     free_port,
     healthy,
     postgres_database,
+    private_rabbitmq,
     private_redis,
     require_redis,
     service_env,
@@ -106,16 +107,26 @@ def _logs(live: Live) -> str:
     return "\n".join(p.read_text(errors="replace")[-3000:] for p in live.logs.iterdir())
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "redis":
+        require_redis(REDIS)
+        yield REDIS
+    else:
+        with private_rabbitmq() as url:
+            yield url
+
+
 def test_signed_webhook_to_signed_callback(
     tmp_path: Path,
     pg: str,
     engine: Engine,
+    broker: str,
     clamd_settings: Settings,
     callback: tuple[str, Behaviour],
 ) -> None:
-    require_redis(REDIS)
     url, behaviour = callback
-    with _live(tmp_path, pg, REDIS, clamd_settings, url) as live:
+    with _live(tmp_path, pg, broker, clamd_settings, url) as live:
         live.start_web()
         live.start_worker()
         accepted = _submit(live, url, EVIL)
