@@ -1,1 +1,1 @@
-"""The HTTP API and the reviewers' web UI (issue 5 and later); depends on scanner only."""
+"""The HTTP API and the reviewers' web UI; built on the service package."""

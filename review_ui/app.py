@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from review_ui.context import EXTENSION
 from scanner.config import Settings
-from scanner.services import Services
+from service.services import Services
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -16,7 +17,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     settings = settings or (services.settings if services else Settings.from_env())
     if services is None:
-        from scanner.jobs import RecordingJobQueue
+        from service.jobs import RecordingJobQueue
 
         # Without a queue the API still answers; scans then wait for a sweeper with one.
         services = Services.from_settings(settings, RecordingJobQueue())
@@ -24,14 +25,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # The webhook reads its own body in chunks; this cap covers every other route.
     app.config["MAX_CONTENT_LENGTH"] = settings.archive.max_bundle_bytes + 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["gatehouse"] = services
+    app.extensions[EXTENSION] = services
     register_error_handlers(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     return app
-
-
-def services_of(app: Flask) -> Services:
-    svc = app.extensions["gatehouse"]
-    assert isinstance(svc, Services)
-    return svc

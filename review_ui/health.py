@@ -12,12 +12,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
-from review_ui.app import services_of
-from scanner import heartbeats
+from review_ui.context import services_of
 from scanner.clamav import SocketClamdClient
-from scanner.models import DeliveryAttempt, Scan, StageRun, WebhookDelivery
-from scanner.services import Services
-from workers.celery_app import QUEUES as QUEUE_NAMES
+from service import heartbeats
+from service.jobs import QUEUES as QUEUE_NAMES
+from service.models import DeliveryAttempt, Scan, StageRun, WebhookDelivery
+from service.services import Services
 
 bp = Blueprint("health", __name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from scanner.ratelimit import RateLimitedError
+from service.ratelimit import RateLimitedError
 
 log = logging.getLogger(__name__)
 TYPE_BASE = "https://gatehouse.dev/problems/"

@@ -6,7 +6,7 @@ from flask import Flask
 
 from review_ui.app import create_app
 from scanner.config import Settings
-from scanner.services import Services
+from service.services import Services
 
 
 def build() -> Flask:

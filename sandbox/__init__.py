@@ -1,1 +1,1 @@
-"""Runtime analysis of untrusted bundles in headless Chromium (issue 4); a leaf package."""
+"""Runtime analysis of untrusted bundles in headless Chromium; imports nothing of Gatehouse."""

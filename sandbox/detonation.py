@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import json
 import mimetypes
 import secrets
@@ -16,7 +17,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route
 from playwright.sync_api import Error as PlaywrightError
 
 HOST = "https://registry.gatehouse-sandbox.test"
-INSTRUMENT = (Path(__file__).parent / "instrument.js").read_text(encoding="utf-8")
+INSTRUMENT = importlib.resources.files("sandbox").joinpath("instrument.js").read_text("utf-8")
 # The clock jumps this far in steps after mounting, so payloads that wait fire in the scan.
 CLOCK_STEPS_MS = (1_000, 10_000, 60_000, 600_000, 3_600_000, 6 * 3_600_000)
 

@@ -1,3 +1,7 @@
-"""Gatehouse scanning core: intake, stages, policy and reports."""
+"""Gatehouse's analysis: intake, the manifest contract, stages, policy and reports.
 
-__version__ = "0.1.0"
+Imports nothing of the service, Flask or Celery (tests/test_layout.py keeps it so).
+"""
+
+# The one version string: pyproject.toml reads it (setuptools dynamic version).
+__version__ = "0.2.0"

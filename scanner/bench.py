@@ -200,7 +200,8 @@ def zeros_bomb(size: int) -> bytes:
 
 
 _CHILD = (
-    "import sys\nfrom scanner.cli import main\ncode = main(sys.argv[1:])\n"
+    # The whole gatehouse command (assembled by the service package), as a user runs it.
+    "import sys\nfrom service.cli import main\ncode = main(sys.argv[1:])\n"
     # VmHWM is this process's own peak; ru_maxrss would include the parent's pages from
     # before exec, since a fork starts as a copy of the benchmark process.
     "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"

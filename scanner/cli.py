@@ -1,25 +1,22 @@
-"""The ``gatehouse`` command: scan, clamd, bench.
+"""The analysis commands of ``gatehouse``: scan, sbom, clamd, advisories, bench.
 
 Exit codes: 0 below the ``--fail-on`` bar (or no bar), 1 at or above it, 2 for usage or
-internal errors. No traceback reaches the user unless GATEHOUSE_DEBUG=1.
+internal errors (service.cli turns errors into messages; no traceback reaches the user).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from scanner.config import Settings, SettingsError
-from scanner.policy import Policy, PolicyError, Verdict
-from scanner.service_cli import ServiceCommandError
+from scanner.config import Settings
+from scanner.policy import Policy, Verdict
 
 if TYPE_CHECKING:
     from scanner.advisories.store import AdvisoryStore
@@ -31,35 +28,8 @@ class UsageError(Exception):
     """The command line asks for something impossible; exit 2 with the message."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    debug = os.environ.get("GATEHOUSE_DEBUG") == "1"
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        settings = Settings.from_env()
-        return int(args.func(args, settings))
-    except (UsageError, SettingsError, PolicyError, ServiceCommandError) as exc:
-        print(f"gatehouse: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_ERROR
-    except Exception as exc:
-        if debug:
-            raise
-        print(f"gatehouse: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gatehouse", description="Scan plugin bundles before they reach users."
-    )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
-
+def add_commands(sub: Any) -> None:
+    """The analysis commands; the ``gatehouse`` command is assembled in service.cli."""
     scan = sub.add_parser("scan", help="scan one bundle and print a report")
     scan.add_argument("bundle", type=Path)
     scan.add_argument("--format", choices=("json", "sarif", "text"), default="text")
@@ -111,10 +81,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--js", type=Path, help="also measure copies of this real minified library")
     bench.add_argument("--advisories", type=Path, help="advisory sources to time the import with")
     bench.set_defaults(func=_cmd_bench)
-    from scanner import service_cli
-
-    service_cli.add_commands(sub)
-    return parser
 
 
 def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
@@ -124,13 +90,17 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     bundle: Path = args.bundle
     if not bundle.is_file():
         raise UsageError(f"{bundle}: no such file")
+    for wanted in (args.output, args.artifacts, args.keep_workdir):
+        if wanted is not None:
+            require_directory(wanted.parent, wanted)
     policy = Policy.load(settings.policy_path)
     stages, unavailable = build_stages(settings, default_stage_factories())
     result = scan_bundle(
         bundle, settings, stages, policy, unavailable=unavailable, keep_workdir=args.keep_workdir
     )
     if args.artifacts:
-        args.artifacts.mkdir(parents=True, exist_ok=True)
+        require_directory(args.artifacts.parent, args.artifacts)
+        args.artifacts.mkdir(exist_ok=True)
         for stage in result.stages:
             for name, data in stage.artifacts.items():
                 (args.artifacts / f"{stage.name}-{name}").write_bytes(data)
@@ -150,7 +120,7 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
 
 def write_atomically(path: Path, text: str) -> None:
     """A report is either whole or absent: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    require_directory(path.parent, path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -159,6 +129,12 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def require_directory(directory: Path, for_path: Path) -> None:
+    """Output goes where it was asked or nowhere: a typo in a path is not a new tree."""
+    if not directory.is_dir():
+        raise UsageError(f"{for_path}: directory {directory} does not exist")
 
 
 def _cmd_clamd(args: argparse.Namespace, settings: Settings) -> int:
@@ -273,7 +249,3 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.bench import run_bench
 
     return run_bench(settings, args.corpus, args.repeat, args.js, args.advisories)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -9,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(ValueError):
@@ -20,6 +20,11 @@ def _default_data_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "gatehouse"
+
+
+def packaged_rules() -> Path:
+    """The rules/ tree shipped inside the package (a directory on disk, never a zip)."""
+    return Path(str(importlib.resources.files("rules")))
 
 
 def _default_work_root() -> Path:
@@ -60,8 +65,8 @@ class Settings:
     work_root: Path = field(default_factory=_default_work_root)
     # SQLAlchemy URL; empty means SQLite at <data_dir>/gatehouse.db.
     database_url: str = ""
-    # The rules/ tree: policy, YARA, ClamAV and JS rule data.
-    rules_dir: Path = PROJECT_ROOT / "rules"
+    # The rules/ tree: policy, YARA, ClamAV and JS rule data (the packaged one by default).
+    rules_dir: Path = field(default_factory=packaged_rules)
     # clamd's unix socket; empty means <data_dir>/clamd/clamd.sock.
     clamd_socket: str = ""
     # clamd over TCP instead (host:port); takes precedence over the socket when set.

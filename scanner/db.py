@@ -1,10 +1,16 @@
-"""The SQL database: one declarative base, engines from settings (SQLite by default)."""
+"""SQL plumbing shared by the advisory database and the service: engines, sessions, schema.
+
+Each owner of tables (the scanner's advisory database, the service's records) has its own
+declarative base and its own chain of Alembic migrations with its own version table, so
+the scanner never needs the service's models to bring its own tables up to date.
+"""
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,14 +33,14 @@ NAMING_CONVENTION = {
 }
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+def named_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return f"sqlite:///{settings.data_dir / 'gatehouse.db'}"
 
 
@@ -57,37 +63,72 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-_migrated: set[str] = set()
-_migrate_lock = threading.Lock()
+_upgraded: set[tuple[str, str]] = set()
+_upgrade_lock = threading.Lock()
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (once per process and database)."""
-    key = engine.url.render_as_string(hide_password=False)
-    with _migrate_lock:
-        if key in _migrated:
+def upgrade_schema(
+    engine: Engine,
+    script_location: Path,
+    version_table: str,
+    adopt: Callable[[Connection], str | None] | None = None,
+) -> None:
+    """Bring one chain of migrations to its head (once per process, database and chain).
+
+    ``adopt`` may name a revision to stamp first, for tables made before the chain kept
+    its version table.
+    """
+    key = (engine.url.render_as_string(hide_password=False), version_table)
+    with _upgrade_lock:
+        if key in _upgraded:
             return
         from alembic import command
         from alembic.config import Config
 
         config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("script_location", str(script_location))
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Web and worker processes start together: one migrates, the others wait.
-                connection.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+                lock_id = zlib.crc32(version_table.encode())
+                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
             config.attributes["connection"] = connection
-            if _created_before_migrations(connection):
-                # Databases from before the migrations hold exactly revision 0001.
-                command.stamp(config, "0001")
+            config.attributes["version_table"] = version_table
+            revision = adopt(connection) if adopt is not None else None
+            if revision is not None:
+                command.stamp(config, revision)
             command.upgrade(config, "head")
-        _migrated.add(key)
+        _upgraded.add(key)
 
 
-def _created_before_migrations(connection: Connection) -> bool:
-    tables = set(inspect(connection).get_table_names())
-    return "advisory_sources" in tables and "alembic_version" not in tables
+def run_alembic_env(metadata: MetaData, default_version_table: str) -> None:
+    """The body of an Alembic env.py: on the caller's connection, or one from the settings."""
+    from alembic import context
+
+    def run(connection: Connection) -> None:
+        # SQLite cannot ALTER most things in place: batch mode copies the table instead.
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=context.config.attributes.get("version_table", default_version_table),
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    engine = make_engine(database_url(Settings.from_env()))
+    with engine.connect() as conn:
+        run(conn)
+    engine.dispose()
+
+
+def has_table(connection: Connection, name: str) -> bool:
+    return name in inspect(connection).get_table_names()
 
 
 @contextmanager
@@ -98,7 +139,9 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def insert_if_absent(db: Session | Connection, model: type[Base], values: dict[str, Any]) -> bool:
+def insert_if_absent(
+    db: Session | Connection, model: type[DeclarativeBase], values: dict[str, Any]
+) -> bool:
     """INSERT that yields to a concurrent insert of the same unique key instead of failing.
 
     True when this call inserted the row, False when it was there already.
@@ -108,7 +151,7 @@ def insert_if_absent(db: Session | Connection, model: type[Base], values: dict[s
 
 
 @functools.cache
-def _insert_or_nothing(dialect: str, model: type[Base]) -> Executable:
+def _insert_or_nothing(dialect: str, model: type[DeclarativeBase]) -> Executable:
     key = inspect(model).primary_key
     if dialect == "postgresql":
         return postgresql.insert(model).on_conflict_do_nothing().returning(*key)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit
 
 from scanner.findings import Category, Severity
-
-if TYPE_CHECKING:
-    from scanner.workspace import Workspace
 
 MANIFEST_NAME = "plugin.json"
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -204,23 +201,23 @@ class _Collector:
         )
 
 
-def load_manifest(workspace: Workspace) -> ManifestLoad:
-    if not workspace.has(MANIFEST_NAME):
+def load_manifest(root: Path, paths: frozenset[str]) -> ManifestLoad:
+    """Read and check ``plugin.json`` of the bundle unpacked at ``root`` holding ``paths``."""
+    if MANIFEST_NAME not in paths:
         return _fatal("manifest-missing", f"{MANIFEST_NAME} is missing from the bundle root")
-    size = workspace.path_of(MANIFEST_NAME).stat().st_size
+    manifest = root / MANIFEST_NAME
+    size = manifest.stat().st_size
     if size > MAX_MANIFEST_BYTES:
         return _fatal(
             "manifest-unreadable", f"{MANIFEST_NAME} is {size} bytes, over {MAX_MANIFEST_BYTES}"
         )
     try:
-        data = json.loads(
-            workspace.read_bytes(MANIFEST_NAME).decode("utf-8"), object_pairs_hook=_no_duplicates
-        )
+        data = json.loads(manifest.read_bytes().decode("utf-8"), object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
         return _fatal("manifest-unreadable", f"{MANIFEST_NAME} is not UTF-8")
     except (json.JSONDecodeError, _DuplicateKeyError) as exc:
         return _fatal("manifest-unreadable", f"{MANIFEST_NAME} is not valid JSON: {exc}")
-    return validate_manifest(data, workspace.paths)
+    return validate_manifest(data, paths)
 
 
 def _fatal(rule: str, message: str) -> ManifestLoad:

@@ -69,4 +69,4 @@ class Workspace:
 
     @cached_property
     def manifest(self) -> ManifestLoad:
-        return load_manifest(self)
+        return load_manifest(self.root, self.paths)

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from scanner.clamd_server import ClamdServer
-from scanner.config import PROJECT_ROOT, Settings
+from scanner.config import Settings
 from scanner.workspace import Workspace
+from tests.paths import PROJECT_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner.cli import main
 from scanner.config import Settings
+from service.cli import main
 from tests.conftest import BundleMaker, manifest
 
 pytestmark = pytest.mark.integration
@@ -96,6 +96,7 @@ def test_sarif_output_file_for_github(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     js = "var TestPlugin={mount:function(c){eval(c.dataset.code);eval(c.title);}};"
+    (tmp_path / "reports").mkdir()
     out_file = tmp_path / "reports" / "scan.sarif"
     code, out, err = _scan(
         capsys,
@@ -146,6 +147,62 @@ def test_clamd_down_fails_closed(
     assert report["verdict"] == "review"
     antivirus = next(s for s in report["stages"] if s["name"] == "antivirus")
     assert antivirus["status"] == "error" and "not reachable" in antivirus["error"]
+
+
+@pytest.mark.parametrize("flag", ["--output", "--artifacts", "--keep-workdir"])
+def test_output_into_a_missing_directory_is_an_error(
+    flag: str,
+    env: dict[str, str],
+    make_bundle: BundleMaker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target = tmp_path / "no-such-dir" / "out"
+    assert main(["scan", str(make_bundle()), flag, str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_version_is_the_one_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    import scanner
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"gatehouse {scanner.__version__}"
+    assert importlib.metadata.version("gatehouse") == scanner.__version__
+
+
+def test_ctrl_c_exits_130_without_a_traceback(
+    env: dict[str, str], make_bundle: BundleMaker, tmp_path: Path
+) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, mid-scan."""
+    import signal
+    import time
+
+    work = Path(env["GATEHOUSE_WORK_ROOT"])
+    script = Path(sys.executable).parent / "gatehouse"
+    proc = subprocess.Popen(
+        [str(script), "scan", str(make_bundle()), "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    # Once the scan's work dir exists, main() is running the scan.
+    while not (work.is_dir() and any(work.glob("scan-*"))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert out == ""
+    assert not any(work.glob("scan-*")), "the interrupted scan's work dir is left behind"
 
 
 def test_missing_bundle_exits_2_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:

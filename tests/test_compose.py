@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
-from scanner.config import PROJECT_ROOT, ArchiveLimits, Settings
-from scanner.service_cli import web_command
-from workers.celery_app import QUEUES
+from scanner.config import ArchiveLimits, Settings
+from service.jobs import QUEUES
+from service.processes import web_command
+from tests.paths import PROJECT_ROOT
 
 
 def _compose() -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""Celery application and thin tasks that run the pipeline by id (issue 5)."""
+"""The Celery application and thin tasks that run the service's steps by id."""

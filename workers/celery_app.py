@@ -8,9 +8,8 @@ from celery import Celery, group, signature
 from kombu.transport import TRANSPORT_ALIASES
 
 from scanner.config import Settings
+from service.jobs import QUEUES
 
-# Queues per kind of work, so a deployment can give the browser hosts of their own.
-QUEUES = ("scan", "av", "browser", "callbacks")
 STAGE_QUEUES = {"runtime": "browser", "antivirus": "av"}
 EMBEDDED = "workers.embedded_broker:Transport"
 

@@ -1,4 +1,4 @@
-"""A worker bootstep that records a heartbeat (scanner.heartbeats) on the worker's timer."""
+"""A worker bootstep that records a heartbeat (service.heartbeats) on the worker's timer."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 
 from celery import bootsteps
 
-from scanner import heartbeats
 from scanner.config import Settings
-from scanner.db import database_url, make_engine, migrate
+from scanner.db import database_url, make_engine
+from service import heartbeats
+from service.db import migrate
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Thin tasks: ids in, the work is in scanner.orchestration and scanner.callbacks."""
+"""Thin tasks: ids in, the work is in service.orchestration and service.callbacks."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 
 from celery import shared_task
 
-from scanner import callbacks, orchestration
 from scanner.config import Settings
-from scanner.fetch import FetchError
-from scanner.orchestration import StageRegistry
 from scanner.pipeline import default_stage_factories
-from scanner.services import Services
+from service import callbacks, orchestration
+from service.fetch import FetchError
+from service.orchestration import StageRegistry
+from service.services import Services
 from workers.celery_app import CeleryJobQueue, make_celery
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from flask import current_app, request
 
-from review_ui.app import services_of
+from review_ui.context import services_of
 from review_ui.problems import ApiProblemError
-from scanner.tokens import authenticate
+from service.tokens import authenticate
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from flask import Response, current_app, jsonify, request, url_for
 from review_ui.api import accepted, bp
 from review_ui.api.auth import Caller, require_token
 from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, spooled_body
-from review_ui.app import services_of
+from review_ui.context import services_of
 from review_ui.problems import ApiProblemError
-from scanner.blobs import BlobNotFoundError, artifact_key
-from scanner.models import Scan, ScanStatus, iso
-from scanner.services import Services
-from scanner.submissions import start_preflight
+from service.blobs import BlobNotFoundError, artifact_key
+from service.models import Scan, ScanStatus, iso
+from service.services import Services
+from service.submissions import start_preflight
 
 MAX_WAIT = 60.0
 POLL = 0.1

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from review_ui.api import accepted, bp
 from review_ui.api.auth import require_token
 from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, spooled_body
-from review_ui.app import services_of
+from review_ui.context import services_of
 from review_ui.problems import ApiProblemError
-from scanner.models import Scan, Submission, iso
-from scanner.orchestration import summarize
-from scanner.submissions import SubmissionError, SubmissionRequest, accept_submission
-from scanner.webhooks import IncomingWebhook, SignatureError
+from service.models import Scan, Submission, iso
+from service.orchestration import summarize
+from service.submissions import SubmissionError, SubmissionRequest, accept_submission
+from service.webhooks import IncomingWebhook, SignatureError
 
 FIELDS = {"name", "version", "publisher_id", "callback_url", "bundle_url", "sha256"}
 REQUIRED = ("name", "version", "publisher_id")

@@ -6,12 +6,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from scanner.db import Base
+from scanner.db import named_metadata
 
 
-class AdvisorySource(Base):
+class AdvisoryBase(DeclarativeBase):
+    metadata = named_metadata()
+
+
+class AdvisorySource(AdvisoryBase):
     """One imported feed; re-importing it replaces its rows in one transaction."""
 
     __tablename__ = "advisory_sources"
@@ -26,7 +30,7 @@ class AdvisorySource(Base):
     licence: Mapped[str | None] = mapped_column(String(200))
 
 
-class Advisory(Base):
+class Advisory(AdvisoryBase):
     __tablename__ = "advisories"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -40,7 +44,7 @@ class Advisory(Base):
     references: Mapped[list[str]] = mapped_column(JSON)
 
 
-class AffectedPackage(Base):
+class AffectedPackage(AdvisoryBase):
     __tablename__ = "advisory_packages"
     __table_args__ = (Index("ix_advisory_packages_ecosystem_name", "ecosystem", "name"),)
 
@@ -54,7 +58,7 @@ class AffectedPackage(Base):
     versions: Mapped[list[str]] = mapped_column(JSON)
 
 
-class JsDetector(Base):
+class JsDetector(AdvisoryBase):
     """RetireJS extractors: how to recognise a library and its version inside a file."""
 
     __tablename__ = "js_detectors"

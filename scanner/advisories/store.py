@@ -11,9 +11,10 @@ from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from scanner.advisories.feeds import Detector, Feed, normalise_name
+from scanner.advisories.migrations import migrate_advisories
 from scanner.advisories.models import Advisory, AdvisorySource, AffectedPackage, JsDetector
 from scanner.advisories.versions import AffectedRange
-from scanner.db import migrate, session_scope
+from scanner.db import session_scope
 
 LOOKUP_CHUNK = 500
 STALE_AFTER_DAYS = 7
@@ -50,7 +51,7 @@ class SourceStatus:
 class AdvisoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        migrate(engine)
+        migrate_advisories(engine)
 
     def import_feed(self, feed: Feed) -> int:
         """Replace everything from this feed's source in one transaction; returns advisories."""

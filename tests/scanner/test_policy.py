@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from scanner.config import PROJECT_ROOT
 from scanner.findings import Category, Finding, RuleState, Severity, StageResult, StageStatus
 from scanner.policy import Policy, PolicyError, Verdict, decide
+from tests.paths import PROJECT_ROOT
 
 POLICY = Policy.load(PROJECT_ROOT / "rules" / "policy.toml")
 

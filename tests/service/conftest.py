@@ -16,16 +16,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from review_ui.app import create_app
-from scanner import callbacks, orchestration
-from scanner.blobs import LocalBlobStore
 from scanner.config import Settings
-from scanner.db import make_engine, migrate, session_scope
+from scanner.db import make_engine, session_scope
 from scanner.findings import Category, Finding, Severity, StageResult
-from scanner.orchestration import StageRegistry
-from scanner.services import Services
-from scanner.tokens import create_token
-from scanner.webhooks import new_secret, signed_headers
 from scanner.workspace import Workspace
+from service import callbacks, orchestration
+from service.blobs import LocalBlobStore
+from service.db import migrate
+from service.orchestration import StageRegistry
+from service.services import Services
+from service.tokens import create_token
+from service.webhooks import new_secret, signed_headers
 from tests.conftest import CLEAN_JS, manifest
 
 SECRET = new_secret()

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import requests
 
-from scanner.config import PROJECT_ROOT
-from scanner.service_cli import web_command, worker_command
-from workers.celery_app import QUEUES as ALL_QUEUES
+from service.jobs import QUEUES as ALL_QUEUES
+from service.processes import web_command, worker_command
+from tests.paths import PROJECT_ROOT
 
 PG_ADMIN = os.environ.get("GATEHOUSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 QUEUES = ",".join(ALL_QUEUES)

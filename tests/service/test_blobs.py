@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.blobs import BlobNotFoundError, BlobStore, LocalBlobStore, S3BlobStore, bundle_key
+from service.blobs import BlobNotFoundError, BlobStore, LocalBlobStore, S3BlobStore, bundle_key
 
 
 @pytest.fixture

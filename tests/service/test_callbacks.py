@@ -10,10 +10,10 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from scanner import callbacks
-from scanner.models import DeliveryAttempt, Publisher, Submission, WebhookDelivery, aware, utcnow
-from scanner.services import Services
-from scanner.webhooks import IncomingWebhook
+from service import callbacks
+from service.models import DeliveryAttempt, Publisher, Submission, WebhookDelivery, aware, utcnow
+from service.services import Services
+from service.webhooks import IncomingWebhook
 from tests.service.conftest import SECRET
 from tests.service.httpserver import Behaviour, serving
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from scanner.fetch import FetchError, allowed, fetch_bundle
-from scanner.models import Scan
-from scanner.services import Services
-from scanner.webhooks import signed_headers
+from service.fetch import FetchError, allowed, fetch_bundle
+from service.models import Scan
+from service.services import Services
+from service.webhooks import signed_headers
 from tests.service.conftest import SECRET, InlineJobQueue, submission_fields, zip_bytes
 from tests.service.httpserver import Behaviour, serving
 

@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from review_ui.app import create_app
-from scanner import heartbeats
 from scanner.config import Settings
-from scanner.models import WorkerHeartbeat, utcnow
-from scanner.services import Services
+from service import heartbeats
+from service.models import WorkerHeartbeat, utcnow
+from service.services import Services
 from tests.service.conftest import post_submission, zip_bytes
 
 

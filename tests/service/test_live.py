@@ -19,8 +19,8 @@ from sqlalchemy import Engine, func, select
 
 from scanner.config import Settings
 from scanner.db import make_engine, session_scope
-from scanner.models import Decision, FindingRecord, Scan, StageRun, Submission
-from scanner.webhooks import IncomingWebhook, new_secret, signed_headers
+from service.models import Decision, FindingRecord, Scan, StageRun, Submission
+from service.webhooks import IncomingWebhook, new_secret, signed_headers
 from tests.service.conftest import multipart, submission_fields, zip_bytes
 from tests.service.httpserver import Behaviour, serving
 from tests.service.live import (

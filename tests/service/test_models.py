@@ -8,42 +8,78 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, create_engine, inspect, select
+from sqlalchemy import Engine, MetaData, create_engine, inspect, select, text
 
-import scanner.advisories.models
-import scanner.models
-from scanner.audit import TransitionError, transition
-from scanner.db import Base, make_engine, migrate, session_scope
-from scanner.models import AppendOnlyError, AuditEntry, Submission, SubmissionEvent
-from scanner.services import Services
+import service.models
+from scanner.advisories.migrations import VERSION_TABLE as ADVISORY_VERSION_TABLE
+from scanner.advisories.migrations import migrate_advisories
+from scanner.advisories.models import AdvisoryBase
+from scanner.db import make_engine, session_scope
+from service.audit import TransitionError, transition
+from service.db import Base, migrate
+from service.models import AppendOnlyError, AuditEntry, Submission, SubmissionEvent
+from service.services import Services
 from tests.service.conftest import post_submission, zip_bytes
+
+
+def _diff(engine: Engine, metadata: MetaData, skip: set[str]) -> list[object]:
+    def keep(obj: object, name: str | None, kind: str, *_: object) -> bool:
+        return not (kind == "table" and name in skip)
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_object": keep})
+        return list(compare_metadata(context, metadata))
 
 
 def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     migrate(engine)
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    assert diff == []
+    service_tables = set(Base.metadata.tables) | {"alembic_version"}
+    advisory_tables = set(AdvisoryBase.metadata.tables) | {ADVISORY_VERSION_TABLE}
+    assert _diff(engine, Base.metadata, advisory_tables | {ADVISORY_VERSION_TABLE}) == []
+    assert _diff(engine, AdvisoryBase.metadata, service_tables) == []
+
+
+def test_the_advisory_tables_migrate_without_the_service(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    migrate_advisories(engine)
+    assert set(inspect(engine).get_table_names()) == set(AdvisoryBase.metadata.tables) | {
+        ADVISORY_VERSION_TABLE
+    }
 
 
 def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = create_engine(url)
-    advisory_tables = [
-        t
-        for name, t in Base.metadata.tables.items()
-        if name.startswith("advisor") or name == "js_detectors"
-    ]
-    Base.metadata.create_all(old, tables=advisory_tables)
+    AdvisoryBase.metadata.create_all(old)
     old.dispose()
     engine = make_engine(url)
     migrate(engine)
     assert "submissions" in inspect(engine).get_table_names()
+    service_tables = set(Base.metadata.tables) | {"alembic_version"}
+    assert _diff(engine, AdvisoryBase.metadata, service_tables) == []
+
+
+def test_a_database_migrated_before_the_split_keeps_upgrading(tmp_path: Path) -> None:
+    """One chain used to hold both (0001 advisories, 0002-0003 service): adopt, not redo."""
+    url = f"sqlite:///{tmp_path / 'split.db'}"
+    old = create_engine(url)
+    AdvisoryBase.metadata.create_all(old)
+    Base.metadata.create_all(old)
+    with old.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('0003')"))
+    old.dispose()
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.connect() as conn:
+        advisory = conn.scalar(text("SELECT version_num FROM alembic_version_advisories"))
+    assert ADVISORY_VERSION_TABLE == "alembic_version_advisories"
+    assert advisory == "a0001"
 
 
 def test_no_foreign_key_cascades_deletes() -> None:
-    for table in Base.metadata.tables.values():
+    for table in [*Base.metadata.tables.values(), *AdvisoryBase.metadata.tables.values()]:
         for fk in table.foreign_keys:
             assert fk.ondelete is None, f"{table.name}.{fk.parent.name} cascades"
 
@@ -63,14 +99,14 @@ def test_a_submission_cannot_skip_its_lifecycle(client: FlaskClient, svc: Servic
     sub_id = post_submission(client, bundle=zip_bytes()).get_json()["id"]
     with pytest.raises(TransitionError), session_scope(svc.engine) as s:
         transition(
-            s, s.get_one(Submission, sub_id), scanner.models.SubmissionStatus.PROMOTED, "test"
+            s, s.get_one(Submission, sub_id), service.models.SubmissionStatus.PROMOTED, "test"
         )
 
 
 def test_a_publisher_inserted_concurrently_is_found_not_duplicated(svc: Services) -> None:
     from scanner.db import insert_if_absent
-    from scanner.models import Publisher, utcnow
-    from scanner.submissions import publisher_named
+    from service.models import Publisher, utcnow
+    from service.submissions import publisher_named
 
     with session_scope(svc.engine) as s:
         assert insert_if_absent(s, Publisher, {"external_id": "racer", "created_at": utcnow()})
@@ -85,7 +121,7 @@ def test_racing_first_sightings_of_a_publisher_audit_its_creation_once() -> None
 
     from sqlalchemy import func
 
-    from scanner.submissions import publisher_named
+    from service.submissions import publisher_named
     from tests.service.live import postgres_database
 
     with postgres_database() as url:
@@ -108,7 +144,7 @@ def test_racing_first_sightings_of_a_publisher_audit_its_creation_once() -> None
 
 
 def _name_in_own_transaction(engine: Engine, external_id: str, actor: str) -> None:
-    from scanner.submissions import publisher_named
+    from service.submissions import publisher_named
 
     with session_scope(engine) as s:
         publisher_named(s, external_id, actor)

@@ -8,7 +8,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 
 from review_ui.api.openapi import document
-from scanner.services import Services
+from service.services import Services
 from tests.service.conftest import token
 
 SKIPPED_PATHS = {"/metrics", "/readyz"}  # text output / depends on clamd: tested elsewhere
@@ -53,7 +53,7 @@ def test_every_route_is_in_the_document(app: Flask) -> None:
 
 
 def test_outbound_callbacks_are_documented_as_webhooks() -> None:
-    from scanner.callbacks import EVENTS
+    from service.callbacks import EVENTS
 
     assert set(document()["webhooks"]) == set(EVENTS)
     assert document()["openapi"].startswith("3.1")

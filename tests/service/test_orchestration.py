@@ -8,8 +8,8 @@ from datetime import timedelta
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from scanner import orchestration
-from scanner.models import (
+from service import orchestration
+from service.models import (
     Artifact,
     Decision,
     FindingRecord,
@@ -19,7 +19,7 @@ from scanner.models import (
     WebhookDelivery,
     utcnow,
 )
-from scanner.services import Services
+from service.services import Services
 from tests.service.conftest import CountingStage, InlineJobQueue, post_submission, zip_bytes
 
 

@@ -9,10 +9,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
-from scanner import orchestration
-from scanner.blobs import artifact_key
-from scanner.models import Artifact, FindingRecord, Scan, utcnow
-from scanner.services import Services
+from service import orchestration
+from service.blobs import artifact_key
+from service.models import Artifact, FindingRecord, Scan, utcnow
+from service.services import Services
 from tests.service.conftest import InlineJobQueue, multipart, token, zip_bytes
 
 

@@ -16,12 +16,13 @@ from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
 from review_ui.app import create_app
-from scanner.blobs import LocalBlobStore
 from scanner.config import Settings
-from scanner.db import make_engine, migrate
-from scanner.models import AuditEntry, Bundle, Publisher, Scan, Submission, SubmissionEvent
-from scanner.services import Services
-from scanner.webhooks import new_secret, signed_headers
+from scanner.db import make_engine
+from service.blobs import LocalBlobStore
+from service.db import migrate
+from service.models import AuditEntry, Bundle, Publisher, Scan, Submission, SubmissionEvent
+from service.services import Services
+from service.webhooks import new_secret, signed_headers
 from tests.service.conftest import (
     SECRET,
     InlineJobQueue,

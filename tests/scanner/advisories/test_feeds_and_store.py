@@ -22,8 +22,8 @@ from scanner.advisories.models import Advisory
 from scanner.advisories.snapshot import ensure_snapshot, snapshot_feeds
 from scanner.advisories.store import AdvisoryStore
 from scanner.advisories.versions import NPM, PYPI, is_affected
-from scanner.config import PROJECT_ROOT
 from scanner.db import make_engine
+from tests.paths import PROJECT_ROOT
 
 
 def osv(id_: str, name: str = "Some_Package", **extra: Any) -> dict[str, Any]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 
-from scanner.config import PROJECT_ROOT
 from scanner.findings import Category, Finding, Severity
 from scanner.js.engine import analyze_source
 from scanner.manifest import Capabilities, Origin
 from scanner.stages.js_static import compiled_rules
+from tests.paths import PROJECT_ROOT
 
 RULES = compiled_rules(PROJECT_ROOT / "rules" / "js")
 

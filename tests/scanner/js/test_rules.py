@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from scanner.config import PROJECT_ROOT
 from scanner.findings import Severity
 from scanner.js.engine import analyze_source
 from scanner.manifest import Capabilities, Origin
 from scanner.stages.js_static import compiled_rules
 from tests.conftest import FIXTURES
+from tests.paths import PROJECT_ROOT
 
 RULES_DIR = PROJECT_ROOT / "rules" / "js"
 RULE_IDS = sorted(p.stem for p in RULES_DIR.glob("*.toml"))

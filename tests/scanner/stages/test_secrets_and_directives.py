@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from scanner.config import PROJECT_ROOT
 from scanner.findings import Category, Severity
 from scanner.stages.directives import DirectivesStage
 from scanner.stages.secrets import SecretPattern, SecretsStage, load_patterns
 from scanner.workspace import Workspace
 from tests.conftest import workspace_of
+from tests.paths import PROJECT_ROOT
 
 SECRETS = SecretsStage(load_patterns(PROJECT_ROOT / "rules" / "secrets.toml"))
 # Assembled at run time so no scanner mistakes this file for a leak.

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from scanner.config import PROJECT_ROOT
 from scanner.findings import Category, RuleState
 from scanner.stages.yara import YaraRuleError, YaraStage, load_ruleset, read_meta
 from scanner.workspace import Workspace
 from tests.conftest import FIXTURES
+from tests.paths import PROJECT_ROOT
 
 RULES_DIR = PROJECT_ROOT / "rules" / "yara"
 RULE_IDS = sorted(p.stem for p in RULES_DIR.glob("*.yar"))

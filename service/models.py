@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from scanner.db import Base
+from service.db import Base
 
 
 def utcnow() -> datetime:

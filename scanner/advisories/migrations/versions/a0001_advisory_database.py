@@ -1,6 +1,6 @@
 """advisory database
 
-Revision ID: 0001
+Revision ID: a0001
 Revises:
 Create Date: 2026-11-22 04:25:11.204106
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001"
+revision: str = "a0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

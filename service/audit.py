@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
-from scanner.models import (
+from service.models import (
     TRANSITIONS,
     AuditEntry,
     Submission,

@@ -1,10 +1,13 @@
-"""What the service asks its workers to do, as a protocol: scanner/ never imports Celery."""
+"""What the service asks its workers to do, as a protocol: only workers/ imports Celery."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# Queues per kind of work, so a deployment can give the browser hosts of their own.
+QUEUES = ("scan", "av", "browser", "callbacks")
 
 
 class JobQueue(Protocol):

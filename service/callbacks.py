@@ -18,9 +18,9 @@ import requests
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scanner.models import DeliveryAttempt, Submission, WebhookDelivery, aware, iso, utcnow
-from scanner.services import Services
-from scanner.webhooks import signed_headers
+from service.models import DeliveryAttempt, Submission, WebhookDelivery, aware, iso, utcnow
+from service.services import Services
+from service.webhooks import signed_headers
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scanner.audit import audit
-from scanner.models import ApiToken, Publisher, utcnow
+from service.audit import audit
+from service.models import ApiToken, Publisher, utcnow
 
 SCOPES = frozenset({"preflight", "read", "admin"})
 TOKEN_PREFIX = "gh_"  # noqa: S105 - a recognisable prefix (secret scanners), not a secret

@@ -16,7 +16,7 @@ from scanner.findings import (
     StageResult,
     StageStatus,
 )
-from scanner.models import FindingRecord, StageRun
+from service.models import FindingRecord, StageRun
 
 
 def finding_row(f: Finding, scan_id: str, stage_run_id: int) -> FindingRecord:

@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from scanner.blobs import BlobStore, bundle_key, sha256_file
 from scanner.db import insert_if_absent
-from scanner.models import Bundle, utcnow
+from service.blobs import BlobStore, bundle_key, sha256_file
+from service.models import Bundle, utcnow
 
 
 @dataclass(frozen=True)

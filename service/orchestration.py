@@ -19,14 +19,26 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from scanner import bundles
-from scanner.audit import audit, transition
-from scanner.blobs import BlobNotFoundError, artifact_key, bundle_key
-from scanner.callbacks import due, enqueue_event
-from scanner.fetch import FetchError, fetch_bundle
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
 from scanner.intake import BundleInfo
-from scanner.models import (
+from scanner.pipeline import (
+    ARCHIVE_STAGE,
+    OpenedBundle,
+    StageFactory,
+    conclude,
+    opened_bundle,
+    stage_name,
+)
+from scanner.pipeline import run_stages as run_in_threads
+from scanner.reports.json import report_dict
+from scanner.reports.sarif import render_sarif
+from scanner.stages.base import Stage
+from service import bundles
+from service.audit import audit, transition
+from service.blobs import BlobNotFoundError, artifact_key, bundle_key
+from service.callbacks import due, enqueue_event
+from service.fetch import FetchError, fetch_bundle
+from service.models import (
     STAGE_PENDING,
     STAGE_RUNNING,
     Artifact,
@@ -40,20 +52,8 @@ from scanner.models import (
     SubmissionStatus,
     utcnow,
 )
-from scanner.pipeline import (
-    ARCHIVE_STAGE,
-    OpenedBundle,
-    StageFactory,
-    conclude,
-    opened_bundle,
-    stage_name,
-)
-from scanner.pipeline import run_stages as run_in_threads
-from scanner.records import fill_stage_run, record_findings, result_of
-from scanner.reports.json import report_dict
-from scanner.reports.sarif import render_sarif
-from scanner.services import Services
-from scanner.stages.base import Stage
+from service.records import fill_stage_run, record_findings, result_of
+from service.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from scanner.models import ApiToken, Scan, aware, utcnow
+from service.models import ApiToken, Scan, aware, utcnow
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from scanner.blobs import BlobStore, blob_store
 from scanner.config import Settings
-from scanner.db import database_url, make_engine, migrate, session_scope
-from scanner.jobs import JobQueue
+from scanner.db import database_url, make_engine, session_scope
 from scanner.policy import Policy
+from service.blobs import BlobStore, blob_store
+from service.db import migrate
+from service.jobs import JobQueue
 
 
 @dataclass

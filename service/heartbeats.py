@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from scanner.db import insert_if_absent
-from scanner.models import WorkerHeartbeat, utcnow
+from service.models import WorkerHeartbeat, utcnow
 
 BEATS_BEFORE_STALE = 3
 FORGET_AFTER = timedelta(days=1)  # restarted workers come back under new names

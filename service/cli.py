@@ -1,29 +1,68 @@
-"""``gatehouse serve``, ``tokens``, ``publishers``, ``preflight`` and ``bench-service``.
+"""The ``gatehouse`` command: the scanner's commands and the service's, with one error policy.
 
-``serve`` starts separate processes (clamd, Celery workers, the web server) by module
-name; scanner/ itself never imports Flask or Celery.
+Exit codes: 0 below the ``--fail-on`` bar (or no bar), 1 at or above it, 2 for usage or
+internal errors, 130 when interrupted. No traceback reaches the user unless
+GATEHOUSE_DEBUG=1. ``serve`` starts the other processes by module name (service.processes).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import os
 import signal
-import subprocess
 import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scanner.config import Settings
+from scanner import __version__
+from scanner import cli as scanner_cli
+from scanner.cli import UsageError
+from scanner.config import Settings, SettingsError
+from scanner.policy import PolicyError
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 VERDICTS = {"pass": 0, "review": 1, "reject": 2}
 
 
 class ServiceCommandError(Exception):
     """A service command cannot do what was asked; exit 2 with the message."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    debug = os.environ.get("GATEHOUSE_DEBUG") == "1"
+    try:
+        args = parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        settings = Settings.from_env()
+        return int(args.func(args, settings))
+    except (UsageError, SettingsError, PolicyError, ServiceCommandError) as exc:
+        print(f"gatehouse: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("gatehouse: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"gatehouse: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="gatehouse", description="Scan plugin bundles before they reach users."
+    )
+    top.add_argument("--version", action="version", version=f"gatehouse {__version__}")
+    sub = top.add_subparsers(required=True, metavar="COMMAND")
+    scanner_cli.add_commands(sub)
+    add_commands(sub)
+    return top
 
 
 def add_commands(sub: Any) -> None:
@@ -76,15 +115,15 @@ def add_commands(sub: Any) -> None:
 
 
 def _services(settings: Settings) -> Any:
-    from scanner.jobs import RecordingJobQueue
-    from scanner.services import Services
+    from service.jobs import RecordingJobQueue
+    from service.services import Services
 
     return Services.from_settings(settings, RecordingJobQueue())
 
 
 def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
-    from scanner.submissions import publisher_named
-    from scanner.tokens import TokenError, create_token
+    from service.submissions import publisher_named
+    from service.tokens import TokenError, create_token
 
     svc = _services(settings)
     with svc.session() as s:
@@ -105,7 +144,7 @@ def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
-    from scanner.models import ApiToken
+    from service.models import ApiToken
 
     with _services(settings).session() as s:
         for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
@@ -115,7 +154,7 @@ def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from scanner.tokens import TokenError, revoke
+    from service.tokens import TokenError, revoke
 
     with _services(settings).session() as s:
         try:
@@ -129,7 +168,7 @@ def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_publishers_list(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
-    from scanner.models import Publisher
+    from service.models import Publisher
 
     with _services(settings).session() as s:
         for p in s.scalars(select(Publisher).order_by(Publisher.id)):
@@ -143,8 +182,8 @@ def cmd_publishers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_publishers_limit(args: argparse.Namespace, settings: Settings) -> int:
-    from scanner.audit import audit
-    from scanner.submissions import publisher_named
+    from service.audit import audit
+    from service.submissions import publisher_named
 
     with _services(settings).session() as s:
         p = publisher_named(s, args.publisher, "cli")
@@ -154,171 +193,34 @@ def cmd_publishers_limit(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-# --- preflight -----------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from service.processes import serve
+
+    return serve(settings, args.listen or settings.listen)
 
 
 def cmd_preflight(args: argparse.Namespace, settings: Settings) -> int:
-    import requests
+    from service.preflight import PreflightError, run_preflight
 
     token = os.environ.get("GATEHOUSE_TOKEN", "")
     if not token:
         raise ServiceCommandError("set GATEHOUSE_TOKEN to a token with the preflight scope")
     if not args.bundle.is_file():
         raise ServiceCommandError(f"{args.bundle}: no such file")
-    base = args.server.rstrip("/")
-    auth = {"Authorization": f"Bearer {token}"}
-    deadline = time.monotonic() + args.timeout
+    if args.output is not None:
+        scanner_cli.require_directory(args.output.parent, args.output)
     try:
-        with args.bundle.open("rb") as fh:
-            r = requests.post(
-                f"{base}/api/v1/scans",
-                files={"bundle": (args.bundle.name, fh)},
-                headers=auth,
-                timeout=120,
-            )
-        _check(r)
-        scan = r.json()
-        print(f"uploaded {args.bundle.name}: scan {scan['id']} queued", file=sys.stderr)
-        status = scan["status"]
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ServiceCommandError(f"scan {scan['id']} did not finish in {args.timeout:g} s")
-            r = requests.get(
-                f"{base}/api/v1/scans/{scan['id']}",
-                params={"wait": f"{min(30.0, remaining):.0f}"},
-                headers=auth,
-                timeout=min(30.0, remaining) + 30,
-            )
-            _check(r)
-            view = r.json()
-            if view["status"] != status:
-                status = view["status"]
-                print(f"scan {scan['id']}: {status}", file=sys.stderr)
-            if status == "completed":
-                break
-        text = json.dumps(view["report"], indent=2) + "\n"
-        if args.format == "sarif":
-            r = requests.get(
-                f"{base}/api/v1/scans/{scan['id']}",
-                params={"format": "sarif"},
-                headers=auth,
-                timeout=60,
-            )
-            _check(r)
-            text = r.text
-    except requests.RequestException as exc:
-        raise ServiceCommandError(f"{base}: {type(exc).__name__}: {exc}") from None
-    _emit(text, args.output)
-    verdict = view["verdict"]
-    print(f"{args.bundle.name}: {verdict}", file=sys.stderr)
-    if args.fail_on and VERDICTS[verdict] >= VERDICTS[args.fail_on]:
+        report = run_preflight(args.bundle, args.server, token, args.format, args.timeout)
+    except PreflightError as exc:
+        raise ServiceCommandError(str(exc)) from None
+    if args.output is None:
+        sys.stdout.write(report.text)
+    else:
+        scanner_cli.write_atomically(args.output, report.text)
+    print(f"{args.bundle.name}: {report.verdict}", file=sys.stderr)
+    if args.fail_on and VERDICTS[report.verdict] >= VERDICTS[args.fail_on]:
         return EXIT_FAIL
     return EXIT_OK
-
-
-def _check(r: Any) -> None:
-    if r.status_code >= 400:
-        try:
-            problem = r.json()
-            detail = problem.get("detail") or problem.get("title")
-        except ValueError:
-            detail = r.text[:200]
-        raise ServiceCommandError(f"server answered {r.status_code}: {detail}")
-
-
-def _emit(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    from scanner.cli import write_atomically  # cli imports this module: import at use
-
-    write_atomically(output, text)
-
-
-# --- serve ---------------------------------------------------------------------------
-
-
-def worker_command(
-    queues: str, concurrency: int, name: str, beat_schedule: Path | None = None
-) -> list[str]:
-    """A Celery worker process; with ``beat_schedule`` it also runs the sweeper's clock."""
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.worker", "worker", "-Q", queues]
-    cmd += ["-c", str(concurrency), "-n", f"{name}@%h", "-l", "INFO"]
-    if beat_schedule is not None:
-        cmd += ["--beat", "-s", str(beat_schedule)]
-    return cmd
-
-
-def web_command(listen: str, processes: int, threads: int) -> list[str]:
-    """gunicorn on the API; threads, so a long-polling GET does not hold a process.
-
-    A process takes no more connections than it has threads. Otherwise the first process
-    to wake accepted every keep-alive connection and served them all on one core while
-    the others idled (webhook intake: 157/s before, 290/s after, on two processes).
-    """
-    cmd = [sys.executable, "-m", "gunicorn", "--bind", listen, "--workers", str(processes)]
-    cmd += ["--worker-class", "gthread", "--threads", str(threads)]
-    cmd += ["--worker-connections", str(threads), "--no-control-socket"]
-    return [*cmd, "--access-logfile", "-", "review_ui.wsgi:build()"]
-
-
-def serve_commands(settings: Settings, listen: str) -> dict[str, list[str]]:
-    pid = os.getpid()
-    return {
-        "scan-worker": worker_command(
-            "scan,av,callbacks",
-            settings.worker_processes,
-            f"scan-{pid}",
-            settings.data_dir / "celerybeat-schedule",
-        ),
-        "browser-worker": worker_command("browser", 1, f"browser-{pid}"),
-        "web": web_command(listen, settings.web_processes, settings.web_threads),
-    }
-
-
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from scanner.clamd_server import ClamdServer
-    from scanner.jobs import RecordingJobQueue
-    from scanner.services import Services
-
-    listen = args.listen or settings.listen
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    Services.from_settings(settings, RecordingJobQueue())  # migrate once, before the workers race
-    clamd = ClamdServer(settings)
-    if not settings.clamd_tcp and not clamd.is_running():
-        clamd.start()
-        print(f"serve: clamd started on {settings.clamd_socket_path}", file=sys.stderr)
-    procs = {
-        name: subprocess.Popen(cmd, start_new_session=True)
-        for name, cmd in serve_commands(settings, listen).items()
-    }
-    print(f"serve: API on http://{listen}, workers {', '.join(procs)}", file=sys.stderr)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    code = EXIT_OK
-    while not stopping:
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        if dead:
-            print(f"serve: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
-            code = EXIT_FAIL
-            break
-        time.sleep(0.5)
-    for p in procs.values():
-        if p.poll() is None:
-            p.terminate()
-    for p in procs.values():
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    return code
 
 
 def cmd_bench_service(args: argparse.Namespace, settings: Settings) -> int:
@@ -329,7 +231,7 @@ def cmd_bench_service(args: argparse.Namespace, settings: Settings) -> int:
     import redis
 
     from scanner.bench import _ensure_clamd
-    from scanner.service_bench import run
+    from service.bench import run
 
     def stop(*_: object) -> None:
         # The bench starts servers in sessions of their own: on SIGTERM, unwind so the
@@ -361,3 +263,7 @@ def cmd_bench_service(args: argparse.Namespace, settings: Settings) -> int:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             redis.Redis.from_url(args.broker_url).flushdb()
     return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,12 +16,12 @@ from sqlalchemy import Connection, and_, bindparam, func, insert, select, union_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scanner import bundles
-from scanner.audit import audit
-from scanner.blobs import sha256_file
 from scanner.db import insert_if_absent
-from scanner.fetch import allowed
-from scanner.models import (
+from service import bundles
+from service.audit import audit
+from service.blobs import sha256_file
+from service.fetch import allowed
+from service.models import (
     ApiToken,
     Publisher,
     Scan,
@@ -33,8 +33,8 @@ from scanner.models import (
     new_id,
     utcnow,
 )
-from scanner.ratelimit import DAY, Quota, check_token
-from scanner.services import Services
+from service.ratelimit import DAY, Quota, check_token
+from service.services import Services
 
 log = logging.getLogger(__name__)
 
