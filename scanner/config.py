@@ -55,6 +55,14 @@ class ArchiveLimits:
     max_depth: int = 24
     # Bytes of a member path.
     max_path_bytes: int = 512
+    # Bytes of one tar extended header (pax or GNU long name), refused before it is read.
+    max_header_bytes: int = 64 * 1024
+    # Wall-clock seconds intake may take (CPU seconds too): the unpacking child process
+    # is killed past it and the bundle refused (archive-budget-exceeded).
+    max_seconds: float = 30.0
+    # Address space of the unpacking child process (the OS refuses more); the reader
+    # streams, so about 40 MiB is the interpreter and the rest is headroom.
+    max_memory_bytes: int = 256 * MiB
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,13 @@ class Settings:
             )
         if self.stage_timeout >= self.task_time_limit:
             raise SettingsError("GATEHOUSE_STAGE_TIMEOUT must stay below GATEHOUSE_TASK_TIME_LIMIT")
+        if self.archive.max_seconds <= 0:
+            raise SettingsError("GATEHOUSE_ARCHIVE_MAX_SECONDS must be above 0")
+        if self.archive.max_memory_bytes < 64 * MiB:
+            raise SettingsError(
+                "GATEHOUSE_ARCHIVE_MAX_MEMORY_BYTES must be at least 64 MiB (the interpreter"
+                " of the unpacking process needs about 40)"
+            )
         if self.max_stage_attempts < 1:
             raise SettingsError("GATEHOUSE_MAX_STAGE_ATTEMPTS must be at least 1")
         for name in ("web_processes", "web_threads", "worker_processes"):
