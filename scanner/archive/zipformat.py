@@ -107,7 +107,10 @@ def read_zip(fh: BinaryIO, size: int, limits: ArchiveLimits) -> list[ZipMember]:
 
 def _layout_error(central: _Central, expected: int) -> ArchiveViolation:
     if central.offset > expected:
-        why = f"{central.offset - expected} bytes before it that no directory entry describes"
+        why = (
+            f"{central.offset - expected} bytes before it that no directory entry describes"
+            " (or the directory lists the members out of order)"
+        )
     else:
         why = "it overlaps the member before it, or the directory lists members out of order"
     return ArchiveViolation(
