@@ -13,6 +13,7 @@ The request and the answer are JSON on the child's stdin and stdout.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import json
 import math
@@ -83,8 +84,6 @@ def _answer(code: int, out: bytes, err: bytes, budget: Budget) -> Any:
     if code in (-signal.SIGXCPU, -signal.SIGKILL):
         # SIGKILL we did not send: the hard CPU limit, or the kernel out of memory.
         raise BudgetExceededError(f"used more than {math.ceil(budget.seconds)} s of CPU")
-    if code == -signal.SIGXFSZ:
-        raise BudgetExceededError(f"wrote a file over {budget.file_bytes} bytes")
     tail = err.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
     if code != 0:
         raise ChildFailedError(f"the child exited with status {code}: {tail or 'no output'}")
@@ -93,6 +92,9 @@ def _answer(code: int, out: bytes, err: bytes, budget: Budget) -> Any:
     except ValueError:
         raise ChildFailedError(f"the child answered no JSON: {tail or 'no output'}") from None
     if "error" in reply:
+        # Python ignores SIGXFSZ: RLIMIT_FSIZE shows up as EFBIG from the write.
+        if reply.get("errno") == errno.EFBIG:
+            raise BudgetExceededError(f"wrote a file over {budget.file_bytes} bytes")
         raise ChildFailedError(str(reply["error"]), reply.get("errno"))
     return reply["value"]
 

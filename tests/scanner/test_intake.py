@@ -661,3 +661,22 @@ def test_the_root_directory_entry_of_tar_c_dot_is_accepted(tmp_path: Path, dest:
 def test_refuses_a_path_component_no_filesystem_can_create(tmp_path: Path, dest: Path) -> None:
     bundle = _zip(tmp_path / "long.zip", [("d/" + "x" * 256 + ".js", b"1")])
     assert _violation(bundle, dest).rule_id == "archive-invalid-name"
+
+
+def test_intake_over_its_wall_clock_is_refused_and_leaves_nothing(
+    tmp_path: Path, dest: Path
+) -> None:
+    bundle = _zip(tmp_path / "ok.zip", [(f"dist/f{i}.js", os.urandom(2000)) for i in range(300)])
+    limits = replace(LIMITS, max_seconds=0.05)  # less than an interpreter takes to start
+    with pytest.raises(ArchiveViolation) as info:
+        unpack_confined(bundle, dest, limits)
+    assert info.value.rule_id == "archive-budget-exceeded"
+    assert list(dest.iterdir()) == []
+
+
+def test_the_budgeted_child_unpacks_what_unpack_does(tmp_path: Path, dest: Path) -> None:
+    (tmp_path / "again").mkdir()
+    bundle = _zip(tmp_path / "ok.zip", [("plugin.json", b"{}"), ("dist/a.js", b"var a = 1;")])
+    assert sorted(unpack_confined(bundle, dest, LIMITS), key=lambda f: f.path) == sorted(
+        unpack(bundle, tmp_path / "again", LIMITS), key=lambda f: f.path
+    )
