@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -24,6 +23,9 @@ def _default_data_dir() -> Path:
 
 def packaged_rules() -> Path:
     """The rules/ tree shipped inside the package (a directory on disk, never a zip)."""
+    # Imported here: the unpacking child process imports this module and needs no rules.
+    import importlib.resources
+
     return Path(str(importlib.resources.files("rules")))
 
 
