@@ -40,6 +40,9 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 GZIP_MAGIC = b"\x1f\x8b"
 # A path component longer than this fails to be created on every common filesystem.
 _MAX_COMPONENT_BYTES = 255
+# Unicode categories a name must not hold: controls (C0, DEL, C1), format characters
+# (bidi overrides, zero-width), line and paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 # errno values that mean our machine is failing, not the bundle.
 _ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
@@ -133,6 +136,14 @@ def normalise_member_name(raw: str, limits: ArchiveLimits) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
         raise ArchiveViolation(
             "archive-invalid-name", "member name contains control characters", raw
+        )
+    if any(unicodedata.category(c) in _INVISIBLE for c in raw):
+        raise ArchiveViolation(
+            "archive-invalid-name",
+            "member name contains invisible or direction-changing characters (bidi"
+            " controls, zero-width characters, C1 controls, line separators) that make it"
+            " read as another name",
+            raw.encode("unicode_escape").decode("ascii"),
         )
     if "\\" in raw:
         raise ArchiveViolation(

@@ -104,6 +104,10 @@ def test_unpacks_a_plain_tar_gz(tmp_path: Path, dest: Path) -> None:
         ("C:/evil.txt", "archive-absolute-path"),
         ("dist\\..\\evil.txt", "archive-invalid-name"),
         ("dist/a\x07.js", "archive-invalid-name"),
+        ("dist/bundle\u202esj.js", "archive-invalid-name"),
+        ("dist/a\u200b.js", "archive-invalid-name"),
+        ("dist/a\x85.js", "archive-invalid-name"),
+        ("dist/a\u2028.js", "archive-invalid-name"),
         ("/".join(["d"] * 40) + "/x.js", "archive-too-deep"),
     ],
 )
