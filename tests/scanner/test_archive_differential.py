@@ -250,15 +250,10 @@ def _seeds(tmp: Path) -> list[tuple[str, bytes]]:
     return seeds
 
 
-_SEEDS: list[tuple[str, bytes]] = []
-
-
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes]]:
     _needs_tools()
-    if not _SEEDS:
-        _SEEDS.extend(_seeds(tmp_path_factory.mktemp("seeds")))
-    return _SEEDS
+    return _seeds(tmp_path_factory.mktemp("seeds"))
 
 
 SEED_NAMES = (b"plugin.json", b"dist/a.js", b"b.js", b"dist/", b"a.js", b"dist")
