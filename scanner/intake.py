@@ -296,8 +296,7 @@ def _unpack_tar_gz(fh: BinaryIO, dest: Path, budget: _Budget) -> list[UnpackedFi
             if rel is not None:
                 dest.joinpath(*rel.split("/")).mkdir(parents=True, exist_ok=True, mode=0o700)
             continue
-        if rel is None:  # pragma: no cover - only a directory can be the root
-            raise malformed(f"{member.name!r} names the bundle root", member.name)
+        assert rel is not None  # only a directory can be the root
         # The ratio is judged on the whole gzip stream for tar, which the reader caps.
         out.append(_copy_stream(chunks, dest, rel, None, budget))
     return out

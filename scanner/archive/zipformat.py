@@ -493,7 +493,8 @@ def _inflated(fh: BinaryIO, member: ZipMember) -> Iterator[bytes]:
             remaining -= len(data)
             while data and not inflater.eof:
                 # Bounded output per call: a bomb is counted as it inflates, never held.
-                yield inflater.decompress(data, CHUNK)
+                if out := inflater.decompress(data, CHUNK):
+                    yield out
                 data = inflater.unconsumed_tail
         while not inflater.eof and (out := inflater.decompress(b"", CHUNK)):
             yield out

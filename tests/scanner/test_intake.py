@@ -628,3 +628,12 @@ def test_the_budgeted_child_unpacks_what_unpack_does(tmp_path: Path, dest: Path)
     assert sorted(unpack_confined(bundle, dest, LIMITS), key=lambda f: f.path) == sorted(
         unpack(bundle, tmp_path / "again", LIMITS), key=lambda f: f.path
     )
+
+
+def test_a_deflated_empty_directory_entry_is_accepted(tmp_path: Path, dest: Path) -> None:
+    bundle = tmp_path / "dir.zip"
+    bundle.write_bytes(
+        build_zip([entry("dist/", b"", DEFLATED, attrs=0o40755 << 16 | 0x10), entry("a.js", "1")])
+    )
+    assert [f.path for f in unpack(bundle, dest, LIMITS)] == ["a.js"]
+    assert (dest / "dist").is_dir()
