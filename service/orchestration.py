@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from scanner.capabilities import CapabilityCheck
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
-from scanner.intake import BundleInfo
+from scanner.intake import ArchiveViolation, BundleInfo
 from scanner.pipeline import (
     ARCHIVE_STAGE,
     OpenedBundle,
@@ -389,7 +389,8 @@ def _judge(
     try:
         with materialized(svc, scan) as opened:
             result = conclude(opened, results, svc.settings, svc.policy, scan.bundle_name)
-    except (BlobNotFoundError, RepackError) as exc:
+    except (BlobNotFoundError, RepackError, ArchiveViolation) as exc:
+        # ArchiveViolation: the repack over limits lowered since intake admitted it.
         judged = list(results)
         if scan.repack_sha256 is not None:
             # An admitted tree that cannot be read back: no capability check, so no pass.
