@@ -237,6 +237,35 @@ def bench_bomb(settings: Settings, scratch: Path, corpus: Path | None) -> None:
     )
 
 
+def bench_intake(settings: Settings, scratch: Path, corpus: Path | None, repeat: int) -> None:
+    """Intake as scans run it (budgeted child process, then the repack) against the bare
+    parser in this process: the difference is what the OS-enforced budget costs."""
+    from scanner.intake import unpack, unpack_confined
+    from scanner.repack import write_repack
+
+    bundles = [_bundle(scratch / "intake-1mb.zip", synthetic_minified_js(MiB))]
+    bundles += sorted(corpus.glob("[bp]0*.zip")) + sorted(corpus.glob("b-*.zip")) if corpus else []
+
+    def once(bundle: Path, confined: bool) -> float:
+        root = Path(tempfile.mkdtemp(dir=scratch))
+        start = time.perf_counter()
+        if confined:
+            write_repack(root, unpack_confined(bundle, root, settings.archive), root / ".zip")
+        else:
+            unpack(bundle, root, settings.archive)
+        return time.perf_counter() - start
+
+    print(f"intake, median of {repeat} (confined child + repack / bare parser):")
+    for label, group in (("1 MB bundle", bundles[:1]), (f"{len(bundles) - 1} corpus", bundles[1:])):
+        if not group:
+            continue
+        figures = []
+        for confined in (True, False):
+            times = [statistics.median(once(b, confined) for _ in range(repeat)) for b in group]
+            figures.append(statistics.median(times) * 1000)
+        print(f"  {label}: {figures[0]:.1f} ms / {figures[1]:.1f} ms per bundle")
+
+
 def bench_advisories(scratch: Path, shared: Path | None, rules_dir: Path, repeat: int) -> None:
     """Import time of the full advisory data, then the audit of a 1,000-package lockfile."""
     from scanner.advisories.feeds import read_feed
@@ -351,6 +380,7 @@ def run_bench(
             if real_js is not None:
                 bench_static(live, scratch, repeat, real_js)
             bench_bomb(live, scratch, corpus)
+            bench_intake(live, scratch, corpus, repeat)
             bench_advisories(scratch, advisories, settings.rules_dir, repeat)
             bench_runtime(live, scratch, corpus)
         finally:

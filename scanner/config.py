@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -24,6 +23,9 @@ def _default_data_dir() -> Path:
 
 def packaged_rules() -> Path:
     """The rules/ tree shipped inside the package (a directory on disk, never a zip)."""
+    # Imported here: the unpacking child process imports this module and needs no rules.
+    import importlib.resources
+
     return Path(str(importlib.resources.files("rules")))
 
 
@@ -55,6 +57,14 @@ class ArchiveLimits:
     max_depth: int = 24
     # Bytes of a member path.
     max_path_bytes: int = 512
+    # Bytes of one tar extended header (pax or GNU long name), refused before it is read.
+    max_header_bytes: int = 64 * 1024
+    # Wall-clock seconds intake may take (CPU seconds too): the unpacking child process
+    # is killed past it and the bundle refused (archive-budget-exceeded).
+    max_seconds: float = 30.0
+    # Address space of the unpacking child process (the OS refuses more); the reader
+    # streams, so about 40 MiB is the interpreter and the rest is headroom.
+    max_memory_bytes: int = 256 * MiB
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,13 @@ class Settings:
             )
         if self.stage_timeout >= self.task_time_limit:
             raise SettingsError("GATEHOUSE_STAGE_TIMEOUT must stay below GATEHOUSE_TASK_TIME_LIMIT")
+        if self.archive.max_seconds <= 0:
+            raise SettingsError("GATEHOUSE_ARCHIVE_MAX_SECONDS must be above 0")
+        if self.archive.max_memory_bytes < 64 * MiB:
+            raise SettingsError(
+                "GATEHOUSE_ARCHIVE_MAX_MEMORY_BYTES must be at least 64 MiB (the interpreter"
+                " of the unpacking process needs about 40)"
+            )
         if self.max_stage_attempts < 1:
             raise SettingsError("GATEHOUSE_MAX_STAGE_ATTEMPTS must be at least 1")
         for name in ("web_processes", "web_threads", "worker_processes"):

@@ -1,46 +1,52 @@
 """Limit-checked unpacking of an untrusted bundle into a private work dir.
 
-Nothing here trusts an archive's headers: sizes are counted from the decompressed
-stream, names are normalised and checked before a byte is written, and every write
-goes through ``O_CREAT | O_EXCL | O_NOFOLLOW`` below the work dir.
+Nothing here trusts an archive's headers: the container is parsed by the strict readers
+in ``scanner.archive`` (one archive, one meaning), sizes are counted from the
+decompressed stream, names are normalised and checked before a byte is written, and
+every write goes through ``O_CREAT | O_EXCL | O_NOFOLLOW`` below the work dir.
+``unpack_confined`` runs all of it in a child process under OS-enforced budgets.
 """
 
 from __future__ import annotations
 
-import gzip
+import errno
 import hashlib
-import io
 import os
-import stat
-import struct
-import tarfile
+import shutil
 import unicodedata
-import zipfile
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from itertools import pairwise
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
+from scanner.archive.tarformat import tar_members
+from scanner.archive.violation import ArchiveViolation, malformed
+from scanner.archive.zipformat import member_chunks, read_zip
 from scanner.config import ArchiveLimits
+from scanner.confinement import Budget, BudgetExceededError, ChildFailedError, run_confined
+
+__all__ = [
+    "ArchiveViolation",
+    "BundleInfo",
+    "UnpackedFile",
+    "describe_bundle",
+    "nested_archives",
+    "unpack",
+    "unpack_confined",
+]
 
 CHUNK = 64 * 1024
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 GZIP_MAGIC = b"\x1f\x8b"
-# zip overhead bounds used to cap the central directory before zipfile parses it.
-_MAX_CENTRAL_DIR_BYTES = 16 * 1024 * 1024
-_TAR_HEADER_SLACK = 1024  # bytes of tar header/padding allowed per member on top of content
-
-
-class ArchiveViolation(Exception):  # noqa: N818 - a verdict about input, not a program error
-    """The bundle breaks a rule of safe intake; becomes a critical ``archive`` finding."""
-
-    def __init__(self, rule_id: str, message: str, path: str | None = None) -> None:
-        super().__init__(message)
-        self.rule_id = rule_id
-        self.message = message
-        self.path = path
+# A path component longer than this fails to be created on every common filesystem.
+_MAX_COMPONENT_BYTES = 255
+# Unicode categories a name must not hold: controls (C0, DEL, C1), format characters
+# (bidi overrides, zero-width), line and paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# errno values that mean our machine is failing, not the bundle.
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+)
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ def unpack(bundle: Path, dest: Path, limits: ArchiveLimits) -> list[UnpackedFile
         fh.seek(0)
         budget = _Budget(limits)
         if magic in ZIP_MAGIC:
-            return _unpack_zip(fh, dest, budget)
+            return _unpack_zip(fh, size, dest, budget)
         if magic[:2] == GZIP_MAGIC:
             return _unpack_tar_gz(fh, dest, budget)
     raise ArchiveViolation(
@@ -131,6 +137,14 @@ def normalise_member_name(raw: str, limits: ArchiveLimits) -> str:
         raise ArchiveViolation(
             "archive-invalid-name", "member name contains control characters", raw
         )
+    if any(unicodedata.category(c) in _INVISIBLE for c in raw):
+        raise ArchiveViolation(
+            "archive-invalid-name",
+            "member name contains invisible or direction-changing characters (bidi"
+            " controls, zero-width characters, C1 controls, line separators) that make it"
+            " read as another name",
+            raw.encode("unicode_escape").decode("ascii"),
+        )
     if "\\" in raw:
         raise ArchiveViolation(
             "archive-invalid-name", "member name uses a backslash (a Windows separator)", raw
@@ -150,7 +164,21 @@ def normalise_member_name(raw: str, limits: ArchiveLimits) -> str:
         )
     if len(raw.encode("utf-8", "surrogateescape")) > limits.max_path_bytes:
         raise ArchiveViolation("archive-invalid-name", "member name is too long", raw[:80])
+    if any(len(p.encode("utf-8", "surrogateescape")) > _MAX_COMPONENT_BYTES for p in parts):
+        raise ArchiveViolation(
+            "archive-invalid-name", "a member path component is over 255 bytes", raw[:80]
+        )
     return "/".join(parts)
+
+
+def _admit(raw: str, is_dir: bool, budget: _Budget) -> str | None:
+    """The member's safe path, registered; None for the bundle root itself (``./``, which
+    ``tar -c .`` and ``bsdtar -c .`` write first)."""
+    if is_dir and not raw.startswith("/") and all(p in ("", ".") for p in raw.split("/")):
+        return None
+    rel = normalise_member_name(raw, budget.limits)
+    _register(rel, is_dir, budget)
+    return rel
 
 
 def _register(name: str, is_dir: bool, budget: _Budget) -> None:
@@ -196,14 +224,14 @@ def _open_target(dest: Path, rel: str) -> int:
 
 
 def _copy_stream(
-    src: IO[bytes], dest: Path, rel: str, packed_size: int | None, budget: _Budget
+    chunks: Iterable[bytes], dest: Path, rel: str, packed_size: int | None, budget: _Budget
 ) -> UnpackedFile:
     limits = budget.limits
     digest = hashlib.sha256()
     written = 0
     fd = _open_target(dest, rel)
     with os.fdopen(fd, "wb") as out:
-        while chunk := src.read(CHUNK):
+        for chunk in chunks:
             written += len(chunk)
             budget.total += len(chunk)
             if written > limits.max_file_bytes:
@@ -234,191 +262,92 @@ def _copy_stream(
     return UnpackedFile(rel, written, digest.hexdigest())
 
 
-# ---------------------------------------------------------------- zip
+# ---------------------------------------------------------------- zip and tar.gz
 
 
-def _unpack_zip(fh: BinaryIO, dest: Path, budget: _Budget) -> list[UnpackedFile]:
-    _check_central_directory_size(fh, budget.limits)
-    try:
-        zf = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        raise ArchiveViolation("archive-malformed", f"malformed zip: {exc}") from None
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > budget.limits.max_files:
-            raise ArchiveViolation(
-                "archive-too-many-files", f"{len(infos)} members, over {budget.limits.max_files}"
-            )
-        plan = [(info, _check_zip_member(info, budget)) for info in infos]
-        _check_zip_overlap(fh, infos, zf.start_dir)
-        declared = sum(i.file_size for i in infos)
-        if declared > budget.limits.max_total_bytes:
-            raise ArchiveViolation(
-                "archive-too-large",
-                f"headers declare {declared} unpacked bytes, over {budget.limits.max_total_bytes}",
-            )
-        out: list[UnpackedFile] = []
-        for info, rel in plan:
-            if info.is_dir():
-                dest.joinpath(*rel.split("/")).mkdir(parents=True, exist_ok=True, mode=0o700)
-                continue
-            try:
-                with zf.open(info) as src:
-                    out.append(_copy_stream(src, dest, rel, info.compress_size, budget))
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-                raise ArchiveViolation("archive-malformed", f"{rel!r}: {exc}", rel) from None
-        return out
-
-
-def _check_zip_member(info: zipfile.ZipInfo, budget: _Budget) -> str:
-    # zipfile cuts names at a NUL; a browser-side unzip may not, so check the raw name.
-    rel = normalise_member_name(info.orig_filename, budget.limits)
-    mode = info.external_attr >> 16
-    kind = stat.S_IFMT(mode)
-    if kind == stat.S_IFLNK:
-        raise ArchiveViolation("archive-link", f"{rel!r} is a symbolic link", rel)
-    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise ArchiveViolation("archive-special-file", f"{rel!r} is a special file", rel)
-    if info.flag_bits & 0x1:
+def _unpack_zip(fh: BinaryIO, size: int, dest: Path, budget: _Budget) -> list[UnpackedFile]:
+    members = read_zip(fh, size, budget.limits)
+    # Every name is checked before the first byte is written.
+    plan = [(m, _admit(m.name, m.is_dir, budget)) for m in members]
+    declared = sum(m.size for m in members)
+    if declared > budget.limits.max_total_bytes:
         raise ArchiveViolation(
-            "archive-encrypted", f"{rel!r} is encrypted and cannot be scanned", rel
+            "archive-too-large",
+            f"headers declare {declared} unpacked bytes, over {budget.limits.max_total_bytes}",
         )
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise ArchiveViolation(
-            "archive-unsupported", f"{rel!r} uses compression method {info.compress_type}", rel
-        )
-    if info.file_size > budget.limits.max_file_bytes:
-        raise ArchiveViolation(
-            "archive-file-too-large",
-            f"{rel!r} declares {info.file_size} bytes, over {budget.limits.max_file_bytes}",
-            rel,
-        )
-    _register(rel, info.is_dir(), budget)
-    return rel
-
-
-def _check_central_directory_size(fh: BinaryIO, limits: ArchiveLimits) -> None:
-    """Read the end record ourselves so a million-entry directory is refused unparsed."""
-    fh.seek(0, io.SEEK_END)
-    size = fh.tell()
-    tail_len = min(size, 22 + 65535)
-    fh.seek(size - tail_len)
-    tail = fh.read(tail_len)
-    fh.seek(0)
-    pos = tail.rfind(b"PK\x05\x06")
-    if pos < 0 or pos + 22 > len(tail):
-        raise ArchiveViolation("archive-malformed", "zip end-of-central-directory record not found")
-    _, _, _, entries, cd_size, _, _ = struct.unpack("<HHHHIIH", tail[pos + 4 : pos + 22])
-    if entries != 0xFFFF and entries > limits.max_files:
-        raise ArchiveViolation(
-            "archive-too-many-files", f"{entries} members, over {limits.max_files}"
-        )
-    if cd_size != 0xFFFFFFFF and cd_size > _MAX_CENTRAL_DIR_BYTES:
-        raise ArchiveViolation("archive-malformed", f"central directory of {cd_size} bytes")
-
-
-def _check_zip_overlap(fh: BinaryIO, infos: list[zipfile.ZipInfo], central_dir: int) -> None:
-    """Refuse members whose data overlap (quoted-overlap bombs) or hide in the directory."""
-    spans: list[tuple[int, int, str]] = []
-    for info in infos:
-        fh.seek(info.header_offset)
-        header = fh.read(30)
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise ArchiveViolation(
-                "archive-malformed", f"{info.filename!r}: local header missing", info.filename
-            )
-        name_len, extra_len = struct.unpack("<HH", header[26:30])
-        start = info.header_offset
-        end = start + 30 + name_len + extra_len + info.compress_size
-        if end > central_dir:
-            raise ArchiveViolation(
-                "archive-overlap",
-                f"{info.filename!r} runs into the central directory",
-                info.filename,
-            )
-        spans.append((start, end, info.filename))
-    spans.sort()
-    for (_, prev_end, prev_name), (start, _, name) in pairwise(spans):
-        if start < prev_end:
-            raise ArchiveViolation(
-                "archive-overlap", f"{name!r} overlaps the data of {prev_name!r}", name
-            )
-    fh.seek(0)
-
-
-# ---------------------------------------------------------------- tar.gz
-
-
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-class _CountingReader(io.RawIOBase):
-    """Caps the decompressed tar stream, headers and padding included."""
-
-    def __init__(self, inner: _Readable, cap: int) -> None:
-        self._inner = inner
-        self._cap = cap
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._inner.read(len(buffer))
-        self.count += len(data)
-        if self.count > self._cap:
-            raise ArchiveViolation(
-                "archive-too-large", f"archive stream unpacks to more than {self._cap} bytes"
-            )
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _tar_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    while True:
-        member = tf.next()
-        if member is None:
-            return
-        yield member
-
-
-def _unpack_tar_gz(fh: BinaryIO, dest: Path, budget: _Budget) -> list[UnpackedFile]:
-    limits = budget.limits
-    cap = limits.max_total_bytes + (limits.max_files + 2) * _TAR_HEADER_SLACK + 1024 * 1024
-    counting = _CountingReader(gzip.GzipFile(fileobj=fh, mode="rb"), cap)
-    stream = io.BufferedReader(counting, buffer_size=CHUNK)
     out: list[UnpackedFile] = []
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as tf:
-            for member in _tar_members(tf):
-                out.extend(_unpack_tar_member(tf, member, dest, budget))
-    except (tarfile.TarError, EOFError, OSError, zlib.error, UnicodeError) as exc:
-        raise ArchiveViolation("archive-malformed", f"malformed tar.gz: {exc}") from None
+    for member, rel in plan:
+        if member.is_dir:
+            for _ in member_chunks(fh, member):  # checks that it really holds nothing
+                raise malformed(f"directory {member.name!r} holds data", member.name)
+            if rel is not None:
+                dest.joinpath(*rel.split("/")).mkdir(parents=True, exist_ok=True, mode=0o700)
+            continue
+        assert rel is not None  # only a directory can be the root
+        out.append(_copy_stream(member_chunks(fh, member), dest, rel, member.packed, budget))
     return out
 
 
-def _unpack_tar_member(
-    tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, budget: _Budget
-) -> list[UnpackedFile]:
-    rel = normalise_member_name(member.name, budget.limits)
-    if member.issym() or member.islnk():
-        raise ArchiveViolation("archive-link", f"{rel!r} is a link to {member.linkname!r}", rel)
-    if member.isdir():
-        _register(rel, True, budget)
-        dest.joinpath(*rel.split("/")).mkdir(parents=True, exist_ok=True, mode=0o700)
-        return []
-    if not member.isreg() or member.issparse():
-        raise ArchiveViolation("archive-special-file", f"{rel!r} is not a regular file", rel)
-    if member.size > budget.limits.max_file_bytes:
+def _unpack_tar_gz(fh: BinaryIO, dest: Path, budget: _Budget) -> list[UnpackedFile]:
+    out: list[UnpackedFile] = []
+    for member, chunks in tar_members(fh, budget.limits):
+        rel = _admit(member.name, member.is_dir, budget)
+        if member.is_dir:
+            if rel is not None:
+                dest.joinpath(*rel.split("/")).mkdir(parents=True, exist_ok=True, mode=0o700)
+            continue
+        assert rel is not None  # only a directory can be the root
+        # The ratio is judged on the whole gzip stream for tar, which the reader caps.
+        out.append(_copy_stream(chunks, dest, rel, None, budget))
+    return out
+
+
+# ---------------------------------------------------------------- under a budget
+
+
+def unpack_confined(bundle: Path, dest: Path, limits: ArchiveLimits) -> list[UnpackedFile]:
+    """``unpack`` in a child process under the OS-enforced intake budget.
+
+    Time or memory over budget is the refusal ``archive-budget-exceeded``; a child that
+    fails in any other way is ``archive-malformed``, unless our own machine failed (disk
+    full...), which is an OSError for the caller to record as an error. Whatever the child
+    wrote is removed on a refusal.
+    """
+    budget = Budget(limits.max_seconds, limits.max_memory_bytes, limits.max_file_bytes)
+    payload = {"bundle": str(bundle), "dest": str(dest), "limits": asdict(limits)}
+    try:
+        reply = run_confined("scanner.intake:unpack_request", payload, budget)
+        if "violation" in reply:
+            raise ArchiveViolation(**reply["violation"])
+        return [UnpackedFile(**f) for f in reply["files"]]
+    except BudgetExceededError as exc:
+        _empty(dest)
         raise ArchiveViolation(
-            "archive-file-too-large",
-            f"{rel!r} declares {member.size} bytes, over {budget.limits.max_file_bytes}",
-            rel,
-        )
-    _register(rel, False, budget)
-    src = tf.extractfile(member)
-    if src is None:  # pragma: no cover - isreg() members always have a reader
-        raise ArchiveViolation("archive-malformed", f"{rel!r} has no data", rel)
-    # Ratio is judged on the whole gzip stream for tar, which the counting reader caps.
-    return [_copy_stream(src, dest, rel, None, budget)]
+            "archive-budget-exceeded", f"unpacking {exc}: refused, nothing of it is kept"
+        ) from None
+    except ChildFailedError as exc:
+        _empty(dest)
+        if exc.errno in _ENVIRONMENT_ERRNOS:
+            raise OSError(exc.errno, f"intake failed: {exc}") from None
+        raise malformed(f"the archive could not be read ({exc})") from None
+    except ArchiveViolation:
+        _empty(dest)
+        raise
+
+
+def unpack_request(payload: dict[str, Any]) -> dict[str, Any]:
+    """The child's side of ``unpack_confined``: a refusal is an answer, not an error."""
+    limits = ArchiveLimits(**payload["limits"])
+    try:
+        files = unpack(Path(payload["bundle"]), Path(payload["dest"]), limits)
+    except ArchiveViolation as v:
+        return {"violation": {"rule_id": v.rule_id, "message": v.message, "path": v.path}}
+    return {"files": [asdict(f) for f in files]}
+
+
+def _empty(dest: Path) -> None:
+    for child in dest.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)

@@ -22,8 +22,10 @@ from scanner.intake import (
     describe_bundle,
     nested_archives,
     unpack,
+    unpack_confined,
 )
 from scanner.policy import Decision, Policy, decide
+from scanner.repack import Repack, RepackError, tree_digest, verify_repack, write_repack
 from scanner.ruleset import ruleset_hash
 from scanner.stages.base import Stage
 from scanner.workspace import Workspace
@@ -31,7 +33,8 @@ from scanner.workspace import Workspace
 log = logging.getLogger(__name__)
 
 ARCHIVE_STAGE = "archive"
-ARCHIVE_STAGE_VERSION = 1
+# 2: strict zip and tar.gz readers, a budgeted child process, the canonical repack.
+ARCHIVE_STAGE_VERSION = 2
 StageFactory = Callable[[Settings], Stage]
 
 
@@ -46,6 +49,10 @@ class ScanResult:
     manifest_name: str | None = None
     manifest_version: str | None = None
     tool_versions: dict[str, str] = field(default_factory=dict)
+    # The admitted tree's digest and its canonical repack (scanner/repack.py); None when
+    # intake refused the bundle.
+    tree_sha256: str | None = None
+    repack_sha256: str | None = None
 
     @property
     def findings(self) -> list[Finding]:
@@ -116,6 +123,7 @@ def scan_bundle(
 ) -> ScanResult:
     """Unpack ``bundle`` into a private work dir, run the stages, decide, clean up."""
     with opened_bundle(bundle, settings) as opened:
+        assert opened.intake is not None
         results = [opened.intake]
         if opened.workspace is not None:
             results += run_stages(opened.workspace, stages, settings.stage_timeout)
@@ -129,29 +137,67 @@ def scan_bundle(
 
 @dataclass
 class OpenedBundle:
-    """A bundle unpacked into a private work dir; ``workspace`` is None when refused."""
+    """A bundle unpacked into a private work dir; ``workspace`` is None when refused.
+
+    ``intake`` is None when the tree was opened from its repack (intake ran before).
+    """
 
     root: Path
     info: BundleInfo
-    intake: StageResult
+    intake: StageResult | None
     files: tuple[UnpackedFile, ...]
     workspace: Workspace | None
+    repack: Repack | None = None
+    # Where the repack's bytes are while the bundle is open (below the work dir).
+    repack_path: Path | None = None
+
+
+@contextmanager
+def _workdir(settings: Settings) -> Iterator[Path]:
+    """A fresh 0700 dir below the work root, removed on the way out."""
+    settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    workdir = Path(tempfile.mkdtemp(prefix="scan-", dir=settings.work_root))
+    try:
+        yield workdir
+    finally:
+        _remove_tree(workdir)
 
 
 @contextmanager
 def opened_bundle(bundle: Path, settings: Settings) -> Iterator[OpenedBundle]:
-    """Unpack under a fresh 0700 dir below the work root; removed on the way out."""
+    """Unpack an upload through intake, and repack what was admitted."""
     info = describe_bundle(bundle)
-    settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    workdir = Path(tempfile.mkdtemp(prefix="scan-", dir=settings.work_root))
-    try:
+    with _workdir(settings) as workdir:
         root = workdir / "bundle"
         root.mkdir(mode=0o700)
-        intake, files, admitted = _intake(bundle, root, settings)
-        workspace = Workspace(root, tuple(files), info) if admitted else None
-        yield OpenedBundle(root, info, intake, tuple(files), workspace)
-    finally:
-        _remove_tree(workdir)
+        repack_path = workdir / "repack.zip"
+        intake, files, repack = _intake(bundle, root, repack_path, settings)
+        workspace = Workspace(root, tuple(files), info) if repack is not None else None
+        yield OpenedBundle(
+            root,
+            info,
+            intake,
+            tuple(files),
+            workspace,
+            repack,
+            repack_path if repack is not None else None,
+        )
+
+
+@contextmanager
+def opened_repack(
+    path: Path, recorded: Repack, info: BundleInfo, settings: Settings
+) -> Iterator[OpenedBundle]:
+    """The scanned tree again, from its repack: checked against the recorded hashes and
+    read by the same strict reader (in process: these are our own bytes, hash-checked)."""
+    verify_repack(path, recorded.sha256)
+    with _workdir(settings) as workdir:
+        root = workdir / "bundle"
+        root.mkdir(mode=0o700)
+        files = tuple(unpack(path, root, settings.archive))
+        if tree_digest(files) != recorded.tree_sha256:
+            raise RepackError("the repack does not hold the tree the scan recorded")
+        yield OpenedBundle(root, info, None, files, Workspace(root, files, info), recorded, path)
 
 
 def conclude(
@@ -179,33 +225,28 @@ def conclude(
         manifest_name=manifest.name if manifest else None,
         manifest_version=manifest.version if manifest else None,
         tool_versions=tools,
+        tree_sha256=opened.repack.tree_sha256 if opened.repack else None,
+        repack_sha256=opened.repack.sha256 if opened.repack else None,
     )
 
 
 def _intake(
-    bundle: Path, root: Path, settings: Settings
-) -> tuple[StageResult, list[UnpackedFile], bool]:
-    """Unpack; the flag says whether the bundle got in (refused or failed: analyse nothing)."""
+    bundle: Path, root: Path, repack_path: Path, settings: Settings
+) -> tuple[StageResult, list[UnpackedFile], Repack | None]:
+    """Unpack under the intake budget and repack; the repack is None when the bundle did
+    not get in (refused, or intake failed): then nothing of it is analysed."""
     result = StageResult(ARCHIVE_STAGE, ARCHIVE_STAGE_VERSION)
     start = time.perf_counter()
     files: list[UnpackedFile] = []
-    admitted = False
+    repack = None
     try:
-        files = unpack(bundle, root, settings.archive)
+        files = unpack_confined(bundle, root, settings.archive)
         result.coverage.scanned = [f.path for f in files]
-        result.findings.extend(
-            Finding(
-                ARCHIVE_STAGE,
-                "archive-nested",
-                Category.COVERAGE,
-                Severity.LOW,
-                f"{path} is itself an archive: only ClamAV looked inside it",
-                path=path,
-            )
-            for path in nested_archives(root, files)
-        )
-        admitted = True
+        result.findings.extend(_nested(root, files))
+        repack = write_repack(root, files, repack_path)
+        result.raw = {"tree_sha256": repack.tree_sha256, "repack_sha256": repack.sha256}
     except ArchiveViolation as v:
+        files = []
         result.findings.append(
             Finding(
                 ARCHIVE_STAGE,
@@ -216,12 +257,29 @@ def _intake(
                 path=v.path,
             )
         )
-    except OSError as exc:
-        # Our own disk failing is not the bundle's fault: an error, so a person looks.
+    except Exception as exc:
+        # Our side failing (disk full, no interpreter to start) is not the bundle's fault:
+        # an error, so a person looks; it can never read as clean.
+        log.warning("intake failed: %s", _describe(exc))
+        files = []
         result.status = StageStatus.ERROR
         result.error = _describe(exc)
     result.duration_ms = (time.perf_counter() - start) * 1000
-    return result, files, admitted
+    return result, files, repack
+
+
+def _nested(root: Path, files: list[UnpackedFile]) -> list[Finding]:
+    return [
+        Finding(
+            ARCHIVE_STAGE,
+            "archive-nested",
+            Category.COVERAGE,
+            Severity.LOW,
+            f"{path} is itself an archive: only ClamAV looked inside it",
+            path=path,
+        )
+        for path in nested_archives(root, files)
+    ]
 
 
 def run_stages(workspace: Workspace, stages: Sequence[Stage], timeout: float) -> list[StageResult]:

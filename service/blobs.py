@@ -43,6 +43,11 @@ def bundle_key(sha256: str) -> str:
     return f"bundles/{sha256[:2]}/{sha256}"
 
 
+def repack_key(sha256: str) -> str:
+    # The canonical repack of a scanned tree (scanner/repack.py), content-addressed too.
+    return f"repacks/{sha256[:2]}/{sha256}"
+
+
 def artifact_key(scan_id: str, name: str) -> str:
     return f"artifacts/{scan_id}/{name}"
 

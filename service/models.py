@@ -209,6 +209,13 @@ class Scan(Base):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Why a scan could not run at all (bundle unfetchable...), for the report.
     error: Mapped[str | None] = mapped_column(Text)
+    # The canonical repack of exactly the tree intake admitted (scanner/repack.py), by
+    # sha256 in blob storage: what every stage and the conclusion read, and what is
+    # published later; never the uploaded bytes again. None when intake refused.
+    repack_sha256: Mapped[str | None] = mapped_column(String(64))
+    repack_size: Mapped[int | None] = mapped_column(BigInteger)
+    # sha256 over the admitted tree's sorted "path, size, sha256" lines.
+    tree_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -19,29 +19,33 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from scanner.capabilities import CapabilityCheck
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
-from scanner.intake import BundleInfo
+from scanner.intake import ArchiveViolation, BundleInfo
 from scanner.pipeline import (
     ARCHIVE_STAGE,
     OpenedBundle,
     StageFactory,
     conclude,
     opened_bundle,
+    opened_repack,
     stage_name,
 )
 from scanner.pipeline import run_stages as run_in_threads
+from scanner.repack import Repack, RepackError
 from scanner.reports.json import report_dict
 from scanner.reports.sarif import render_sarif
 from scanner.stages.base import Stage
 from service import bundles
 from service.audit import audit, transition
-from service.blobs import BlobNotFoundError, artifact_key, bundle_key
+from service.blobs import BlobNotFoundError, artifact_key, bundle_key, repack_key
 from service.callbacks import due, enqueue_event
 from service.fetch import FetchError, fetch_bundle
 from service.models import (
     STAGE_PENDING,
     STAGE_RUNNING,
     Artifact,
+    Bundle,
     Decision,
     FindingRecord,
     Scan,
@@ -80,15 +84,36 @@ class StageRegistry:
 
 
 @contextmanager
-def materialized(svc: Services, scan: Scan) -> Iterator[OpenedBundle]:
-    """The scan's bundle, downloaded and unpacked into a private work dir."""
+def _downloaded(svc: Services, key: str) -> Iterator[Path]:
     svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(prefix="blob-", dir=svc.settings.work_root) as tmp:
-        path = Path(tmp) / scan.bundle_name
-        assert scan.bundle_sha256 is not None
-        svc.blobs.download(bundle_key(scan.bundle_sha256), path)
-        with opened_bundle(path, svc.settings) as opened:
-            yield opened
+        path = Path(tmp) / "blob"
+        svc.blobs.download(key, path)
+        yield path
+
+
+@contextmanager
+def materialized(svc: Services, scan: Scan) -> Iterator[OpenedBundle]:
+    """The scanned tree, unpacked from the scan's canonical repack into a private work
+    dir: after intake, nothing reads the uploaded bytes again (another parser could find
+    another tree in them)."""
+    if scan.repack_sha256 is None or scan.repack_size is None or scan.tree_sha256 is None:
+        raise BlobNotFoundError("the scan has no repack: intake did not admit its bundle")
+    recorded = Repack(scan.repack_sha256, scan.repack_size, scan.tree_sha256)
+    with (
+        _downloaded(svc, repack_key(recorded.sha256)) as path,
+        opened_repack(path, recorded, _bundle_info(svc, scan), svc.settings) as opened,
+    ):
+        yield opened
+
+
+def _bundle_info(svc: Services, scan: Scan) -> BundleInfo:
+    """The upload's identity for the report, from its row (its bytes are not read)."""
+    if scan.bundle_sha256 is None:
+        return BundleInfo(sha256="", size=0)
+    with svc.session() as s:
+        row = s.get(Bundle, scan.bundle_sha256)
+        return BundleInfo(scan.bundle_sha256, row.size if row is not None else 0)
 
 
 # --- start ---------------------------------------------------------------------------
@@ -148,17 +173,19 @@ def _intake_and_fan_out(svc: Services, scan_id: str, registry: StageRegistry) ->
         scan = s.get_one(Scan, scan_id)
         s.expunge(scan)
     try:
-        with materialized(svc, scan) as opened:
-            intake = opened.intake
-            admitted = opened.workspace is not None
+        intake, repack = _intake_upload(svc, scan)
     except BlobNotFoundError:
         give_up(svc, scan_id, ARCHIVE_STAGE, "the bundle is missing from storage")
         return
+    admitted = repack is not None
     names = registry.names if admitted else ()
     with svc.session() as s:
         scan = s.get_one(Scan, scan_id, with_for_update=True)
         if scan.status != ScanStatus.QUEUED:
             return  # a duplicate delivery got here first
+        if repack is not None:
+            scan.repack_sha256, scan.repack_size = repack.sha256, repack.size
+            scan.tree_sha256 = repack.tree_sha256
         run = _record(s, scan_id, intake)
         for name in registry.names:
             status = STAGE_PENDING if admitted else StageStatus.SKIPPED.value
@@ -177,6 +204,23 @@ def _intake_and_fan_out(svc: Services, scan_id: str, registry: StageRegistry) ->
         svc.jobs.run_stages(scan_id, names)
     else:
         conclude_scan(svc, scan_id)
+
+
+def _intake_upload(svc: Services, scan: Scan) -> tuple[StageResult, Repack | None]:
+    """Intake of the uploaded bytes (the one time they are read) and, when admitted, the
+    repack stored before the scan points at it. Intake never raises about the bundle:
+    every refusal or failure is in the returned result, so the scan always goes on."""
+    assert scan.bundle_sha256 is not None
+    with (
+        _downloaded(svc, bundle_key(scan.bundle_sha256)) as upload,
+        opened_bundle(upload, svc.settings) as opened,
+    ):
+        assert opened.intake is not None
+        if opened.repack is not None and opened.repack_path is not None:
+            key = repack_key(opened.repack.sha256)
+            if not svc.blobs.exists(key):
+                svc.blobs.put_file(key, opened.repack_path)
+        return opened.intake, opened.repack
 
 
 def give_up(svc: Services, scan_id: str, stage: str, why: str) -> None:
@@ -338,18 +382,30 @@ def conclude_scan(svc: Services, scan_id: str) -> bool:
 def _judge(
     svc: Services, scan: Scan, results: list[StageResult]
 ) -> tuple[dict[str, object], str, StageResult | None]:
-    """Conclude from the recorded results; the capability check needs the bundle again."""
+    """Conclude from the recorded results; the capability check reads the scanned tree
+    again, from its repack."""
     order = {ARCHIVE_STAGE: -1, "fetch": -1}
     results.sort(key=lambda r: order.get(r.name, 0))
     try:
-        if scan.bundle_sha256 is None:
-            raise BlobNotFoundError("no bundle was ever stored")
         with materialized(svc, scan) as opened:
             result = conclude(opened, results, svc.settings, svc.policy, scan.bundle_name)
-    except BlobNotFoundError:
-        # Nothing to look at: the recorded error stage makes the verdict fail closed.
-        nothing = OpenedBundle(Path(), BundleInfo(sha256="", size=0), results[0], (), None)
-        result = conclude(nothing, results, svc.settings, svc.policy, scan.bundle_name)
+    except (BlobNotFoundError, RepackError, ArchiveViolation) as exc:
+        # ArchiveViolation: the repack over limits lowered since intake admitted it.
+        judged = list(results)
+        if scan.repack_sha256 is not None:
+            # An admitted tree that cannot be read back: no capability check, so no pass.
+            log.warning("scan %s: the scanned tree is unreadable: %s", scan.id, exc)
+            judged.append(
+                StageResult(
+                    CapabilityCheck.name,
+                    CapabilityCheck.version,
+                    StageStatus.ERROR,
+                    error=f"the scanned tree could not be read back: {exc}"[:500],
+                )
+            )
+        # Otherwise nothing was admitted: the recorded refusal or error decides.
+        nothing = OpenedBundle(Path(), _bundle_info(svc, scan), None, (), None)
+        result = conclude(nothing, judged, svc.settings, svc.policy, scan.bundle_name)
     added = [r for r in result.stages if r not in results]
     return report_dict(result), render_sarif(result), (added[0] if added else None)
 

@@ -24,6 +24,8 @@ def report_dict(result: ScanResult) -> dict[str, Any]:
             "sha256": result.bundle.sha256,
             "size": result.bundle.size,
             "files": len(result.files),
+            "tree_sha256": result.tree_sha256,
+            "repack_sha256": result.repack_sha256,
         },
         "verdict": result.decision.verdict.label,
         "reasons": [r.to_dict() for r in result.decision.reasons],

@@ -41,3 +41,15 @@ def test_bad_values_are_named() -> None:
 def test_process_and_thread_counts_must_be_positive(name: str) -> None:
     with pytest.raises(SettingsError, match=f"GATEHOUSE_{name} must be at least 1"):
         Settings.from_env({f"GATEHOUSE_{name}": "0"})
+
+
+def test_the_intake_budget_comes_from_the_environment_and_is_checked() -> None:
+    s = Settings.from_env(
+        {"GATEHOUSE_ARCHIVE_MAX_SECONDS": "5", "GATEHOUSE_ARCHIVE_MAX_MEMORY_BYTES": "134217728"}
+    )
+    assert (s.archive.max_seconds, s.archive.max_memory_bytes) == (5.0, 128 * 1024 * 1024)
+    assert s.archive.max_header_bytes == 64 * 1024
+    with pytest.raises(SettingsError, match="GATEHOUSE_ARCHIVE_MAX_SECONDS"):
+        Settings.from_env({"GATEHOUSE_ARCHIVE_MAX_SECONDS": "0"})
+    with pytest.raises(SettingsError, match="GATEHOUSE_ARCHIVE_MAX_MEMORY_BYTES"):
+        Settings.from_env({"GATEHOUSE_ARCHIVE_MAX_MEMORY_BYTES": "1000000"})

@@ -21,6 +21,7 @@ from scanner.config import Settings
 from scanner.db import make_engine, session_scope
 from service.models import Decision, FindingRecord, Scan, StageRun, Submission
 from service.webhooks import IncomingWebhook, new_secret, signed_headers
+from tests.scanner.archives import bad_utf8_local_name
 from tests.service.conftest import multipart, submission_fields, zip_bytes
 from tests.service.httpserver import Behaviour, serving
 from tests.service.live import (
@@ -149,6 +150,45 @@ def test_signed_webhook_to_signed_callback(
             stages = {r.stage: r.status for r in s.scalars(select(StageRun))}
             assert stages["runtime"] == "ok" and stages["antivirus"] == "ok", stages
             assert stages["js-static"] == "ok"
+
+
+def test_an_archive_that_crashed_intake_concludes_on_a_real_worker(
+    tmp_path: Path,
+    pg: str,
+    engine: Engine,
+    clamd_settings: Settings,
+    callback: tuple[str, Behaviour],
+) -> None:
+    """Issue 11: it used to stay `queued` forever; now the budgeted intake refuses it
+    inside the Celery worker and the registry hears the verdict."""
+    require_redis(REDIS)
+    url, behaviour = callback
+    with _live(tmp_path, pg, REDIS, clamd_settings, url) as live:
+        live.start_web()
+        live.start_worker()
+        body, ctype = multipart(
+            submission_fields(callback_url=f"{url}/hooks"),
+            {"bundle": ("demo.zip", bad_utf8_local_name())},
+        )
+        headers = signed_headers(SECRET, f"msg_{time.time_ns()}", body)
+        r = requests.post(
+            f"{live.web_url}/api/v1/submissions",
+            data=body,
+            headers={**headers, "Content-Type": ctype},
+            timeout=30,
+        )
+        assert r.status_code == 202, r.text
+        try:
+            wait_for(lambda: len(behaviour.requests) >= 2, 120, "the callbacks")
+        except AssertionError:
+            raise AssertionError(_logs(live)) from None
+        verdicts = {json.loads(q.body)["data"]["verdict"] for q in behaviour.requests}
+        assert verdicts == {"reject"}
+        with session_scope(engine) as s:
+            scan = s.get_one(Scan, r.json()["scan_id"])
+            assert scan.status == "completed" and scan.repack_sha256 is None
+            rules = set(s.scalars(select(FindingRecord.rule_id)))
+            assert rules == {"archive-malformed"}
 
 
 def test_worker_killed_mid_scan_completes_the_scan_once(

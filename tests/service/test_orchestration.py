@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from service import orchestration
+from service.blobs import bundle_key, repack_key
 from service.models import (
     Artifact,
     Decision,
@@ -20,6 +22,7 @@ from service.models import (
     utcnow,
 )
 from service.services import Services
+from tests.scanner.archives import bad_utf8_local_name, unknown_version_needed
 from tests.service.conftest import CountingStage, InlineJobQueue, post_submission, zip_bytes
 
 
@@ -202,3 +205,90 @@ def test_callbacks_are_recorded_with_the_outcome(
     with svc.session() as s:
         events = sorted(s.scalars(select(WebhookDelivery.event_type)))
     assert events == ["scan.completed", "submission.rejected"]
+
+
+# --- intake never crashes and never spins; later steps read the repack (issue 11) ------
+
+
+@pytest.mark.parametrize("case", ["bad-utf8", "unknown-version"])
+def test_an_archive_that_crashed_intake_concludes_with_a_refusal(
+    client: FlaskClient, svc: Services, case: str
+) -> None:
+    bundle = {"bad-utf8": bad_utf8_local_name, "unknown-version": unknown_version_needed}[case]()
+    scan_id = post_submission(client, bundle=bundle).get_json()["scan_id"]
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict == "reject"
+    assert scan.report is not None
+    assert any(f["category"] == "archive" for f in scan.report["findings"])
+    assert scan.repack_sha256 is None
+
+
+def test_an_intake_over_budget_concludes_and_leaves_nothing(
+    client: FlaskClient, svc: Services
+) -> None:
+    svc.settings = replace(svc.settings, archive=replace(svc.settings.archive, max_seconds=0.05))
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict == "reject"
+    assert scan.report is not None
+    assert [f["rule_id"] for f in scan.report["findings"]] == ["archive-budget-exceeded"]
+    assert list(svc.settings.work_root.iterdir()) == []
+
+
+def test_intake_failing_on_our_side_still_concludes(
+    client: FlaskClient, svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> list[object]:
+        raise RuntimeError("no interpreter to start")
+
+    monkeypatch.setattr("scanner.pipeline.unpack_confined", broken)
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict != "pass"
+    assert scan.report is not None
+    assert {st["name"]: st["status"] for st in scan.report["stages"]}["archive"] == "error"
+
+
+def test_stages_and_the_conclusion_read_the_repack_never_the_upload(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
+    body = zip_bytes()
+    scan_id = post_submission(client, bundle=body).get_json()["scan_id"]
+    orchestration.start_scan(svc, scan_id, jobs.registry)
+    scan = _scan(svc, scan_id)
+    assert scan.repack_sha256 and scan.tree_sha256 and scan.repack_size
+    assert svc.blobs.exists(repack_key(scan.repack_sha256))
+    # Another meaning of the upload (what a differential parser could see) is never read:
+    # the upload's blob now holds a bundle with EVIL in it, the repack does not.
+    assert scan.bundle_sha256 is not None
+    svc.blobs.put_bytes(bundle_key(scan.bundle_sha256), zip_bytes({"a.js": "EVIL"}))
+    jobs.hold = False
+    for name in jobs.registry.names:
+        orchestration.run_stage(svc, scan_id, name, jobs.registry)
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict == "pass"
+    assert scan.report is not None
+    assert scan.report["bundle"]["tree_sha256"] == scan.tree_sha256
+    assert scan.report["bundle"]["repack_sha256"] == scan.repack_sha256
+    assert scan.report["bundle"]["sha256"] == scan.bundle_sha256
+
+
+def test_a_repack_that_changed_in_storage_fails_closed(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    orchestration.start_scan(svc, scan_id, jobs.registry)
+    scan = _scan(svc, scan_id)
+    assert scan.repack_sha256 is not None
+    svc.blobs.put_bytes(repack_key(scan.repack_sha256), zip_bytes({"a.js": "changed"}))
+    jobs.hold = False
+    for name in jobs.registry.names:
+        orchestration.run_stage(svc, scan_id, name, jobs.registry)
+    scan = _scan(svc, scan_id)
+    assert scan.status == "completed" and scan.verdict != "pass"
+    assert scan.report is not None
+    stages = {st["name"]: st for st in scan.report["stages"]}
+    assert stages["marker"]["status"] == "error" and "RepackError" in stages["marker"]["error"]
+    assert stages["capabilities"]["status"] == "error"
