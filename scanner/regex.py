@@ -71,7 +71,11 @@ class Regex(Generic[AnyStr]):
 
     @property
     def groupindex(self) -> dict[str, int]:
-        return dict(self.compiled.groupindex)
+        """Group numbers by name (as text, also for a bytes pattern)."""
+        return {
+            k.decode() if isinstance(k, bytes) else str(k): int(v)
+            for k, v in self.compiled.groupindex.items()
+        }
 
 
 # Every pattern compiled through this module, so one test can run them all on hostile input.

@@ -76,7 +76,7 @@ class SecretsStage:
             data = workspace.read_bytes(f.path)
             result.coverage.scanned.append(f.path)
             for pattern in self.patterns:
-                wrapped = SECRET_GROUP in pattern.regex.groupindex
+                group = pattern.regex.groupindex.get(SECRET_GROUP, 0)
                 for n, m in enumerate(pattern.regex.finditer(data)):
                     if n >= MAX_MATCHES_PER_PATTERN:
                         break
@@ -89,7 +89,7 @@ class SecretsStage:
                             f"hardcoded {pattern.title}",
                             path=f.path,
                             line=data.count(b"\n", 0, m.start()) + 1,
-                            evidence=redact(m.group(SECRET_GROUP if wrapped else 0)),
+                            evidence=redact(m.group(group)),
                         )
                     )
         return result
