@@ -32,7 +32,8 @@ def parse(source: bytes) -> Tree:
 PARSE_MEMORY_PER_BYTE = 100
 PARSE_MEMORY_SLACK = 128 * 1024 * 1024
 PARSE_MEMORY_CAP = 2 * 1024 * 1024 * 1024
-_READ_CHUNK = 256 * 1024
+UNGUARDED_BYTES = 1024 * 1024
+_READ_CHUNK = 4096  # node.text reads through this too: small keeps it cheap
 _CHECK_EVERY = 512  # progress callbacks between two looks at the process's memory
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -46,6 +47,10 @@ def parse_bounded(source: bytes) -> Tree:
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = Parser(language())
+    if len(source) <= UNGUARDED_BYTES:
+        # Even at the worst density measured this stays within the slack; and a tree
+        # parsed from bytes reads node text directly (the guarded one, through ``read``).
+        return parser.parse(source)
     start = _rss()
     calls = 0
     stopped = False

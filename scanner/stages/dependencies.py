@@ -48,6 +48,8 @@ def _store(url: str, rules_dir: Path) -> AdvisoryStore:
 class DependencyStage:
     name: ClassVar[str] = STAGE
     version: ClassVar[int] = 2  # 2: RE2, gaps for unusable detectors
+    # CPU-bound: a worker process that can be killed (whole bundle: it joins files up).
+    runs_in_process: ClassVar[bool] = True
 
     def __init__(
         self, advisories: AdvisoryLookup, vendored: VendoredLibraries, popular: PopularNames

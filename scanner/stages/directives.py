@@ -38,6 +38,9 @@ _PRAGMA_RES = (
 class DirectivesStage:
     name: ClassVar[str] = "directives"
     version: ClassVar[int] = 2  # 2: RE2, linear time
+    # CPU-bound: a worker process that can be killed; shards of files run side by side.
+    runs_in_process: ClassVar[bool] = True
+    per_file: ClassVar[bool] = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DirectivesStage:

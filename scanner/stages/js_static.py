@@ -28,6 +28,9 @@ def compiled_rules(directory: Path) -> CompiledRules:
 class JsStaticStage:
     name: ClassVar[str] = STAGE
     version: ClassVar[int] = 2  # 2: folding and parse budgets
+    # CPU-bound: a worker process that can be killed; shards of files run side by side.
+    runs_in_process: ClassVar[bool] = True
+    per_file: ClassVar[bool] = True
 
     def __init__(self, rules: CompiledRules, max_file_bytes: int) -> None:
         self.rules = rules

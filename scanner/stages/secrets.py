@@ -60,6 +60,9 @@ def redact(secret: bytes) -> str:
 class SecretsStage:
     name: ClassVar[str] = "secrets"
     version: ClassVar[int] = 2  # 2: RE2, linear time
+    # CPU-bound: a worker process that can be killed; shards of files run side by side.
+    runs_in_process: ClassVar[bool] = True
+    per_file: ClassVar[bool] = True
 
     def __init__(self, patterns: tuple[SecretPattern, ...]) -> None:
         self.patterns = patterns
