@@ -85,8 +85,12 @@ class Settings:
     clamd_timeout: float = 30.0
     # Extra ClamAV database dir loaded when present (the official signatures).
     official_clamav_db: Path = Path("/var/lib/clamav")
-    # Seconds any one stage may run before it is recorded as timed out.
+    # Seconds any one stage may run before it is recorded as timed out (a CPU-bound stage's
+    # worker process is then killed).
     stage_timeout: float = 120.0
+    # Worker processes for the CPU-bound stages (per scanning process: the CLI, each
+    # Celery worker process); per-file stages split a bundle's files across them.
+    stage_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     # Files over this size are not parsed as JavaScript (a coverage gap, never silence).
     js_max_file_bytes: int = 20 * MiB
     # The browser for runtime analysis (Debian's chromium).
@@ -194,7 +198,7 @@ class Settings:
             )
         if self.max_stage_attempts < 1:
             raise SettingsError("GATEHOUSE_MAX_STAGE_ATTEMPTS must be at least 1")
-        for name in ("web_processes", "web_threads", "worker_processes"):
+        for name in ("web_processes", "web_threads", "worker_processes", "stage_processes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"GATEHOUSE_{name.upper()} must be at least 1")
         return self

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from scanner.capabilities import CapabilityCheck
 from scanner.config import Settings
@@ -27,6 +28,7 @@ from scanner.intake import (
 from scanner.policy import Decision, Policy, decide
 from scanner.repack import Repack, RepackError, tree_digest, verify_repack, write_repack
 from scanner.ruleset import ruleset_hash
+from scanner.stagepool import ProcessStage, runs_in_process, shared_pool
 from scanner.stages.base import Stage
 from scanner.workspace import Workspace
 
@@ -36,6 +38,9 @@ ARCHIVE_STAGE = "archive"
 # 2: strict zip and tar.gz readers, a budgeted child process, the canonical repack.
 ARCHIVE_STAGE_VERSION = 2
 StageFactory = Callable[[Settings], Stage]
+# How long past the deadline to wait for a process stage: its pool kills the worker at
+# the deadline itself and then returns the TIMEOUT result, with the stage's own name.
+KILL_GRACE_S = 10.0
 
 
 @dataclass
@@ -95,15 +100,28 @@ def stage_name(factory: StageFactory) -> str:
     return str(getattr(owner, "name", getattr(factory, "__qualname__", "stage")))
 
 
+def make_stage(factory: StageFactory, settings: Settings) -> Stage:
+    """A CPU-bound stage is built in worker processes (see ``scanner.stagepool``); the
+    caller gets a stand-in. Any other stage is built here."""
+    if runs_in_process(factory):
+        # Its name and version are per instance (those of the stage it stands for).
+        return cast(Stage, ProcessStage(factory, settings, shared_pool(settings.stage_processes)))
+    return factory(settings)
+
+
 def build_stages(
     settings: Settings, factories: Sequence[StageFactory]
 ) -> tuple[list[Stage], list[StageResult]]:
-    """Build each stage; one that cannot be built becomes an error result, not a crash."""
+    """Build each stage; one that cannot be built becomes an error result, not a crash.
+
+    Worker processes start, and build their stages, in the background meanwhile."""
+    if any(runs_in_process(f) for f in factories):
+        shared_pool(settings.stage_processes).warm()
     stages: list[Stage] = []
     failed: list[StageResult] = []
     for factory in factories:
         try:
-            stages.append(factory(settings))
+            stages.append(make_stage(factory, settings))
         except Exception as exc:
             name = stage_name(factory)
             version = getattr(getattr(factory, "__self__", None), "version", 0)
@@ -283,18 +301,24 @@ def _nested(root: Path, files: list[UnpackedFile]) -> list[Finding]:
 
 
 def run_stages(workspace: Workspace, stages: Sequence[Stage], timeout: float) -> list[StageResult]:
-    """Run stages side by side in daemon threads; a hung one is recorded as timed out."""
+    """Run stages side by side, all by one deadline; a hung one is recorded as timed out.
+
+    CPU-bound stages run in worker processes, killed at the deadline; the others (the
+    browser, clamd: waiting on I/O) in daemon threads here."""
     workspace.manifest  # noqa: B018 - parse once before threads race to the cached property
+    deadline = time.monotonic() + timeout
     slots: dict[int, StageResult] = {}
     threads = []
     for i, stage in enumerate(stages):
-        t = threading.Thread(target=_run_one, args=(stage, workspace, slots, i), daemon=True)
+        t = threading.Thread(
+            target=_run_one, args=(stage, workspace, slots, i, deadline), daemon=True
+        )
         t.start()
         threads.append(t)
-    deadline = time.monotonic() + timeout
     results = []
     for i, (stage, t) in enumerate(zip(stages, threads, strict=True)):
-        t.join(max(0.0, deadline - time.monotonic()))
+        grace = KILL_GRACE_S if isinstance(stage, ProcessStage) else 0.0
+        t.join(max(0.0, deadline + grace - time.monotonic()))
         if i in slots:
             results.append(slots[i])
         else:
@@ -310,10 +334,15 @@ def run_stages(workspace: Workspace, stages: Sequence[Stage], timeout: float) ->
     return results
 
 
-def _run_one(stage: Stage, workspace: Workspace, slots: dict[int, StageResult], i: int) -> None:
+def _run_one(
+    stage: Stage, workspace: Workspace, slots: dict[int, StageResult], i: int, deadline: float
+) -> None:
     start = time.perf_counter()
     try:
-        result = stage.run(workspace)
+        if isinstance(stage, ProcessStage):
+            result = stage.run_until(workspace, deadline)
+        else:
+            result = stage.run(workspace)
     except Exception as exc:
         log.warning("stage %s crashed: %s", stage.name, _describe(exc))
         log.debug("stage %s traceback", stage.name, exc_info=True)

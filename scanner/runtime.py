@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from scanner.findings import Category, Finding, Severity, truncate
 from scanner.js.page import INPUT_EVENTS
 from scanner.manifest import Capabilities
+from scanner.regex import compile_linear
 
 STAGE = "runtime"
 HOST_PREFIX = "https://registry.gatehouse-sandbox.test"
@@ -24,7 +25,9 @@ CANARY_SOURCE = {
     "email": ("text typed into the host page", Category.CREDENTIAL_ACCESS),
     "inside": ("text typed into the plugin", Category.EXFILTRATION),
 }
-MINER_HINT_RE = re.compile(r"stratum|cryptonight|coinhive|monero|xmr|hashrate", re.I)
+MINER_HINT_RE = compile_linear(
+    r"stratum|cryptonight|coinhive|monero|xmr|hashrate", rule="runtime:miner_hint", ignore_case=True
+)
 
 
 def _variants(value: str) -> set[str]:

@@ -33,6 +33,14 @@ class Workspace:
             files.append(UnpackedFile(rel, len(data), hashlib.sha256(data).hexdigest()))
         return cls(root, tuple(files), bundle or BundleInfo("", 0))
 
+    def subset(self, paths: Iterable[str]) -> Workspace:
+        """The same bundle seen through some of its files (one shard of a per-file stage);
+        the manifest stays the whole bundle's."""
+        wanted = set(paths)
+        part = Workspace(self.root, tuple(f for f in self.files if f.path in wanted), self.bundle)
+        part.__dict__["manifest"] = self.manifest  # the cached property, shared
+        return part
+
     def path_of(self, rel: str) -> Path:
         return self.root.joinpath(*PurePosixPath(rel).parts)
 

@@ -27,6 +27,7 @@ from scanner.pipeline import (
     OpenedBundle,
     StageFactory,
     conclude,
+    make_stage,
     opened_bundle,
     opened_repack,
     stage_name,
@@ -79,7 +80,7 @@ class StageRegistry:
 
     def get(self, name: str, svc: Services) -> Stage:
         if name not in self._built:
-            self._built[name] = self.factories[name](svc.settings)
+            self._built[name] = make_stage(self.factories[name], svc.settings)
         return self._built[name]
 
 

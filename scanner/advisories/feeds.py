@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -14,10 +15,14 @@ from typing import Any
 import yaml
 
 from scanner.advisories.versions import NPM, PYPI, AffectedRange
+from scanner.regex import Regex, RegexRefusedError, compile_translated
 
 RETIRE_ECOSYSTEM = "retirejs"  # libraries vendored into a bundle, by RetireJS library key
 BACKDOOR_ECOSYSTEM = "retirejs-backdoored"
 _ECOSYSTEMS = {"pypi": PYPI, "npm": NPM}
+VERSION_TOKEN = "§§version§§"  # noqa: S105 - RetireJS's placeholder, not a secret
+VERSION_PATTERN = r"[0-9][0-9.a-z_\-]+"
+PATTERN_KINDS = ("filecontent", "filename", "uri", "backdoor")
 
 
 class FeedError(ValueError):
@@ -60,6 +65,31 @@ class Feed:
     detectors: list[Detector] = field(default_factory=list)
     snapshot: str | None = None
     licence: str | None = None
+    # Detectors kept but unusable (RE2 cannot run their pattern): said at import, and a
+    # scan that meets their library's text records a coverage gap instead of silence.
+    warnings: list[str] = field(default_factory=list)
+
+
+def detector_regex(d: Detector) -> Regex[bytes]:
+    """A RetireJS pattern on RE2, translated where that keeps its meaning; raises
+    RegexRefusedError for one that cannot be (backreferences, lookarounds)."""
+    digest = hashlib.sha1(d.pattern.encode(), usedforsecurity=False).hexdigest()[:8]
+    return compile_translated(
+        d.pattern.replace(VERSION_TOKEN, VERSION_PATTERN),
+        rule=f"retirejs:{d.library}:{d.kind}:{digest}",
+    )
+
+
+def unusable_detectors(detectors: Iterable[Detector]) -> list[str]:
+    """One warning per detector pattern RE2 cannot run."""
+    out = []
+    for d in detectors:
+        if d.kind in PATTERN_KINDS:
+            try:
+                detector_regex(d)
+            except RegexRefusedError as exc:
+                out.append(f"{d.library} {d.kind} pattern unusable: {exc}")
+    return out
 
 
 def normalise_name(ecosystem: str, name: str) -> str:
@@ -278,6 +308,7 @@ def _js_repository(path: Path, data: dict[str, Any]) -> Feed:
             feed.detectors.extend(Detector(lib, kind, str(p)) for p in extractors.get(kind, []))
         for digest, version in extractors.get("hashes", {}).items():
             feed.detectors.append(Detector(lib, "hash", str(digest), str(version)))
+    feed.warnings.extend(unusable_detectors(feed.detectors))
     return feed
 
 
@@ -315,6 +346,7 @@ def _backdoored(path: Path, data: dict[str, Any]) -> Feed:
             feed.detectors.extend(
                 Detector(name.lower(), "backdoor", str(p)) for p in entry.get("extractors", [])
             )
+    feed.warnings.extend(unusable_detectors(feed.detectors))
     return feed
 
 

@@ -9,15 +9,21 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
 
-from scanner.advisories.feeds import RETIRE_ECOSYSTEM, Detector
+from scanner.advisories.feeds import (
+    RETIRE_ECOSYSTEM,
+    VERSION_PATTERN,
+    VERSION_TOKEN,
+    Detector,
+    detector_regex,
+)
 from scanner.deps.components import Component
+from scanner.regex import Match, Regex, RegexRefusedError, compile_linear
 from scanner.workspace import Workspace
 
-VERSION_TOKEN = "§§version§§"  # noqa: S105 - RetireJS's placeholder, not a secret
-VERSION_PATTERN = r"[0-9][0-9.a-z_\-]+"
+__all__ = ["VERSION_PATTERN", "VERSION_TOKEN", "VendoredLibraries"]
 SCANNED_SUFFIXES = frozenset({".js", ".mjs", ".cjs", ".html", ".htm"})
-# Starts with the literal "//" so re searches in C; the scheme is put back by the caller.
-_URL_RE = re.compile(rb"//[A-Za-z0-9.-]+\.[A-Za-z]{2,}[^\s'\"<>`)\\]*")
+# Starts with the literal "//" so RE2 searches for it; the caller puts the scheme back.
+_URL_RE = compile_linear(rb"//[A-Za-z0-9.-]+\.[A-Za-z]{2,}[^\s'\"<>`)\\]*", rule="vendored:url")
 WINDOW = 2048
 MAX_WINDOWS = 32
 # A run of plain characters that every match of a pattern must contain.
@@ -26,21 +32,36 @@ _LITERAL_RE = re.compile(r"[A-Za-z0-9_@ -]{4,}")
 
 @dataclass(frozen=True)
 class _Pattern:
-    library: str
-    source: str
+    detector: Detector
     literal: bytes | None  # searched first: most libraries are absent from most files
 
-    @cached_property
-    def regex(self) -> re.Pattern[bytes] | None:
-        """Compiled on first need: most of the 300+ patterns never are (0.25 s saved)."""
-        try:
-            return re.compile(self.source.encode())
-        except re.error:
-            return None  # JavaScript-only regex syntax
+    @property
+    def library(self) -> str:
+        return self.detector.library
 
-    def search(self, data: bytes) -> re.Match[bytes] | None:
+    @cached_property
+    def compiled(self) -> Regex[bytes] | RegexRefusedError:
+        """Compiled on first need: most of the 300+ patterns never are."""
+        try:
+            return detector_regex(self.detector)
+        except RegexRefusedError as exc:
+            return exc  # reported where its library's text is met (``unusable_in``)
+
+    @property
+    def regex(self) -> Regex[bytes] | None:
+        return self.compiled if isinstance(self.compiled, Regex) else None
+
+    def unusable_in(self, data: bytes) -> str | None:
+        """Why this pattern could not look at ``data`` that may hold its library, or None."""
+        if isinstance(self.compiled, Regex):
+            return None
+        if self.literal is not None and self.literal not in data:
+            return None
+        return str(self.compiled)
+
+    def search(self, data: bytes) -> Match[bytes] | None:
         """Search only near the literal: a match must contain it (a regex scan of a 1 MB
-        file costs 10-20 ms per pattern; a window around each occurrence, microseconds)."""
+        file costs milliseconds per pattern; a window around each occurrence, microseconds)."""
         if self.regex is None:
             return None
         if self.literal is None or len(data) < 4 * WINDOW:
@@ -63,6 +84,15 @@ class _Pattern:
 class VendoredHit:
     component: Component
     how: str  # filecontent | filename | hash | uri
+
+
+@dataclass(frozen=True)
+class DetectorGap:
+    """A file that may hold ``library``, which a detector RE2 cannot run did not check."""
+
+    library: str
+    path: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -95,12 +125,18 @@ class VendoredLibraries:
                 }.get(d.kind, []).append(compiled)
 
     def _compile(self, d: Detector) -> _Pattern:
-        source = d.pattern.replace(VERSION_TOKEN, VERSION_PATTERN)
-        return _Pattern(d.library, source, _required_literal(d.pattern))
+        return _Pattern(d, _required_literal(d.pattern))
 
     def scan(self, workspace: Workspace) -> tuple[list[VendoredHit], list[BackdoorHit]]:
+        hits, backdoors, _ = self.scan_with_gaps(workspace)
+        return hits, backdoors
+
+    def scan_with_gaps(
+        self, workspace: Workspace
+    ) -> tuple[list[VendoredHit], list[BackdoorHit], list[DetectorGap]]:
         hits: dict[tuple[str, str, str], VendoredHit] = {}
         backdoors: list[BackdoorHit] = []
+        gaps: list[DetectorGap] = []
         for f in workspace.files:
             if PurePosixPath(f.path).suffix.lower() not in SCANNED_SUFFIXES:
                 continue
@@ -112,7 +148,18 @@ class VendoredLibraries:
             for hit in self._backdoors(f.path, data):
                 if hit not in backdoors:  # several patterns of one source may match one URL
                     backdoors.append(hit)
-        return list(hits.values()), backdoors
+            gaps.extend(self._gaps(f.path, data, {lib for lib, _, _ in found}))
+        return list(hits.values()), backdoors, gaps
+
+    def _gaps(self, path: str, data: bytes, identified: set[str]) -> Iterable[DetectorGap]:
+        """Unusable content patterns whose library text is here and was not identified."""
+        seen = set()
+        for p in self.content:
+            if p.library in identified or p.library in seen:
+                continue
+            if (reason := p.unusable_in(data)) is not None:
+                seen.add(p.library)
+                yield DetectorGap(p.library, path, reason)
 
     def _identify(self, path: str, data: bytes) -> Iterable[tuple[str, str, str]]:
         digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()

@@ -15,18 +15,30 @@ from scanner.findings import Category, Severity
 from scanner.js.engine import Captures, FileContext, Hit, analyzer
 from scanner.js.rules import JsRule
 from scanner.js.values import string_literal
+from scanner.regex import compile_linear
 
 # The portable way to find the global object; every bundler emits it.
-_GLOBAL_THIS_RE = re.compile(r"^\s*return\s+this\s*;?\s*$")
-_DECODER_CALL_RE = re.compile(
-    r"\b(atob|unescape|decodeURIComponent|fromCharCode|b64decode)\s*\(|Buffer\.from\("
+_GLOBAL_THIS_RE = compile_linear(r"^\s*return\s+this\s*;?\s*$", rule="js:code:global_this")
+_DECODER_CALL_RE = compile_linear(
+    r"\b(atob|unescape|decodeURIComponent|fromCharCode|b64decode)\s*\(|Buffer\.from\(",
+    rule="js:code:decoder_call",
 )
-_REMOTE_CODE_RE = re.compile(r"responseText|\.text\(\)|\.response\b|event\.data|\.data\b")
-_JS_TOKENS_RE = re.compile(
-    rb"\b(function|eval|fetch|document\.|window\.|XMLHttpRequest|return|var |const |let )"
+_REMOTE_CODE_RE = compile_linear(
+    r"responseText|\.text\(\)|\.response\b|event\.data|\.data\b", rule="js:code:remote_code"
 )
-_BASE64_RE = re.compile(r"^[A-Za-z0-9+/=_-]+$")
-_ESCAPED_PRINTABLE_RE = re.compile(r"\\x[2-7][0-9a-fA-F]|\\u00[2-7][0-9a-fA-F]")
+_JS_TOKENS_RE = compile_linear(
+    rb"\b(function|eval|fetch|document\.|window\.|XMLHttpRequest|return|var |const |let )",
+    rule="js:code:js_tokens",
+)
+_BASE64_RE = compile_linear(r"^[A-Za-z0-9+/=_-]+$", rule="js:code:base64")
+_ESCAPED_PRINTABLE_RE = compile_linear(
+    r"\\x[2-7][0-9a-fA-F]|\\u00[2-7][0-9a-fA-F]", rule="js:code:escaped_printable"
+)
+_RISKY_DECODED_RE = compile_linear(
+    r"https?:|eval|fetch|cookie|script|XMLHttpRequest",
+    rule="js:code:risky_decoded",
+    ignore_case=True,
+)
 ENCODED_PAYLOAD = "js-encoded-payload"
 
 
@@ -107,7 +119,7 @@ def char_codes(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
         return
     value = ctx.resolver.full(node)
     text = value.text if value else ""
-    risky = re.search(r"https?:|eval|fetch|cookie|script|XMLHttpRequest", text, re.I)
+    risky = _RISKY_DECODED_RE.search(text)
     yield Hit(
         node, severity=Severity.HIGH if risky else None, evidence=f"decodes to {text[:120]!r}"
     )

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field, replace
 from tree_sitter import Node, QueryCursor
 
 from scanner.findings import Category, Finding, RuleState, Severity, truncate
-from scanner.js.parser import parse
+from scanner.js.parser import ParseBudgetError, parse_bounded
 from scanner.js.rules import CompiledRule, CompiledRules, JsRule
-from scanner.js.values import Resolver, SourceBindings
+from scanner.js.values import FoldBudget, Resolver, SourceBindings
 from scanner.manifest import Capabilities
 
 STAGE = "js-static"
@@ -83,14 +83,25 @@ def _report(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
 class FileAnalysis:
     findings: list[Finding] = field(default_factory=list)
     has_syntax_errors: bool = False
+    parsed: bool = True
 
 
 def analyze_source(
-    path: str, source: bytes, rules: CompiledRules, capabilities: Capabilities, depth: int = 0
+    path: str,
+    source: bytes,
+    rules: CompiledRules,
+    capabilities: Capabilities,
+    depth: int = 0,
+    budget: FoldBudget | None = None,
 ) -> FileAnalysis:
-    root = parse(source).root_node
+    """Every rule over one file; decoded payloads share the file's folding budget."""
+    budget = budget or FoldBudget()
+    try:
+        root = parse_bounded(source).root_node
+    except ParseBudgetError as exc:
+        return FileAnalysis(findings=[_parse_refused(path, depth, str(exc))], parsed=False)
     ctx = FileContext(
-        path, source, root, Resolver(SourceBindings(source, root)), capabilities, depth
+        path, source, root, Resolver(SourceBindings(source, root), budget), capabilities, depth
     )
     collected: dict[str, list[tuple[JsRule, Hit]]] = {}
     for compiled in rules.rules:
@@ -101,7 +112,34 @@ def analyze_source(
     out = FileAnalysis(has_syntax_errors=root.has_error)
     for hits in collected.values():
         out.findings.extend(_to_findings(ctx, hits, rules))
+    if depth == 0 and budget.stopped is not None:
+        out.findings.append(_folding_note(path, budget.stopped))
     return out
+
+
+def _parse_refused(path: str, depth: int, why: str) -> Finding:
+    what = "code decoded from it" if depth else path
+    return Finding(
+        stage=STAGE,
+        rule_id="js-not-analysed",
+        category=Category.COVERAGE,
+        severity=Severity.MEDIUM,
+        message=f"{what} was not analysed: {why} (too many tokens for its size)",
+        path=path,
+    )
+
+
+def _folding_note(path: str, why: str) -> Finding:
+    """Folding stopped early: strings built at run time there were not all seen."""
+    return Finding(
+        stage=STAGE,
+        rule_id="js-folding-limited",
+        category=Category.COVERAGE,
+        severity=Severity.LOW,
+        message=f"{path}: constant folding stopped ({why}); strings the code builds at run"
+        " time were not all followed",
+        path=path,
+    )
 
 
 def atom_ranges(source: bytes, rule: CompiledRule) -> list[tuple[int, int]] | None:
@@ -223,12 +261,16 @@ def _finding(ctx: FileContext, rule: JsRule, hit: Hit) -> Finding:
 def _payload_findings(ctx: FileContext, hit: Hit, rules: CompiledRules) -> list[Finding]:
     """Analyse the code an eval would run, and report it at the eval's line."""
     assert hit.payload is not None
+    budget = ctx.resolver.budget
+    if not budget.spend(len(hit.payload)):
+        return []  # the budget's note says what was left
     inner = analyze_source(
         ctx.path,
         hit.payload.encode("utf-8", "surrogatepass"),
         rules,
         ctx.capabilities,
         ctx.depth + 1,
+        budget,
     )
     line = hit.node.start_point[0] + 1
     return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,17 +13,22 @@ from scanner.js.engine import Captures, FileContext, Hit, analyzer
 from scanner.js.parser import compile_query
 from scanner.js.rules import JsRule
 from scanner.js.values import Value
+from scanner.regex import compile_linear
 
-_URL_RE = re.compile(
-    r"^\s*(?:(?P<scheme>[a-z][a-z0-9+.-]*):)?//(?P<host>[^/?#\\\s]*)(?P<rest>.*)$", re.I | re.S
+_URL_RE = compile_linear(
+    r"^\s*(?:(?P<scheme>[a-z][a-z0-9+.-]*):)?//(?P<host>[^/?#\\\s]*)(?P<rest>.*)$",
+    rule="js:network:url",
+    ignore_case=True,
+    dot_all=True,
 )
 _LOCAL_SCHEMES = ("data:", "blob:", "about:", "javascript:", "mailto:", "tel:")
 HTTP_METHODS = frozenset(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 # Reads that make a request carrying them sensitive whatever its target.
-SENSITIVE_RE = re.compile(
+SENSITIVE_RE = compile_linear(
     r"document\s*\.\s*cookie|localStorage|sessionStorage|getToken|password|\.value\b|FormData|"
     r"\bkey(?:Code|s)?\b|clipboard",
-    re.I,
+    rule="js:network:sensitive",
+    ignore_case=True,
 )
 GLOBAL_OBJECTS = frozenset({"window", "self", "globalThis", "top", "parent", "frames"})
 

@@ -10,6 +10,7 @@ from tree_sitter import Node
 from scanner.findings import Category, Severity
 from scanner.js.engine import Captures, FileContext, Hit, analyzer
 from scanner.js.rules import JsRule
+from scanner.regex import compile_linear
 
 PAGE_TARGETS = frozenset(
     {
@@ -43,18 +44,23 @@ INPUT_EVENTS = frozenset(
         "formdata",
     }
 )
-_PASSWORD_RE = re.compile(r"password|passwd|pwd", re.I)
-_PAYMENT_RE = re.compile(r"card|\bcc[-_]|cvv|cvc|expir|iban", re.I)
-_FORM_SELECTOR_RE = re.compile(
-    r"(^|[\s,>+~(])(form|input|textarea|select)\b|\[\s*(name|type)\s*[~|^$*]?=", re.I
+_PASSWORD_RE = compile_linear(r"password|passwd|pwd", rule="js:page:password", ignore_case=True)
+_PAYMENT_RE = compile_linear(
+    r"card|\bcc[-_]|cvv|cvc|expir|iban", rule="js:page:payment", ignore_case=True
+)
+_FORM_SELECTOR_RE = compile_linear(
+    r"(^|[\s,>+~(])(form|input|textarea|select)\b|\[\s*(name|type)\s*[~|^$*]?=",
+    rule="js:page:form_selector",
+    ignore_case=True,
 )
 # Host primitives whose replacement lets a plugin see or change all page traffic or input.
-_OVERRIDE_RE = re.compile(
+_OVERRIDE_RE = compile_linear(
     r"^(?:(?:window|self|globalThis|top)\.)?(?:fetch|XMLHttpRequest|WebSocket|EventSource)$"
     r"|^(?:XMLHttpRequest|EventTarget|HTMLFormElement|HTMLInputElement|Element|Node|Document"
     r"|WebSocket|Storage|History|Response|Request)\.prototype\.\w+$"
     r"|^navigator\.(?:sendBeacon|clipboard|credentials|serviceWorker)$"
-    r"|^(?:window|document)\.(?:addEventListener|dispatchEvent|write|open|cookie|onerror)$"
+    r"|^(?:window|document)\.(?:addEventListener|dispatchEvent|write|open|cookie|onerror)$",
+    rule="js:page:override",
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from tree_sitter import Query
 from scanner.findings import Category, RuleState, Severity
 from scanner.js.parser import compile_query
 from scanner.manifest import CAPABILITY_KEYS
+from scanner.regex import Regex, RegexRefusedError, compile_linear
 
 
 class RuleError(ValueError):
@@ -49,7 +49,7 @@ class JsRule:
 class CompiledRule:
     rule: JsRule
     atoms: tuple[bytes, ...]
-    atom_regex: re.Pattern[bytes] | None
+    atom_regex: Regex[bytes] | None
     atom_min_token: int | None
 
     @cached_property
@@ -109,9 +109,9 @@ def _parse_rule(path: Path, analyzers: set[str]) -> JsRule:
         raise RuleError(f"{path.name}: needs atoms, atom_regex or atom_min_token")
     if rule.atom_regex is not None:
         try:
-            re.compile(rule.atom_regex.encode())
-        except re.error as exc:
-            raise RuleError(f"{path.name}: atom_regex does not compile: {exc}") from None
+            _atom_regex(rule)
+        except RegexRefusedError as exc:
+            raise RuleError(f"{path.name}: atom_regex: {exc}") from None
     if "@hit" not in rule.query:
         raise RuleError(f"{path.name}: the query must capture the reported node as @hit")
     return rule
@@ -123,7 +123,13 @@ def compile_rules(rules: Sequence[JsRule]) -> CompiledRules:
     for rule in rules:
         if rule.state is RuleState.DISABLED:
             continue
-        regex = re.compile(rule.atom_regex.encode()) if rule.atom_regex else None
+        regex = _atom_regex(rule) if rule.atom_regex else None
         atoms = tuple(a.encode() for a in rule.atoms)
         compiled.append(CompiledRule(rule, atoms, regex, rule.atom_min_token))
     return CompiledRules(tuple(compiled))
+
+
+def _atom_regex(rule: JsRule) -> Regex[bytes]:
+    """Linear time: an atom regex runs over the whole file before any query does."""
+    assert rule.atom_regex is not None
+    return compile_linear(rule.atom_regex.encode(), rule=f"js:{rule.id}:atom_regex")

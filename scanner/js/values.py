@@ -21,7 +21,16 @@ from tree_sitter import Node, Query, QueryCursor
 from scanner.js.parser import compile_query
 
 MAX_DEPTH = 24
+# Every folded string, final or intermediate, stays under this many characters.
 MAX_STRING = 1_000_000
+# Work per file: expressions evaluated (each once: results are cached per node), and
+# characters of strings built. Real bundles fold a few thousand expressions; hostile
+# nesting (each level joining the one below twelve times) grows exponentially without
+# the cache and the caps. Past a budget folding stops and the file gets a coverage note.
+MAX_STEPS = 200_000
+MAX_FOLDED_CHARS = 16_000_000
+# Longer array literals are not folded at all (an 18 MB one took minutes and gigabytes).
+MAX_ARRAY_ITEMS = 65_536
 _ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|u[0-9a-fA-F]{4}|\r\n|[\s\S])")
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 DECODERS = frozenset({"atob", "unescape", "decodeURIComponent", "decodeURI"})
@@ -58,13 +67,51 @@ def string_literal(node: Node) -> str:
 
 
 Lookup = Callable[[str], Node | None]
+Folded = Value | list[Value] | int | None
+
+
+class FoldBudget:
+    """What folding may still spend on one file, and why it stopped if it did."""
+
+    def __init__(self, steps: int = MAX_STEPS, chars: int = MAX_FOLDED_CHARS) -> None:
+        self.steps = steps
+        self.chars = chars
+        self.stopped: str | None = None  # the first limit hit, for the coverage note
+
+    def step(self) -> bool:
+        self.steps -= 1
+        return self._ok(self.steps, f"more than {MAX_STEPS} expressions to fold")
+
+    def spend(self, chars: int) -> bool:
+        """Charge a string about to be built; False (and nothing built) past the budget."""
+        if chars > MAX_STRING:
+            self.stopped = self.stopped or f"a string of over {MAX_STRING} characters"
+            return False
+        self.chars -= chars
+        return self._ok(self.chars, f"more than {MAX_FOLDED_CHARS} characters of strings")
+
+    def refuse(self, why: str) -> None:
+        self.stopped = self.stopped or why
+
+    def _ok(self, left: int, why: str) -> bool:
+        if left >= 0:
+            return True
+        self.stopped = self.stopped or why
+        return False
 
 
 class Resolver:
-    """Folds expressions of one parsed file; identifiers resolve through single bindings."""
+    """Folds expressions of one parsed file; identifiers resolve through single bindings.
 
-    def __init__(self, lookup: Lookup | None = None) -> None:
+    Each node is folded once (a name bound to a join is used many times) and within a
+    budget (``FoldBudget``): past it the answer is "unknown", never a hang.
+    """
+
+    def __init__(self, lookup: Lookup | None = None, budget: FoldBudget | None = None) -> None:
         self.lookup: Lookup = lookup or (lambda name: None)
+        self.budget = budget or FoldBudget()
+        # (start, end, type) -> (result, depth it was folded at)
+        self._cache: dict[tuple[int, int, str], tuple[Folded, int]] = {}
 
     def value(self, node: Node | None) -> Value | None:
         """The string (or known prefix) ``node`` evaluates to, or None."""
@@ -80,11 +127,25 @@ class Resolver:
         return v if v is not None and v.complete else None
 
     # The evaluator returns Value, a list of Values (arrays), an int, or None.
-    def _eval(self, node: Node, depth: int) -> Value | list[Value] | int | None:
+    def _eval(self, node: Node, depth: int) -> Folded:
         if depth > MAX_DEPTH:
             return None
+        key = (node.start_byte, node.end_byte, node.type)
+        cached = self._cache.get(key)
+        # A result cut short by depth may fold further from higher up; any other is final.
+        if cached is not None and (cached[0] is not None or cached[1] <= depth):
+            return cached[0]
+        if not self.budget.step():
+            return None
+        out = self._fold(node, depth)
+        self._cache[key] = (out, depth)
+        return out
+
+    def _fold(self, node: Node, depth: int) -> Folded:
         kind = node.type
         if kind == "string":
+            if not self.budget.spend(node.end_byte - node.start_byte):
+                return None
             raw = node.text.decode("utf-8", "replace") if node.text else ""
             text = unescape_js(raw[1:-1])
             return Value(text, True, "\\x" in raw or "\\u" in raw)
@@ -109,7 +170,12 @@ class Resolver:
     def _template(self, node: Node, depth: int) -> Value | None:
         parts: list[str] = []
         decoded = False
+        size = 0
         for child in node.named_children:
+            size += child.end_byte - child.start_byte
+            if not self.budget.spend(child.end_byte - child.start_byte) or size > MAX_STRING:
+                self.budget.refuse(f"a string of over {MAX_STRING} characters")
+                return None
             if child.type == "string_fragment":
                 parts.append(_text(child))
             elif child.type == "escape_sequence":
@@ -120,6 +186,10 @@ class Resolver:
                 v = self._eval(inner, depth + 1) if inner else None
                 if not isinstance(v, Value):
                     return Value("".join(parts), False, decoded)
+                size += len(v.text)
+                if not self.budget.spend(len(v.text)) or size > MAX_STRING:
+                    self.budget.refuse(f"a string of over {MAX_STRING} characters")
+                    return None
                 parts.append(v.text)
                 decoded |= v.decoded
                 if not v.complete:
@@ -145,12 +215,14 @@ class Resolver:
             right = Value(str(right))
         if not isinstance(right, Value):
             return Value(left.text, False, left.decoded)
-        text = left.text + right.text
-        if len(text) > MAX_STRING:
+        if not self.budget.spend(len(left.text) + len(right.text)):
             return None
-        return Value(text, right.complete, left.decoded or right.decoded)
+        return Value(left.text + right.text, right.complete, left.decoded or right.decoded)
 
     def _array(self, node: Node, depth: int) -> list[Value] | None:
+        if node.named_child_count > MAX_ARRAY_ITEMS:
+            self.budget.refuse(f"an array literal of over {MAX_ARRAY_ITEMS} items")
+            return None
         items: list[Value] = []
         for child in node.named_children:
             v = self._eval(child, depth + 1)
@@ -161,7 +233,7 @@ class Resolver:
             items.append(v)
         return items
 
-    def _call(self, node: Node, depth: int) -> Value | list[Value] | None:
+    def _call(self, node: Node, depth: int) -> Folded:
         fn = node.child_by_field_name("function")
         args_node = node.child_by_field_name("arguments")
         if fn is None or args_node is None:
@@ -173,7 +245,9 @@ class Resolver:
             if not isinstance(arg, Value) or not arg.complete:
                 return None
             decoded = _decode(name, arg.text)
-            return Value(decoded, True, True) if decoded is not None else None
+            if decoded is None or not self.budget.spend(len(decoded)):
+                return None
+            return Value(decoded, True, True)
         if name == "String.fromCharCode":
             return self._from_char_code(args, depth)
         if fn.type != "member_expression":
@@ -181,7 +255,7 @@ class Resolver:
         obj_node = fn.child_by_field_name("object")
         method = _text(fn.child_by_field_name("property"))
         obj = self._eval(obj_node, depth + 1) if obj_node else None
-        return _method(obj, method, [self._eval(a, depth + 1) for a in args])
+        return _method(obj, method, [self._eval(a, depth + 1) for a in args], self.budget)
 
     def _from_char_code(self, args: list[Node], depth: int) -> Value | None:
         codes: list[int] = []
@@ -191,25 +265,32 @@ class Resolver:
             if isinstance(v, int):
                 codes.append(v)
             elif isinstance(v, list):
+                if len(codes) + len(v) > MAX_STRING:
+                    self.budget.refuse(f"a string of over {MAX_STRING} characters")
+                    return None
                 for item in v:
                     if not item.text.isdigit():
                         return None
                     codes.append(int(item.text))
             else:
                 return None
+        if not self.budget.spend(len(codes)):
+            return None
         try:
             return Value("".join(chr(c) for c in codes), True, True)
         except (ValueError, OverflowError):
             return None
 
 
-def _method(
-    obj: Value | list[Value] | int | None, method: str, args: list[Value | list[Value] | int | None]
-) -> Value | list[Value] | None:
+def _method(obj: Folded, method: str, args: list[Folded], budget: FoldBudget) -> Folded:
+    """String and array methods, each result charged to the budget before it is built."""
     if isinstance(obj, list):
         if method == "join":
             sep = args[0] if args else Value(",")
             if not isinstance(sep, Value):
+                return None
+            size = sum(len(v.text) for v in obj) + len(sep.text) * max(0, len(obj) - 1)
+            if not budget.spend(size):
                 return None
             return Value(sep.text.join(v.text for v in obj), True, any(v.decoded for v in obj))
         if method == "reverse" and not args:
@@ -219,13 +300,22 @@ def _method(
         return None
     if method == "split" and len(args) == 1 and isinstance(args[0], Value):
         delimiter = args[0].text
+        count = len(obj.text) if delimiter == "" else obj.text.count(delimiter) + 1
+        if count > MAX_ARRAY_ITEMS:
+            budget.refuse(f"a split into over {MAX_ARRAY_ITEMS} parts")
+            return None
+        if not budget.spend(len(obj.text)):
+            return None
         parts = list(obj.text) if delimiter == "" else obj.text.split(delimiter)
         return [Value(p, True, obj.decoded) for p in parts]
     if method == "concat" and all(isinstance(a, Value) and a.complete for a in args):
-        return Value(
-            obj.text + "".join(a.text for a in args if isinstance(a, Value)), True, obj.decoded
-        )
+        tail = "".join(a.text for a in args if isinstance(a, Value))
+        if not budget.spend(len(obj.text) + len(tail)):
+            return None
+        return Value(obj.text + tail, True, obj.decoded)
     if method in ("toLowerCase", "toUpperCase", "trim") and not args:
+        if not budget.spend(len(obj.text)):
+            return None
         text = {
             "toLowerCase": obj.text.lower,
             "toUpperCase": obj.text.upper,

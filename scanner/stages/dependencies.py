@@ -47,7 +47,9 @@ def _store(url: str, rules_dir: Path) -> AdvisoryStore:
 
 class DependencyStage:
     name: ClassVar[str] = STAGE
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: RE2, gaps for unusable detectors
+    # CPU-bound: a worker process that can be killed (whole bundle: it joins files up).
+    runs_in_process: ClassVar[bool] = True
 
     def __init__(
         self, advisories: AdvisoryLookup, vendored: VendoredLibraries, popular: PopularNames
@@ -69,9 +71,22 @@ class DependencyStage:
         scan = DependencyScan()
         scan_npm(workspace, scan)
         scan_python(workspace, scan)
-        vendored, backdoors = self.vendored.scan(workspace)
+        vendored, backdoors, gaps = self.vendored.scan_with_gaps(workspace)
         scan.components.extend(h.component for h in vendored)
         result = StageResult(self.name, self.version, findings=scan.findings)
+        for gap in gaps:
+            result.findings.append(
+                Finding(
+                    self.name,
+                    "dep-detector-unusable",
+                    Category.COVERAGE,
+                    Severity.LOW,
+                    f"{gap.path} may vendor {gap.library}, but a RetireJS pattern for it cannot"
+                    " run on the linear-time engine, so its version was not checked",
+                    path=gap.path,
+                    evidence=truncate(gap.reason),
+                )
+            )
         for b in backdoors:
             result.findings.append(
                 Finding(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 from typing import ClassVar
 
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult, truncate
+from scanner.regex import compile_linear
 from scanner.workspace import Workspace
 
 # Files that configure security scanners, ours or others'.
@@ -28,16 +28,19 @@ SCANNER_CONFIG_NAMES = frozenset(
         ".snyk",
     }
 )
-# Literal-first patterns (no re.I, no leading class): re then searches in C.
+# Literal-first patterns (no case folding, no leading class): RE2 searches for the literal.
 _PRAGMA_RES = (
-    re.compile(rb"atehouse[-_: ]*(?:ignore|disable|allow|skip)"),
-    re.compile(rb"#\s*nosec\b"),
+    compile_linear(rb"atehouse[-_: ]*(?:ignore|disable|allow|skip)", rule="directives:pragma"),
+    compile_linear(rb"#\s*nosec\b", rule="directives:nosec"),
 )
 
 
 class DirectivesStage:
     name: ClassVar[str] = "directives"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: RE2, linear time
+    # CPU-bound: a worker process that can be killed; shards of files run side by side.
+    runs_in_process: ClassVar[bool] = True
+    per_file: ClassVar[bool] = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DirectivesStage:

@@ -27,7 +27,10 @@ def compiled_rules(directory: Path) -> CompiledRules:
 
 class JsStaticStage:
     name: ClassVar[str] = STAGE
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: folding and parse budgets
+    # CPU-bound: a worker process that can be killed; shards of files run side by side.
+    runs_in_process: ClassVar[bool] = True
+    per_file: ClassVar[bool] = True
 
     def __init__(self, rules: CompiledRules, max_file_bytes: int) -> None:
         self.rules = rules
@@ -53,6 +56,9 @@ class JsStaticStage:
                 f.path, workspace.read_bytes(f.path), self.rules, capabilities
             )
             result.findings.extend(analysis.findings)
+            if not analysis.parsed:
+                result.coverage.skip(f.path, "the syntax tree outgrew its memory budget")
+                continue
             result.coverage.scanned.append(f.path)
             if analysis.has_syntax_errors:
                 result.findings.append(

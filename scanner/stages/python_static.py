@@ -26,6 +26,8 @@ _LOCK = threading.Lock()
 class PythonStaticStage:
     name: ClassVar[str] = "python-static"
     version: ClassVar[int] = 1
+    # CPU-bound: a worker process that can be killed (whole bundle: it joins files up).
+    runs_in_process: ClassVar[bool] = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PythonStaticStage:

@@ -90,6 +90,9 @@ def load_ruleset(directory: Path) -> YaraRuleSet:
 class YaraStage:
     name: ClassVar[str] = "yara"
     version: ClassVar[int] = 1
+    # CPU-bound: a worker process that can be killed; shards of files run side by side.
+    runs_in_process: ClassVar[bool] = True
+    per_file: ClassVar[bool] = True
 
     def __init__(self, ruleset: YaraRuleSet) -> None:
         self.ruleset = ruleset
