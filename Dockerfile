@@ -4,7 +4,9 @@ FROM python:3.11-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends clamav-daemon chromium fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --create-home --home-dir /var/lib/gatehouse gatehouse
+ && useradd --system --uid 10001 --create-home --home-dir /var/lib/gatehouse gatehouse \
+ && useradd --system --user-group --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin gatehouse-sandbox
 
 WORKDIR /src
 # Dependencies first, exactly as locked (hashes checked), so code changes reuse this layer.

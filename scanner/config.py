@@ -99,6 +99,11 @@ class Settings:
     detonation_timeout: float = 20.0
     # Restart the warm browser after this many detonations.
     browser_max_scans: int = 100
+    # The origin the plugin is detonated under: the registry's own (a bundle that hides
+    # from scanners sees the host name its users see).
+    detonation_origin: str = "https://app.example.com"
+    # The unprivileged user the browser runs as when Gatehouse runs as root.
+    sandbox_user: str = "gatehouse-sandbox"
     archive: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     # --- the service (gatehouse serve, workers, HTTP API) ---

@@ -14,7 +14,11 @@ from scanner.manifest import Capabilities
 from scanner.regex import compile_linear
 
 STAGE = "runtime"
-HOST_PREFIX = "https://registry.gatehouse-sandbox.test"
+# Traces from before the origin was configurable name no origin: this was theirs.
+LEGACY_ORIGIN = "https://registry.gatehouse-sandbox.test"
+# Destinations per detonation past which the destinations themselves can carry data.
+SPRAY_PORTS = 8
+SPRAY_HOSTS = 25
 # Where a canary shows up, what the plugin must have read to send it.
 CANARY_SOURCE = {
     "cookie": ("the session cookie", Category.CREDENTIAL_ACCESS),
@@ -31,9 +35,9 @@ MINER_HINT_RE = compile_linear(
 
 
 def _variants(value: str) -> set[str]:
-    """The forms a stolen value takes on the wire: plain, URL-encoded, base64."""
+    """The forms a stolen value takes on the wire: plain, URL-encoded, base64, hex."""
     b64 = base64.b64encode(value.encode()).decode().rstrip("=")
-    return {value.lower(), b64[: max(8, len(b64) - 2)].lower()}
+    return {value.lower(), b64[: max(8, len(b64) - 2)].lower(), value.encode().hex()}
 
 
 def _carried(text: str, canaries: dict[str, str]) -> list[str]:
@@ -66,11 +70,17 @@ def _f(
     )
 
 
+def host_origin(trace: dict[str, Any]) -> str:
+    return str(trace.get("origin") or LEGACY_ORIGIN).rstrip("/")
+
+
 def trace_findings(trace: dict[str, Any], caps: Capabilities) -> list[Finding]:
     role = str(trace.get("role", ""))
     canaries: dict[str, str] = trace.get("canaries", {})
     out: list[Finding] = []
     out.extend(_exfiltration(trace, canaries, caps, role))
+    out.extend(_destinations(trace, role))
+    out.extend(_instrumentation(trace, role))
     out.extend(_reads(trace, caps, role))
     out.extend(_page(trace, caps, role))
     out.extend(_code(trace, caps, role))
@@ -110,7 +120,7 @@ def _exfiltration(
 ) -> Iterable[Finding]:
     for _api, url, payload in _outbound(trace):
         absolute = url.startswith(("http://", "https://", "ws://", "wss://", "//"))
-        target = "the host" if not absolute or url.startswith(HOST_PREFIX) else _origin(url)
+        target = "the host" if not absolute or _is_host(url, trace) else _origin(url)
         stolen = _carried(payload, canaries)
         declared = target != "the host" and caps.allows_origin(
             url if "://" in url else "https:" + url
@@ -159,6 +169,93 @@ def _exfiltration(
             )
 
 
+def _is_host(url: str, trace: dict[str, Any]) -> bool:
+    origin = host_origin(trace)
+    return url == origin or url.startswith(origin + "/")
+
+
+def _destinations(trace: dict[str, Any], role: str) -> Iterable[Finding]:
+    """Many destinations in one run: the host names or ports themselves can carry data."""
+    ports: dict[str, set[int]] = {}
+    for r in trace.get("requests", []):
+        if r.get("outcome") != "blocked":
+            continue
+        parts = urlsplit(str(r.get("url", "")))
+        try:
+            port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+        except ValueError:
+            continue
+        ports.setdefault((parts.hostname or "").lower(), set()).add(port)
+    widest = max(ports.items(), key=lambda kv: len(kv[1]), default=("", set()))
+    if len(widest[1]) >= SPRAY_PORTS or len(ports) >= SPRAY_HOSTS:
+        yield _f(
+            "runtime-destination-spray",
+            Category.EXFILTRATION,
+            Severity.HIGH,
+            f"tried {len(ports)} hosts and {len(widest[1])} ports of {widest[0] or 'one host'}"
+            " in one run (data can travel in the destinations themselves)",
+            None,
+            role,
+        )
+
+
+def _instrumentation(trace: dict[str, Any], role: str) -> Iterable[Finding]:
+    """The sandbox's own hooks: removed, silenced, or flooded by the page."""
+    ran = not trace.get("mount_error") and not trace.get("error")
+    integrity = trace.get("integrity")
+    if ran and "integrity" in trace and integrity is None:
+        yield _f(
+            "runtime-instrumentation-silenced",
+            Category.OBFUSCATION,
+            Severity.HIGH,
+            "the sandbox's instrumentation did not answer its integrity check:"
+            " the page stopped or replaced it",
+            None,
+            role,
+        )
+    elif integrity and integrity.get("tampered"):
+        names = ", ".join(integrity["tampered"][:8])
+        yield _f(
+            "runtime-instrumentation-tampered",
+            Category.OBFUSCATION,
+            Severity.HIGH,
+            f"removed the sandbox's hooks on {names} (a way to hide from analysis)",
+            None,
+            role,
+        )
+    dropped = trace.get("dropped") or {}
+    if dropped:
+        yield _f(
+            "runtime-trace-flooded",
+            Category.COVERAGE,
+            Severity.MEDIUM,
+            "sent more behaviour than the trace keeps"
+            f" ({', '.join(f'{v} {k}' for k, v in sorted(dropped.items()))} not recorded)",
+            None,
+            role,
+        )
+    refused = trace.get("refused_connections") or []
+    if refused:
+        yield _f(
+            "runtime-unreadable-connection",
+            Category.COVERAGE,
+            Severity.MEDIUM,
+            f"opened {len(refused)} connection(s) the recording proxy could not read",
+            refused[0],
+            role,
+        )
+
+
+# Where the host app keeps its token (seeded by the detonation before the plugin runs).
+HOST_TOKEN_KEYS = {"auth_token", "host-app/auth"}
+READ_OPS = {"getItem", "get", "key"}
+
+
+def _reads_host_token(e: dict[str, Any]) -> bool:
+    op = str(e.get("op", ""))
+    return e.get("key") in HOST_TOKEN_KEYS and (op in READ_OPS or op.startswith("indexedDB."))
+
+
 def _reads(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Finding]:
     events = trace.get("events", [])
     if not caps.cookies and any(e.get("type") == "cookie-read" for e in events):
@@ -170,26 +267,27 @@ def _reads(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Fin
             None,
             role,
         )
-    if not caps.storage:
-        ops = [e for e in events if e.get("type") == "storage"]
-        if any(e.get("key") == "auth_token" for e in ops):
-            yield _f(
-                "runtime-storage-token-read",
-                Category.CREDENTIAL_ACCESS,
-                Severity.HIGH,
-                "read the host's auth token from storage",
-                None,
-                role,
-            )
-        elif ops:
-            yield _f(
-                "runtime-undeclared-storage",
-                Category.UNDECLARED_CAPABILITY,
-                Severity.MEDIUM,
-                f"used web storage without declaring it ({ops[0].get('op')})",
-                None,
-                role,
-            )
+    ops = [e for e in events if e.get("type") == "storage"]
+    token_reads = [e for e in ops if _reads_host_token(e)]
+    # The host's token is the host's: declaring storage covers the plugin's own keys only.
+    if token_reads:
+        yield _f(
+            "runtime-storage-token-read",
+            Category.CREDENTIAL_ACCESS,
+            Severity.HIGH,
+            f"read the host's auth token from storage ({token_reads[0].get('op')})",
+            None,
+            role,
+        )
+    elif ops and not caps.storage:
+        yield _f(
+            "runtime-undeclared-storage",
+            Category.UNDECLARED_CAPABILITY,
+            Severity.MEDIUM,
+            f"used web storage without declaring it ({ops[0].get('op')})",
+            None,
+            role,
+        )
     clip = [e for e in events if e.get("type") == "clipboard"]
     if any(str(e.get("op", "")).startswith(("read", "execCommand:paste")) for e in clip):
         yield _f(
@@ -315,7 +413,7 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
         if e.get("type") == "element-url"
         and e.get("tag") in ("script", "iframe")
         and str(e.get("url", "")).startswith(("http", "//"))
-        and not str(e.get("url", "")).startswith(HOST_PREFIX)
+        and not _is_host(str(e.get("url", "")), trace)
     ]
     if remote:
         yield _f(
@@ -373,7 +471,7 @@ def observed_capabilities(trace: dict[str, Any]) -> set[str]:
         if e.get("type") in _EVENT_CAPABILITY
     }
     if any(
-        not url.startswith(HOST_PREFIX) and url.startswith(("http", "ws", "//"))
+        not _is_host(url, trace) and url.startswith(("http", "ws", "//"))
         for _, url, _ in _outbound(trace)
     ):
         caps.add("network")

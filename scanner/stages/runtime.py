@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import ClassVar, Protocol
 
 from sandbox.browser import BrowserPool, BrowserSettings, SandboxUnavailableError
-from sandbox.detonation import DetonationRequest, Trace
+from sandbox.detonation import DEFAULT_ORIGIN, DetonationRequest, Trace
 from scanner.config import Settings
 from scanner.csp import asset_integrity, build_csp
 from scanner.findings import StageResult, StageStatus
@@ -27,9 +27,9 @@ class DetonationPool(Protocol):
 
 
 @lru_cache(maxsize=2)
-def shared_pool(executable: str, max_scans: int) -> BrowserPool:
+def shared_pool(executable: str, max_scans: int, user: str) -> BrowserPool:
     """One warm browser per process, whatever the number of scans."""
-    pool = BrowserPool(BrowserSettings(executable=executable, max_scans=max_scans))
+    pool = BrowserPool(BrowserSettings(executable=executable, max_scans=max_scans, user=user))
     atexit.register(pool.close)  # no Chromium outlives the process
     return pool
 
@@ -38,15 +38,19 @@ class RuntimeStage:
     name: ClassVar[str] = STAGE
     version: ClassVar[int] = 1
 
-    def __init__(self, detonator: DetonationPool, time_limit: float) -> None:
+    def __init__(
+        self, detonator: DetonationPool, time_limit: float, origin: str = DEFAULT_ORIGIN
+    ) -> None:
         self.detonator = detonator
         self.time_limit = time_limit
+        self.origin = origin.rstrip("/")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeStage:
         return cls(
-            shared_pool(settings.chromium_path, settings.browser_max_scans),
+            shared_pool(settings.chromium_path, settings.browser_max_scans, settings.sandbox_user),
             settings.detonation_timeout,
+            settings.detonation_origin,
         )
 
     def run(self, workspace: Workspace) -> StageResult:
@@ -72,6 +76,7 @@ class RuntimeStage:
                 csp=csp,
                 role=role,
                 time_limit_s=self.time_limit,
+                origin=self.origin,
             )
             try:
                 trace = self.detonator.detonate(request, timeout=self.time_limit * 2 + 15)

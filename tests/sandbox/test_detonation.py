@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,20 +178,23 @@ def test_browser_over_its_memory_cap_is_restarted(tmp_path: Path) -> None:
         pool.close()
 
 
-def test_no_browser_or_profile_left_after_200_scans(tmp_path: Path) -> None:
-    profiles_before = set(Path("/tmp").glob("playwright*"))
-    browsers_before = set(browser_processes())  # the module's own pool may be running
+def test_no_browser_or_profile_left_after_100_scans(tmp_path: Path) -> None:
+    """Profiles live in the jail's private home, which goes with the session."""
+    homes_before = set(Path(tempfile.gettempdir()).glob("gatehouse-browser-*"))
+    browsers_before = set(
+        browser_processes(include_driver=True)
+    )  # the module's own pool may be running
     ws = _plugin(tmp_path, "container.textContent = 'hello';")
-    pool = BrowserPool(BrowserSettings(max_scans=50))  # forces restarts along the way
+    pool = BrowserPool(BrowserSettings(max_scans=25))  # forces restarts along the way
     request = _hello_request(ws)
     try:
-        for _ in range(200):
+        for _ in range(100):
             trace = pool.detonate(request, timeout=60)
             assert trace.error is None and trace.mount_error is None
         assert pool.launches >= 4
     finally:
         pool.close()
-    assert set(browser_processes()) - browsers_before == set()
-    leftovers = set(Path("/tmp").glob("playwright*")) - profiles_before
+    assert set(browser_processes(include_driver=True)) - browsers_before == set()
+    leftovers = set(Path(tempfile.gettempdir()).glob("gatehouse-browser-*")) - homes_before
     assert leftovers == set(), leftovers
     shutil.rmtree(tmp_path, ignore_errors=True)

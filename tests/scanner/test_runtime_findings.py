@@ -120,3 +120,54 @@ def test_head_styles_are_not_an_escape_and_attribute_changes_are_medium() -> Non
     attr = {"type": "dom-outside", "kind": "attributes", "target": "html", "attribute": "class"}
     [finding] = trace_findings(_trace(attr), Capabilities())
     assert finding.severity is Severity.MEDIUM and finding.category is Category.DOM_ESCAPE
+
+
+def _blocked(url: str) -> dict[str, Any]:
+    return {"method": "GET", "url": url, "outcome": "blocked", "body": ""}
+
+
+def test_the_configured_origin_is_the_host() -> None:
+    trace = _trace(_req("https://plugins.acme.example/api/save", "ghtokabccafe"))
+    trace["origin"] = "https://plugins.acme.example"
+    assert trace_findings(trace, Capabilities()) == []
+
+
+def test_many_ports_or_hosts_in_one_run_are_a_channel() -> None:
+    # The session cookie's characters as ports: each destination carries one.
+    ports = [_blocked(f"ws://127.0.0.1:{20000 + c}/") for c in b"ghsabc12"]
+    rules = {f.rule_id for f in trace_findings(_trace(requests=ports), Capabilities())}
+    assert "runtime-destination-spray" in rules
+    few = [_blocked("https://a.evil.example/"), _blocked("https://a.evil.example:8443/")]
+    rules = {f.rule_id for f in trace_findings(_trace(requests=few), Capabilities())}
+    assert "runtime-destination-spray" not in rules
+
+
+def test_a_silent_or_tampered_instrumentation_is_high() -> None:
+    silent = {**_trace(), "integrity": None}
+    (finding,) = [
+        f for f in trace_findings(silent, Capabilities()) if "instrumentation" in f.rule_id
+    ]
+    assert finding.rule_id == "runtime-instrumentation-silenced"
+    assert finding.severity is Severity.HIGH
+    tampered = {**_trace(), "integrity": {"hooks": 60, "overrides": [], "tampered": ["fetch"]}}
+    rules = {f.rule_id for f in trace_findings(tampered, Capabilities())}
+    assert "runtime-instrumentation-tampered" in rules
+    clean = {**_trace(), "integrity": {"hooks": 60, "overrides": [], "tampered": []}}
+    assert trace_findings(clean, Capabilities()) == []
+    # A run that broke off for its own reasons is a coverage gap, not tampering.
+    broke = {**_trace(), "integrity": None, "error": "TimeoutError"}
+    assert not [f for f in trace_findings(broke, Capabilities()) if "instrumentation" in f.rule_id]
+
+
+def test_a_flooded_trace_is_a_coverage_gap() -> None:
+    flooded = {**_trace(), "dropped": {"events": 12000}}
+    (finding,) = trace_findings(flooded, Capabilities())
+    assert finding.category is Category.COVERAGE and "12000 events" in finding.message
+
+
+def test_the_host_token_read_counts_even_with_storage_declared() -> None:
+    read = {"type": "storage", "op": "get", "area": "local", "key": "auth_token"}
+    idb = {"type": "storage", "op": "indexedDB.get", "area": "indexedDB", "key": "host-app/auth"}
+    for event in (read, idb):
+        rules = {f.rule_id for f in trace_findings(_trace(event), Capabilities(storage=True))}
+        assert rules == {"runtime-storage-token-read"}

@@ -1,0 +1,190 @@
+"""Where the browser runs: a network namespace of its own, as an unprivileged user.
+
+A small agent process (``python -m sandbox.isolation``) holds a new network namespace in
+which only loopback is up. The recording proxy's listening sockets are made inside it by
+the agent and handed to us over a unix socket, so the proxy is the only thing the browser
+can reach. The Playwright driver (and with it Chromium) is started inside the namespace
+through a wrapper named by ``PLAYWRIGHT_NODEJS_PATH``:
+
+- started as root, the wrapper drops to the sandbox user (``setpriv``) with no
+  capabilities and a clean environment, so Chromium runs its own sandbox;
+- started as another user, the namespace comes with a user namespace of its own
+  (``unshare --user --map-current-user``) and the driver keeps that user's identity.
+
+Nothing of Gatehouse's environment (database URLs, secrets) reaches the browser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pwd
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SANDBOX_USER = "gatehouse-sandbox"
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+# The driver's own variables are passed on; everything else is dropped.
+_DRIVER_VARIABLES = ("PW_LANG_NAME", "PW_LANG_NAME_VERSION", "PW_CLI_DISPLAY_VERSION")
+_driver_start = threading.Lock()
+
+
+class IsolationError(RuntimeError):
+    """The browser cannot be isolated here; detonating anyway would not be contained."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    uid: int
+    gid: int
+    name: str
+
+
+def sandbox_identity(user: str = SANDBOX_USER) -> Identity | None:
+    """Who the browser runs as: the sandbox user when we are root, else ourselves (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise IsolationError(
+            f"no user {user!r} to run the browser as (scripts/setup creates it)"
+        ) from None
+    if entry.pw_uid == 0:
+        raise IsolationError(f"the sandbox user {user!r} must not be root")
+    return Identity(entry.pw_uid, entry.pw_gid, user)
+
+
+class Jail:
+    """A network namespace with only loopback, held by an agent process, and the driver
+    wrapper that puts the Playwright driver (and Chromium) inside it."""
+
+    def __init__(self, node: Path, user: str = SANDBOX_USER) -> None:
+        self.identity = sandbox_identity(user)
+        for tool in ("unshare", "nsenter") + (("setpriv",) if self.identity else ()):
+            if shutil.which(tool) is None:
+                raise IsolationError(f"{tool} (util-linux) is not installed")
+        self._lock = threading.Lock()
+        self._control, agent_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        unshare = ["unshare", "--net"]
+        if self.identity is None:
+            unshare = ["unshare", "--user", "--map-current-user", "--net", "--keep-caps"]
+        try:
+            self.agent = subprocess.Popen(
+                [*unshare, sys.executable, "-m", "sandbox.isolation", str(agent_end.fileno())],
+                pass_fds=(agent_end.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=_agent_environment(),
+            )
+        finally:
+            agent_end.close()
+        ready = self._control.recv(16)
+        if ready != b"ready":
+            err = self.agent.stderr.read().decode(errors="replace") if self.agent.stderr else ""
+            self.agent.kill()
+            raise IsolationError(f"could not make a network namespace: {err.strip()[:300]}")
+        self.home = Path(tempfile.mkdtemp(prefix="gatehouse-browser-"))
+        self.wrapper_dir = Path(tempfile.mkdtemp(prefix="gatehouse-driver-"))
+        if self.identity is not None:
+            os.chown(self.home, self.identity.uid, self.identity.gid)
+        self.wrapper = self._write_wrapper(node)
+
+    def listen(self) -> socket.socket:
+        """A TCP socket listening on 127.0.0.1 inside the namespace, for one proxy."""
+        with self._lock:
+            self._control.sendall(b"L")
+            _, fds, _, _ = socket.recv_fds(self._control, 16, 1)
+        if not fds:
+            raise IsolationError("the namespace agent did not hand over a socket")
+        return socket.socket(fileno=fds[0])
+
+    @contextlib.contextmanager
+    def driver(self) -> Iterator[None]:
+        """While starting Playwright, its driver is the wrapper (read once, at start)."""
+        with _driver_start:
+            before = os.environ.get("PLAYWRIGHT_NODEJS_PATH")
+            os.environ["PLAYWRIGHT_NODEJS_PATH"] = str(self.wrapper)
+            try:
+                yield
+            finally:
+                if before is None:
+                    os.environ.pop("PLAYWRIGHT_NODEJS_PATH", None)
+                else:
+                    os.environ["PLAYWRIGHT_NODEJS_PATH"] = before
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._control.close()
+        with contextlib.suppress(OSError):
+            self.agent.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.agent.wait(timeout=5)
+        if self.agent.stderr:
+            self.agent.stderr.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.wrapper_dir, ignore_errors=True)
+
+    def _write_wrapper(self, node: Path) -> Path:
+        ns = f"/proc/{self.agent.pid}/ns"
+        if self.identity is None:
+            enter = f"nsenter --user={ns}/user --net={ns}/net --preserve-credentials --"
+        else:
+            i = self.identity
+            enter = (
+                f"nsenter --net={ns}/net -- setpriv --reuid={i.uid} --regid={i.gid}"
+                " --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs --"
+            )
+        passed = " ".join(f'{v}="${{{v}}}"' for v in _DRIVER_VARIABLES)
+        script = (
+            "#!/bin/sh\n"
+            "# Written by sandbox.isolation: the Playwright driver, jailed.\n"
+            f"exec {enter} env -i PATH=/usr/bin:/bin HOME={self.home} TMPDIR={self.home}"
+            f' LANG=C.UTF-8 {passed} {node} "$@"\n'
+        )
+        path = self.wrapper_dir / "node"
+        path.write_text(script)
+        path.chmod(stat.S_IRWXU)
+        return path
+
+
+def _agent_environment() -> dict[str, str]:
+    # The agent runs this module with our interpreter; it needs nothing else of ours.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
+def _bring_up_loopback() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(s, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | _IFF_UP, b""))
+
+
+def _agent(control_fd: int) -> None:
+    """Inside the new namespace: bring loopback up, then make listening sockets on request."""
+    control = socket.socket(fileno=control_fd)
+    _bring_up_loopback()
+    control.sendall(b"ready")
+    while control.recv(1) == b"L":
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        socket.send_fds(control, [b"ok"], [listener.fileno()])
+        listener.close()
+
+
+if __name__ == "__main__":
+    _agent(int(sys.argv[1]))
