@@ -106,11 +106,13 @@ class LocalBlobStore:
 
     def download(self, key: str, dest: Path) -> None:
         try:
-            with self._path(key).open("rb") as src, dest.open("wb") as out:
-                while chunk := src.read(CHUNK):
-                    out.write(chunk)
+            src = self._path(key).open("rb")
         except FileNotFoundError:
             raise BlobNotFoundError(key) from None
+        # A destination that cannot be written is our error, not a missing blob.
+        with src, dest.open("wb") as out:
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

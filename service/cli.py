@@ -122,12 +122,15 @@ def _services(settings: Settings) -> Any:
 
 
 def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
-    from service.submissions import publisher_named
+    from service.submissions import SubmissionError, publisher_named
     from service.tokens import TokenError, create_token
 
     svc = _services(settings)
     with svc.session() as s:
-        publisher = publisher_named(s, args.publisher, "cli") if args.publisher else None
+        try:
+            publisher = publisher_named(s, args.publisher, "cli") if args.publisher else None
+        except SubmissionError as exc:
+            raise ServiceCommandError(f"--publisher {args.publisher!r}: {exc}") from None
         try:
             row, plaintext = create_token(
                 s, args.name, set(args.scope), publisher=publisher, hourly_limit=args.hourly_limit
@@ -183,10 +186,13 @@ def cmd_publishers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_publishers_limit(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit import audit
-    from service.submissions import publisher_named
+    from service.submissions import SubmissionError, publisher_named
 
     with _services(settings).session() as s:
-        p = publisher_named(s, args.publisher, "cli")
+        try:
+            p = publisher_named(s, args.publisher, "cli")
+        except SubmissionError as exc:
+            raise ServiceCommandError(f"{args.publisher!r}: {exc}") from None
         p.daily_limit = args.daily_limit
         audit(s, "cli", "publisher.limit", "publisher", p.id, {"daily_limit": args.daily_limit})
     print(f"{args.publisher}: {args.daily_limit} submissions a day")

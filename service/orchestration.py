@@ -84,7 +84,8 @@ def materialized(svc: Services, scan: Scan) -> Iterator[OpenedBundle]:
     """The scan's bundle, downloaded and unpacked into a private work dir."""
     svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(prefix="blob-", dir=svc.settings.work_root) as tmp:
-        path = Path(tmp) / scan.bundle_name
+        # A fixed name: bundle_name is a label that may hold a "/" (scoped plugin names).
+        path = Path(tmp) / "bundle"
         assert scan.bundle_sha256 is not None
         svc.blobs.download(bundle_key(scan.bundle_sha256), path)
         with opened_bundle(path, svc.settings) as opened:

@@ -59,7 +59,9 @@ def serve(settings: Settings, listen: str) -> int:
     from scanner.clamd_server import ClamdServer
     from service.jobs import RecordingJobQueue
     from service.services import Services
+    from service.webhooks import check_secrets
 
+    check_secrets(settings)  # refuse to start rather than accept forgeries or sign with ""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     Services.from_settings(settings, RecordingJobQueue())  # migrate once, before the workers race
     clamd = ClamdServer(settings)

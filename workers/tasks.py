@@ -14,6 +14,7 @@ from service import callbacks, orchestration
 from service.fetch import FetchError
 from service.orchestration import StageRegistry
 from service.services import Services
+from service.webhooks import check_secrets
 from workers.celery_app import CeleryJobQueue, make_celery
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ FETCH_RETRIES = 5
 @functools.cache
 def services() -> Services:
     # Built in the worker child on its first task: engines and browsers never cross a fork.
-    settings = Settings.from_env()
+    settings = check_secrets(Settings.from_env())
     return Services.from_settings(settings, CeleryJobQueue(make_celery(settings)))
 
 

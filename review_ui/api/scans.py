@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from flask import Response, current_app, jsonify, request, url_for
+from sqlalchemy.orm import Session
 
 from review_ui.api import accepted, bp
 from review_ui.api.auth import Caller, require_token
@@ -12,7 +13,7 @@ from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, sp
 from review_ui.context import services_of
 from review_ui.problems import ApiProblemError
 from service.blobs import BlobNotFoundError, artifact_key
-from service.models import Scan, ScanStatus, iso
+from service.models import Scan, ScanStatus, Submission, iso
 from service.services import Services
 from service.submissions import start_preflight
 
@@ -78,8 +79,9 @@ def get_scan(scan_id: str) -> Response:
 def _load(svc: Services, scan_id: str, caller: Caller) -> dict[str, object]:
     with svc.session() as s:
         scan = s.get(Scan, scan_id)
-        # Someone else's pre-flight is as absent as one that never existed.
-        if scan is None or not (caller.may_read_all() or scan.token_id == caller.token_id):
+        # Someone else's pre-flight (or another publisher's submission) is as absent as
+        # one that never existed.
+        if scan is None or not _may_see(s, caller, scan):
             raise ApiProblemError(404, "not-found", "Not Found", "no such scan")
         return {
             "id": scan.id,
@@ -94,6 +96,15 @@ def _load(svc: Services, scan_id: str, caller: Caller) -> dict[str, object]:
             "sarif_url": url_for("api.get_scan", scan_id=scan.id, format="sarif"),
             "report": scan.report,
         }
+
+
+def _may_see(s: Session, caller: Caller, scan: Scan) -> bool:
+    if caller.may_read_all() or (scan.token_id is not None and scan.token_id == caller.token_id):
+        return True
+    if scan.submission_id is None:
+        return False
+    sub = s.get(Submission, scan.submission_id)
+    return sub is not None and caller.may_read_publisher(sub.publisher_id)
 
 
 def _sarif(svc: Services, scan_id: str, status: str) -> Response:
