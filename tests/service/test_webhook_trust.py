@@ -22,7 +22,7 @@ from service.models import Publisher, Scan, StageRun, Submission
 from service.services import Services
 from service.submissions import publisher_named
 from service.tokens import create_token
-from service.webhooks import check_secrets, new_secret, signed_headers
+from service.webhooks import check_secrets, signed_headers
 from tests.service.conftest import (
     SECRET,
     multipart,
