@@ -24,6 +24,7 @@ from scanner.intake import (
     unpack,
 )
 from scanner.policy import Decision, Policy, decide
+from scanner.private_dirs import private_dir
 from scanner.ruleset import ruleset_hash
 from scanner.stages.base import Stage
 from scanner.workspace import Workspace
@@ -142,8 +143,7 @@ class OpenedBundle:
 def opened_bundle(bundle: Path, settings: Settings) -> Iterator[OpenedBundle]:
     """Unpack under a fresh 0700 dir below the work root; removed on the way out."""
     info = describe_bundle(bundle)
-    settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    workdir = Path(tempfile.mkdtemp(prefix="scan-", dir=settings.work_root))
+    workdir = Path(tempfile.mkdtemp(prefix="scan-", dir=private_dir(settings.work_root)))
     try:
         root = workdir / "bundle"
         root.mkdir(mode=0o700)

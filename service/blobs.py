@@ -12,6 +12,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
 from scanner.config import Settings, SettingsError
+from scanner.private_dirs import private_dir
 
 CHUNK = 1024 * 1024
 
@@ -59,7 +60,7 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(root)
 
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)

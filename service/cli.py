@@ -21,6 +21,7 @@ from scanner import cli as scanner_cli
 from scanner.cli import UsageError
 from scanner.config import Settings, SettingsError
 from scanner.policy import PolicyError
+from scanner.reports.terminal import terminal_safe
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         return int(args.func(args, settings))
     except (UsageError, SettingsError, PolicyError, ServiceCommandError) as exc:
-        print(f"gatehouse: {exc}", file=sys.stderr)
+        print(f"gatehouse: {terminal_safe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("gatehouse: interrupted", file=sys.stderr)
@@ -50,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"gatehouse: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        detail = terminal_safe(f"{type(exc).__name__}: {exc}")
+        print(f"gatehouse: internal error: {detail}", file=sys.stderr)
         return EXIT_ERROR
 
 

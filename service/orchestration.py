@@ -30,6 +30,7 @@ from scanner.pipeline import (
     stage_name,
 )
 from scanner.pipeline import run_stages as run_in_threads
+from scanner.private_dirs import private_dir
 from scanner.reports.json import report_dict
 from scanner.reports.sarif import render_sarif
 from scanner.stages.base import Stage
@@ -82,8 +83,8 @@ class StageRegistry:
 @contextmanager
 def materialized(svc: Services, scan: Scan) -> Iterator[OpenedBundle]:
     """The scan's bundle, downloaded and unpacked into a private work dir."""
-    svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(prefix="blob-", dir=svc.settings.work_root) as tmp:
+    work_root = private_dir(svc.settings.work_root)
+    with tempfile.TemporaryDirectory(prefix="blob-", dir=work_root) as tmp:
         # A fixed name: bundle_name is a label that may hold a "/" (scoped plugin names).
         path = Path(tmp) / "bundle"
         assert scan.bundle_sha256 is not None
@@ -119,9 +120,9 @@ def start_scan(svc: Services, scan_id: str, registry: StageRegistry) -> None:
 
 def _fetch(svc: Services, scan_id: str, submission: Submission) -> bool:
     """Fetch a bundle_url into blob storage; False when it cannot be (the scan concluded)."""
-    svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     assert submission.bundle_url is not None
-    with tempfile.TemporaryDirectory(prefix="fetch-", dir=svc.settings.work_root) as tmp:
+    work_root = private_dir(svc.settings.work_root)
+    with tempfile.TemporaryDirectory(prefix="fetch-", dir=work_root) as tmp:
         dest = Path(tmp) / "bundle"
         try:
             fetch_bundle(

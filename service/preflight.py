@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scanner.reports.terminal import terminal_safe
+
 
 class PreflightError(Exception):
     """The server could not be reached, refused the bundle, or did not finish in time."""
@@ -40,7 +42,7 @@ def run_preflight(
             )
         _check(r)
         scan_id = str(r.json()["id"])
-        print(f"uploaded {bundle.name}: scan {scan_id} queued", file=sys.stderr)
+        print(f"uploaded {bundle.name}: scan {terminal_safe(scan_id)} queued", file=sys.stderr)
         view = _wait(base, auth, scan_id, deadline, timeout)
         text = json.dumps(view["report"], indent=2) + "\n"
         if fmt == "sarif":
@@ -77,7 +79,7 @@ def _wait(
         view: dict[str, Any] = r.json()
         if view["status"] != status:
             status = view["status"]
-            print(f"scan {scan_id}: {status}", file=sys.stderr)
+            print(f"scan {terminal_safe(scan_id)}: {terminal_safe(status)}", file=sys.stderr)
         if status == "completed":
             return view
 

@@ -8,6 +8,7 @@ from celery import Celery, group, signature
 from kombu.transport import TRANSPORT_ALIASES
 
 from scanner.config import Settings
+from scanner.private_dirs import private_file
 from service.jobs import QUEUES
 
 STAGE_QUEUES = {"runtime": "browser", "antivirus": "av"}
@@ -22,6 +23,9 @@ def make_celery(settings: Settings) -> Celery:
     broker = settings.broker
     transport: dict[str, object] = {}
     if broker.startswith("sqla+"):
+        if not settings.broker_url:
+            # The queue holds submission ids and callback ids: 0600 in the private data dir.
+            private_file(settings.data_dir / "broker.sqlite")
         # kombu refuses import paths in URLs, so the embedded transport gets an alias.
         TRANSPORT_ALIASES.setdefault("gatehouse-sqla", EMBEDDED)
         broker = "gatehouse-sqla" + broker.removeprefix("sqla")
