@@ -43,6 +43,11 @@ def add_commands(sub: Any) -> None:
         "--keep-workdir", type=Path, help="copy the unpacked bundle here for inspection"
     )
     scan.add_argument("--artifacts", type=Path, help="write traces and screenshots to this folder")
+    scan.add_argument(
+        "--sarif-category",
+        help="SARIF automationDetails.id category (default gatehouse/<plugin name>): one per"
+        " bundle scanned in a repository, so uploads do not replace each other",
+    )
     scan.set_defaults(func=_cmd_scan)
 
     clamd = sub.add_parser("clamd", help="run the embedded clamd with the project's signatures")
@@ -86,10 +91,16 @@ def add_commands(sub: Any) -> None:
 def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.pipeline import build_stages, default_stage_factories, scan_bundle
     from scanner.reports import RENDERERS
+    from scanner.reports.sarif import automation_id, render_sarif
 
     bundle: Path = args.bundle
     if not bundle.is_file():
         raise UsageError(f"{bundle}: no such file")
+    if args.sarif_category is not None:
+        try:
+            automation_id(args.sarif_category)
+        except ValueError as exc:
+            raise UsageError(f"--sarif-category: {exc}") from None
     for wanted in (args.output, args.artifacts, args.keep_workdir):
         if wanted is not None:
             require_directory(wanted.parent, wanted)
@@ -104,7 +115,10 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         for stage in result.stages:
             for name, data in stage.artifacts.items():
                 (args.artifacts / f"{stage.name}-{name}").write_bytes(data)
-    report = RENDERERS[args.format](result)
+    if args.format == "sarif":
+        report = render_sarif(result, args.sarif_category)
+    else:
+        report = RENDERERS[args.format](result)
     if args.output:
         write_atomically(args.output, report)
         print(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scanner.capabilities import CapabilityCheck
-from scanner.config import Settings
+from scanner.config import Settings, packaged_rules
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
 from scanner.intake import (
     ArchiveViolation,
@@ -47,6 +47,8 @@ class ScanResult:
     manifest_name: str | None = None
     manifest_version: str | None = None
     tool_versions: dict[str, str] = field(default_factory=dict)
+    # The rules/ tree the scan ran with: reporters read rule-level text from it.
+    rules_dir: Path = field(default_factory=packaged_rules)
 
     @property
     def findings(self) -> list[Finding]:
@@ -179,6 +181,7 @@ def conclude(
         manifest_name=manifest.name if manifest else None,
         manifest_version=manifest.version if manifest else None,
         tool_versions=tools,
+        rules_dir=settings.rules_dir,
     )
 
 

@@ -100,6 +100,9 @@ def add_commands(sub: Any) -> None:
     pre.add_argument("--output", type=Path, help="write the report here (default: stdout)")
     pre.add_argument("--fail-on", choices=("review", "reject"))
     pre.add_argument("--timeout", type=float, default=900.0, help="seconds to wait in all")
+    pre.add_argument(
+        "--sarif-category", help="SARIF automationDetails.id category (default gatehouse/<name>)"
+    )
     pre.set_defaults(func=cmd_preflight)
 
     bench = sub.add_parser("bench-service", help="print the service's speed figures")
@@ -218,7 +221,9 @@ def cmd_preflight(args: argparse.Namespace, settings: Settings) -> int:
     if args.output is not None:
         scanner_cli.require_directory(args.output.parent, args.output)
     try:
-        report = run_preflight(args.bundle, args.server, token, args.format, args.timeout)
+        report = run_preflight(
+            args.bundle, args.server, token, args.format, args.timeout, args.sarif_category
+        )
     except PreflightError as exc:
         raise ServiceCommandError(str(exc)) from None
     if args.output is None:

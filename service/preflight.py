@@ -24,7 +24,12 @@ class PreflightReport:
 
 
 def run_preflight(
-    bundle: Path, server: str, token: str, fmt: str, timeout: float
+    bundle: Path,
+    server: str,
+    token: str,
+    fmt: str,
+    timeout: float,
+    sarif_category: str | None = None,
 ) -> PreflightReport:
     """Upload ``bundle`` to ``server``, long-poll until the scan completes, fetch the report."""
     import requests
@@ -48,7 +53,8 @@ def run_preflight(
         if fmt == "sarif":
             r = requests.get(
                 f"{base}/api/v1/scans/{scan_id}",
-                params={"format": "sarif"},
+                params={"format": "sarif"}
+                | ({"category": sarif_category} if sarif_category else {}),
                 headers=auth,
                 timeout=60,
             )

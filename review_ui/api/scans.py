@@ -12,6 +12,7 @@ from review_ui.api.auth import Caller, require_token
 from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, spooled_body
 from review_ui.context import services_of
 from review_ui.problems import ApiProblemError
+from scanner.reports.sarif import automation_id, with_category
 from service.blobs import BlobNotFoundError, artifact_key
 from service.models import Scan, ScanStatus, Submission, iso
 from service.services import Services
@@ -56,6 +57,12 @@ def get_scan(scan_id: str) -> Response:
     fmt = request.args.get("format", "json")
     if fmt not in {"json", "sarif"}:
         raise ApiProblemError(400, "bad-format", "Bad Request", "format is json or sarif")
+    category = request.args.get("category")
+    if category is not None:
+        try:
+            automation_id(category)
+        except ValueError as exc:
+            raise ApiProblemError(400, "bad-category", "Bad Request", str(exc)) from None
     try:
         wait = min(MAX_WAIT, max(0.0, float(request.args.get("wait", "0"))))
     except ValueError:
@@ -72,7 +79,7 @@ def get_scan(scan_id: str) -> Response:
     if view["status"] == ScanStatus.EXPIRED:
         raise ApiProblemError(410, "expired", "Gone", "this pre-flight report has expired")
     if fmt == "sarif":
-        return _sarif(svc, scan_id, str(view["status"]))
+        return _sarif(svc, scan_id, str(view["status"]), request.args.get("category"))
     return jsonify(view)
 
 
@@ -107,7 +114,7 @@ def _may_see(s: Session, caller: Caller, scan: Scan) -> bool:
     return sub is not None and caller.may_read_publisher(sub.publisher_id)
 
 
-def _sarif(svc: Services, scan_id: str, status: str) -> Response:
+def _sarif(svc: Services, scan_id: str, status: str, category: str | None) -> Response:
     if status != ScanStatus.COMPLETED:
         raise ApiProblemError(
             409, "not-finished", "Conflict", "the scan has not finished; ask again with wait"
@@ -116,4 +123,9 @@ def _sarif(svc: Services, scan_id: str, status: str) -> Response:
         data = svc.blobs.get_bytes(artifact_key(scan_id, "report.sarif"))
     except BlobNotFoundError:
         raise ApiProblemError(404, "not-found", "Not Found", "no SARIF for this scan") from None
+    if category is not None:
+        try:
+            data = with_category(data.decode(), category).encode()
+        except ValueError as exc:
+            raise ApiProblemError(400, "bad-category", "Bad Request", str(exc)) from None
     return Response(data, mimetype="application/sarif+json")
