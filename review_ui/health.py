@@ -15,7 +15,6 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.utils import floatToGoString
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
@@ -169,9 +168,9 @@ def _stage_durations(s: Session) -> HistogramMetricFamily:
         .group_by(StageRun.stage)
     )
     for stage, n, total_ms, *cumulative in s.execute(query):
+        # Labels as the client library writes them ("1.0", "0.25"), so dashboards match.
         buckets = [
-            (floatToGoString(b), int(c or 0))
-            for b, c in zip(STAGE_BUCKETS, cumulative, strict=True)
+            (repr(float(b)), int(c or 0)) for b, c in zip(STAGE_BUCKETS, cumulative, strict=True)
         ]
         buckets.append(("+Inf", int(n)))
         family.add_metric([stage], buckets, (total_ms or 0) / 1000)
