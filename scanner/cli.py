@@ -186,6 +186,7 @@ def _advisory_store(settings: Settings) -> AdvisoryStore:
 
 def _cmd_advisories_import(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.advisories.feeds import FeedError, read_feed
+    from scanner.advisories.store import import_warnings
 
     store = _advisory_store(settings)
     for path in args.paths:
@@ -202,12 +203,16 @@ def _cmd_advisories_import(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"{feed.name}: {count} advisories, {len(feed.detectors)} detectors in {elapsed:.1f} s"
         )
+        warnings = import_warnings(feed)
+        if warnings:
+            print(f"  warning: {len(warnings)} range bounds could not be read (advisories status)")
     return EXIT_OK
 
 
 def _cmd_advisories_status(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.advisories.snapshot import ensure_snapshot
     from scanner.advisories.store import STALE_AFTER_DAYS
+    from scanner.reports.terminal import terminal_safe
 
     store = _advisory_store(settings)
     if ensure_snapshot(store, settings.rules_dir):
@@ -225,6 +230,10 @@ def _cmd_advisories_status(args: argparse.Namespace, settings: Settings) -> int:
             f"{s.name}: {s.advisories} advisories ({counts}); data as of {s.snapshot or '?'}{age};"
             f" newest record {s.newest_modified or '?'}; imported {s.imported_at:%Y-%m-%d %H:%M}"
         )
+        if s.warning_count:
+            print(f"  warning: {s.warning_count} range bounds could not be read, e.g.:")
+            for line in s.warnings[:5]:
+                print(f"    {terminal_safe(line)}")
     if stale:
         print(
             f"warning: some sources are older than {STALE_AFTER_DAYS} days; import fresh data "

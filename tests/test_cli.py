@@ -267,6 +267,17 @@ def test_advisories_import_and_status(
     assert "osv:osv: 1 advisories (PyPI 1); data as of 2020-01-01" in out
     assert "STALE" in out and "warning:" in out
     assert main(["advisories", "import", str(tmp_path / "missing")]) == 2
+    bad = tmp_path / "npmrepository.json"
+    bad.write_text(json.dumps({"w": {"vulnerabilities": [{"below": "~", "identifiers": {}}]}}))
+    assert main(["advisories", "import", str(bad)]) == 0
+    assert "1 range bounds could not be read" in capsys.readouterr().out
+    assert main(["advisories", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "retirejs:npmrepository: 1 advisories" in out
+    assert (
+        "warning: 1 range bounds could not be read" in out
+        and "RETIRE-w-~ w: unreadable fixed '~'" in out
+    )
 
 
 def test_sbom_lists_components_with_vulnerabilities(
