@@ -155,6 +155,12 @@ class Settings:
         return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
 
     @property
+    def task_soft_time_limit(self) -> float:
+        """Seconds after which a task is interrupted to record a timeout and clean up,
+        before the hard limit kills its process (a tenth of the limit, 5 to 30 s earlier)."""
+        return self.task_time_limit - min(30.0, max(5.0, self.task_time_limit / 10))
+
+    @property
     def webhook_secret_list(self) -> tuple[str, ...]:
         return tuple(self.webhook_secrets.split())
 
@@ -173,8 +179,11 @@ class Settings:
                 "GATEHOUSE_TASK_TIME_LIMIT must stay below GATEHOUSE_BROKER_VISIBILITY_TIMEOUT,"
                 " or a running task is delivered a second time"
             )
-        if self.stage_timeout >= self.task_time_limit:
-            raise SettingsError("GATEHOUSE_STAGE_TIMEOUT must stay below GATEHOUSE_TASK_TIME_LIMIT")
+        if self.stage_timeout >= self.task_soft_time_limit:
+            raise SettingsError(
+                "GATEHOUSE_STAGE_TIMEOUT must stay below GATEHOUSE_TASK_TIME_LIMIT minus its"
+                f" soft margin ({self.task_soft_time_limit:g} s), so a stage times out first"
+            )
         if self.max_stage_attempts < 1:
             raise SettingsError("GATEHOUSE_MAX_STAGE_ATTEMPTS must be at least 1")
         for name in ("web_processes", "web_threads", "worker_processes"):

@@ -109,7 +109,7 @@ def test_an_unfetchable_bundle_fails_closed(client: FlaskClient, svc: Services) 
         assert stages["fetch"] == "error"
 
 
-def test_a_fetch_that_keeps_failing_is_retried_with_backoff_then_fails_closed(
+def test_a_fetch_that_keeps_failing_is_retried_with_jittered_backoff_then_fails_closed(
     client: FlaskClient, svc: Services, jobs: InlineJobQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from workers import tasks
@@ -132,7 +132,10 @@ def test_a_fetch_that_keeps_failing_is_retried_with_backoff_then_fails_closed(
         # Eager apply runs each retry at once, in this process, ignoring the countdown.
         tasks.start_scan.apply(args=[scan_id])
     assert len(flaky.requests) == tasks.FETCH_RETRIES + 1
-    assert countdowns == [5, 10, 20, 40, 80]
+    # Celery's retry_backoff with full jitter: each wait is drawn below 5 s doubling.
+    assert len(countdowns) == tasks.FETCH_RETRIES
+    assert all(0 <= c <= 5 * 2**n for n, c in enumerate(countdowns)), countdowns
+    assert tasks.start_scan.retry_jitter and tasks.start_scan.retry_backoff == 5
     with svc.session() as s:
         scan = s.get_one(Scan, scan_id)
         assert scan.status == "completed" and scan.verdict != "pass"
