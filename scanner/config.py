@@ -157,8 +157,8 @@ class Settings:
     @property
     def task_soft_time_limit(self) -> float:
         """Seconds after which a task is interrupted to record a timeout and clean up,
-        before the hard limit kills its process (a tenth of the limit, 5 to 30 s earlier)."""
-        return self.task_time_limit - min(30.0, max(5.0, self.task_time_limit / 10))
+        before the hard limit kills its process (a tenth of the limit, at most 30 s)."""
+        return self.task_time_limit - min(30.0, self.task_time_limit / 10)
 
     @property
     def webhook_secret_list(self) -> tuple[str, ...]:
