@@ -110,7 +110,9 @@ def _fields_and_bundle(upload: Any) -> tuple[dict[str, str], Any]:
         bundle = saved_path(part) if part is not None else None
     elif request.mimetype == "application/json":
         try:
-            data = json.loads(upload.body.read(), object_pairs_hook=_no_duplicate_keys)
+            # UTF-8 only (RFC 8259): json.loads would also guess UTF-16/32 from the bytes.
+            text = upload.body.read().decode("utf-8")
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except (ValueError, UnicodeDecodeError):
             raise ApiProblemError(400, "malformed-json", "Malformed JSON body") from None
         if not isinstance(data, dict):

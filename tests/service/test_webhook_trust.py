@@ -179,8 +179,18 @@ def test_content_type_parameters_a_parser_could_read_differently_are_refused(
             ).encode(),
             "application/json; charset=utf-16",
         ),
+        (
+            json.dumps(
+                {
+                    **submission_fields(),
+                    "bundle_url": "https://registry.example/b.zip",
+                    "sha256": "a" * 64,
+                }
+            ).encode("utf-16"),
+            "application/json",
+        ),
     ],
-    ids=["duplicate-key", "charset"],
+    ids=["duplicate-key", "charset", "utf-16-body"],
 )
 def test_json_bodies_have_one_reading(
     client: FlaskClient, svc: Services, body: bytes, ctype: str
