@@ -83,7 +83,10 @@ RULES_GUIDE = "docs/rules.md#rule-ids-in-reports"
 _VOLATILE = re.compile(r"[0-9a-fA-F]{6,}|\d{3,}")
 # Stages whose evidence is observed at run time: it carries the canaries, random per scan.
 RUN_DEPENDENT_STAGES = frozenset({"runtime"})
-MAX_CATEGORY = 200
+# A category is a path-like name; anything else is refused (a given one) or replaced (one
+# derived from a bundle's file name).
+CATEGORY_RE = re.compile(r"[A-Za-z0-9._/@+-]{1,200}")
+_NOT_CATEGORY = re.compile(r"[^A-Za-z0-9._/@+-]")
 
 
 def safe_member_path(path: str) -> str | None:
@@ -150,14 +153,14 @@ def default_category(result: ScanResult) -> str:
     """The code-scanning category of this bundle: uploads for two plugins never replace
     each other's alerts, and the same plugin's next scan replaces its own."""
     name = result.manifest_name or result.bundle_name
-    return f"gatehouse/{name}"
+    return f"gatehouse/{_NOT_CATEGORY.sub('_', name)}"[:190]
 
 
 def automation_id(category: str) -> str:
     """``automationDetails.id``: GitHub reads everything before the last "/" as the category."""
-    category = category.strip().rstrip("/")
-    if not category or len(category) > MAX_CATEGORY or not category.isprintable():
-        raise ValueError(f"a SARIF category is 1-{MAX_CATEGORY} printable characters")
+    category = category.rstrip("/")
+    if not CATEGORY_RE.fullmatch(category):
+        raise ValueError("a SARIF category is 1-200 of A-Z a-z 0-9 . _ / @ + -")
     return category + "/"
 
 

@@ -82,6 +82,9 @@ def test_automation_details_default_to_the_plugin_and_can_be_set() -> None:
     assert again["runs"][0]["automationDetails"] == {"id": "ci/one/"}
     with pytest.raises(ValueError):
         sarif_dict(scan_result([STATIC]), category="bad\x1bcategory")
+    # Derived from a file name that is no category: made into one, never an error.
+    odd = sarif_dict(scan_result([STATIC], manifest_name=None, bundle_name="my plugin (1).zip"))
+    assert odd["runs"][0]["automationDetails"] == {"id": "gatehouse/my_plugin__1_.zip/"}
 
 
 def test_rules_carry_rule_level_text_and_help_into_the_rules_guide() -> None:
