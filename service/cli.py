@@ -21,7 +21,7 @@ from scanner import cli as scanner_cli
 from scanner.cli import UsageError
 from scanner.config import Settings, SettingsError
 from scanner.policy import PolicyError
-from scanner.reports.terminal import terminal_safe
+from scanner.reports.terminal import TerminalSafeFormatter, terminal_safe
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -36,10 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("GATEHOUSE_DEBUG") == "1"
     try:
         args = parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if debug else logging.WARNING,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
+        handler = logging.StreamHandler()
+        handler.setFormatter(TerminalSafeFormatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
         settings = Settings.from_env()
         return int(args.func(args, settings))
     except (UsageError, SettingsError, PolicyError, ServiceCommandError) as exc:

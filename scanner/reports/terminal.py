@@ -8,6 +8,7 @@ character is printed as its Python escape instead, so what a person reads is wha
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 # Categories that print nothing visible and change what is shown: controls (C0, DEL,
@@ -39,3 +40,12 @@ def terminal_safe(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+class TerminalSafeFormatter(logging.Formatter):
+    """Log lines for a terminal: the message (which may quote a member name or a stage's
+    error about bundle content) is escaped; a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = terminal_safe(record.message)
+        return super().formatMessage(record)

@@ -59,3 +59,22 @@ def test_every_printed_field_is_escaped() -> None:
     assert "verdict: REJECT" in lines[1]
     assert sum("verdict:" in line for line in lines if line.startswith("verdict")) == 1
     assert "\\u202egnp.js" in text and "\\x1b[2J" in text and "\\x9b2J" in text
+
+
+def test_log_lines_on_the_terminal_are_escaped_but_tracebacks_keep_their_lines() -> None:
+    import logging
+
+    from scanner.reports.terminal import TerminalSafeFormatter
+
+    formatter = TerminalSafeFormatter("%(levelname)s %(message)s")
+    record = logging.LogRecord(
+        "scanner", logging.WARNING, __file__, 1, "stage failed on %s", ("\x1b[2Jx.js",), None
+    )
+    assert formatter.format(record) == "WARNING stage failed on \\x1b[2Jx.js"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    assert "\nTraceback" in formatter.format(record)
