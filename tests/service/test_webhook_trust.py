@@ -9,15 +9,16 @@ import hmac
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from werkzeug.test import TestResponse
 
 from review_ui.app import create_app
 from scanner.config import Settings, SettingsError
-from scanner.db import session_scope
+from scanner.db import make_engine, session_scope
 from service.models import Publisher, Scan, StageRun, Submission
 from service.services import Services
 from service.submissions import publisher_named
@@ -315,3 +316,33 @@ def test_a_scoped_plugin_name_is_scanned_end_to_end(client: FlaskClient, svc: Se
         )
         assert errors == 0
         assert s.get_one(Submission, r.get_json()["id"]).plugin_name == "@acme/widget"
+
+
+def test_publishers_recorded_with_capitals_keep_their_limit_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from service.db import MIGRATIONS, VERSION_TABLE, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'up.db'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        config.attributes["version_table"] = VERSION_TABLE
+        command.downgrade(config, "0003")
+        conn.execute(
+            text(
+                "INSERT INTO publishers (external_id, daily_limit, created_at) VALUES"
+                " ('Acme', 50, '2026-01-01'), ('Twin', NULL, '2026-01-01'),"
+                " ('twin', NULL, '2026-01-01')"
+            )
+        )
+        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT external_id, daily_limit FROM publishers")).all())
+    assert rows == {"acme": 50, "Twin": None, "twin": None}
+    engine.dispose()
