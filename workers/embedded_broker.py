@@ -10,7 +10,9 @@ visibility timeout becomes visible again, as on Redis; acknowledged messages are
 
 from __future__ import annotations
 
+import collections
 import datetime
+import logging
 import time
 from queue import Empty
 from typing import Any
@@ -20,6 +22,8 @@ from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from sqlalchemy import delete, text, update
+
+log = logging.getLogger(__name__)
 
 ROW = "x-gatehouse-row"  # the message's row id, carried in its properties once taken
 TRACKED = "x-gatehouse-tracked"  # rows written by this transport (older ones are left alone)
@@ -37,6 +41,9 @@ class Channel(SQLAlchemyChannel):
             options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT)
         )
         self._restored_at: dict[str, float] = {}
+        # Rows of messages acknowledged or rejected, deleted by the consumer's own thread:
+        # acks come from the pool's result thread, and the session is not thread-safe.
+        self._finished: collections.deque[int] = collections.deque()
         super().__init__(connection, **kwargs)
 
     def _engine_from_config(self) -> Any:
@@ -56,6 +63,7 @@ class Channel(SQLAlchemyChannel):
         return super()._put(queue, payload, **kwargs)
 
     def _get(self, queue: Any, timeout: Any = None) -> Any:
+        self._delete_finished()
         self._restore_expired(queue)
         obj = self._get_or_create(queue)
         if self.session.bind.name == "sqlite":
@@ -103,12 +111,19 @@ class Channel(SQLAlchemyChannel):
         )
         self.session.commit()
 
+    def _delete_finished(self) -> None:
+        rows = []
+        while self._finished:
+            rows.append(self._finished.popleft())
+        if rows:
+            self.session.execute(delete(self.message_cls).where(self.message_cls.id.in_(rows)))
+            self.session.commit()
+
     def _forget(self, delivery_tag: Any) -> None:
         message = self.qos._delivered.get(delivery_tag)
         row = message.properties.get(ROW) if message is not None else None
         if row is not None:
-            self.session.execute(delete(self.message_cls).where(self.message_cls.id == row))
-            self.session.commit()
+            self._finished.append(row)
 
     def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
         self._forget(delivery_tag)
@@ -123,8 +138,15 @@ class Channel(SQLAlchemyChannel):
         row = message.properties.get(ROW)
         super()._restore(message)
         if row is not None:  # unacknowledged at close: requeued as a new row
-            self.session.execute(delete(self.message_cls).where(self.message_cls.id == row))
-            self.session.commit()
+            self._finished.append(row)
+
+    def close(self) -> None:
+        if self._finished and not self.closed:
+            try:
+                self._delete_finished()
+            except Exception as exc:  # a row left behind is redelivered once: idempotent
+                log.warning("embedded broker: finished messages not deleted: %s", exc)
+        super().close()
 
 
 class Transport(SQLAlchemyTransport):

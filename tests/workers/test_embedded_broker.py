@@ -62,6 +62,28 @@ def test_a_running_task_within_the_timeout_is_not_delivered_twice(tmp_path: Path
         first.ack()
 
 
+def test_acks_from_the_pools_result_thread_are_applied_by_the_consumer(tmp_path: Path) -> None:
+    """Celery acknowledges from another thread; the channel's session must not be used there."""
+    import sqlite3
+    import threading
+
+    broker = tmp_path / "broker.sqlite"
+    with _connection(broker) as conn:
+        queue = conn.SimpleQueue("scan")
+        for n in range(5):
+            queue.put({"n": n})
+        taken = [queue.get(block=True, timeout=2) for _ in range(5)]
+        acks = [threading.Thread(target=m.ack) for m in taken]
+        for t in acks:
+            t.start()
+        for t in acks:
+            t.join()
+        with pytest.raises(Empty):
+            queue.get(block=True, timeout=0.5)  # the consumer's poll deletes the acked rows
+        rows = sqlite3.connect(broker).execute("SELECT count(*) FROM kombu_message").fetchone()
+        assert rows == (0,)
+
+
 def test_celery_uses_this_transport_with_the_visibility_timeout(tmp_path: Path) -> None:
     from dataclasses import replace
 
