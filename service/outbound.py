@@ -115,19 +115,21 @@ def exchange(
     conn: http.client.HTTPConnection | None = None
     response: http.client.HTTPResponse | None = None
     try:
-        conn = _connect(parts.scheme, parts.hostname, port, connect_timeout, watchdog)
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        conn.request(method, target, body=body, headers=dict(headers or {}))
-        response = conn.getresponse()
-        watchdog.remaining()
+        try:
+            conn = _connect(parts.scheme, parts.hostname, port, connect_timeout, watchdog)
+            target = parts.path or "/"
+            if parts.query:
+                target += "?" + parts.query
+            conn.request(method, target, body=body, headers=dict(headers or {}))
+            response = conn.getresponse()
+            watchdog.remaining()
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OutboundError):
+                raise
+            watchdog.remaining()  # cut by the watchdog: say so, not "connection reset"
+            raise OutboundError(f"{type(exc).__name__}: {exc}") from None
+        # The caller's own errors (a full disk while saving the body) pass through as they are.
         yield Reply(response.status, dict(response.getheaders()), response, watchdog)
-    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-        if isinstance(exc, OutboundError):
-            raise
-        watchdog.remaining()  # cut by the watchdog: say so, not "connection reset"
-        raise OutboundError(f"{type(exc).__name__}: {exc}") from None
     finally:
         timer.cancel()
         if response is not None:
