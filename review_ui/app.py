@@ -7,6 +7,7 @@ from flask import Flask
 from review_ui.context import EXTENSION
 from scanner.config import Settings
 from service.services import Services
+from service.webhooks import check_secrets
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -16,6 +17,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from review_ui.problems import register_error_handlers
 
     settings = settings or (services.settings if services else Settings.from_env())
+    check_secrets(settings)  # a bad secret stops the app here, not on every webhook
     if services is None:
         from service.jobs import RecordingJobQueue
 

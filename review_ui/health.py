@@ -8,9 +8,15 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
+from sqlalchemy.orm import Session
 
 from review_ui.context import services_of
 from scanner.clamav import SocketClamdClient
@@ -79,7 +85,8 @@ class BrowserUnavailableError(RuntimeError):
 def metrics() -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(services_of(current_app)))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: Flask would append a second "; charset=utf-8".
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class _Collector:
@@ -102,24 +109,9 @@ class _Collector:
             ):
                 scans.add_metric([kind, status, verdict or "none"], n)
             yield scans
-            total = GaugeMetricFamily(
-                "gatehouse_stage_duration_seconds_sum", "Time spent per stage", labels=["stage"]
-            )
-            count = GaugeMetricFamily(
-                "gatehouse_stage_duration_seconds_count",
-                "Recorded runs per stage",
-                labels=["stage"],
-            )
-            for stage, ms, n in s.execute(
-                select(StageRun.stage, func.sum(StageRun.duration_ms), func.count())
-                .where(StageRun.duration_ms.is_not(None))
-                .group_by(StageRun.stage)
-            ):
-                total.add_metric([stage], (ms or 0) / 1000)
-                count.add_metric([stage], n)
-            yield total
-            yield count
-            failures = GaugeMetricFamily(
+            yield _stage_durations(s)
+            # Attempts are append-only rows, so this count only grows: a counter.
+            failures = CounterMetricFamily(
                 "gatehouse_webhook_delivery_failures", "Callback attempts that failed"
             )
             failures.add_metric(
@@ -153,3 +145,33 @@ class _Collector:
         for queue in QUEUE_NAMES:
             workers.add_metric([queue], len(heartbeats.serving(alive, queue)))
         yield workers
+
+
+# Upper bounds (seconds) of the stage-duration histogram: from a static stage's fraction
+# of a second to the default stage timeout.
+STAGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def _stage_durations(s: Session) -> HistogramMetricFamily:
+    """Recorded stage runs as a histogram, bucketed in the database in one query."""
+    ms = StageRun.duration_ms
+    columns = [
+        func.sum(case((ms <= bound * 1000, 1), else_=0)).label(f"le{n}")
+        for n, bound in enumerate(STAGE_BUCKETS)
+    ]
+    family = HistogramMetricFamily(
+        "gatehouse_stage_duration_seconds", "Time each stage run took", labels=["stage"]
+    )
+    query = (
+        select(StageRun.stage, func.count(), func.sum(ms), *columns)
+        .where(ms.is_not(None))
+        .group_by(StageRun.stage)
+    )
+    for stage, n, total_ms, *cumulative in s.execute(query):
+        # Labels as the client library writes them ("1.0", "0.25"), so dashboards match.
+        buckets = [
+            (repr(float(b)), int(c or 0)) for b, c in zip(STAGE_BUCKETS, cumulative, strict=True)
+        ]
+        buckets.append(("+Inf", int(n)))
+        family.add_metric([stage], buckets, (total_ms or 0) / 1000)
+    return family

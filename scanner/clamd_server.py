@@ -11,6 +11,7 @@ from pathlib import Path
 
 from scanner.clamav import ClamdUnavailableError, SocketClamdClient
 from scanner.config import MiB, Settings
+from scanner.private_dirs import private_dir
 
 SIGNATURE_SUFFIXES = frozenset(
     {".ndb", ".hdb", ".hsb", ".ldb", ".cdb", ".ndu", ".ldu", ".ign2", ".fp", ".sfp"}
@@ -34,7 +35,7 @@ class ClamdServer:
         self.log = self.home / "clamd.log"
 
     def write_config(self) -> Path:
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.home)
         (self.home / "tmp").mkdir(exist_ok=True, mode=0o700)
         self._refresh_database()
         limit_mb = max(self.settings.archive.max_file_bytes // MiB, 1) * 2

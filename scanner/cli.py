@@ -43,6 +43,11 @@ def add_commands(sub: Any) -> None:
         "--keep-workdir", type=Path, help="copy the unpacked bundle here for inspection"
     )
     scan.add_argument("--artifacts", type=Path, help="write traces and screenshots to this folder")
+    scan.add_argument(
+        "--sarif-category",
+        help="SARIF automationDetails.id category (default gatehouse/<plugin name>): one per"
+        " bundle scanned in a repository, so uploads do not replace each other",
+    )
     scan.set_defaults(func=_cmd_scan)
 
     clamd = sub.add_parser("clamd", help="run the embedded clamd with the project's signatures")
@@ -86,10 +91,16 @@ def add_commands(sub: Any) -> None:
 def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.pipeline import build_stages, default_stage_factories, scan_bundle
     from scanner.reports import RENDERERS
+    from scanner.reports.sarif import automation_id, render_sarif
 
     bundle: Path = args.bundle
     if not bundle.is_file():
         raise UsageError(f"{bundle}: no such file")
+    if args.sarif_category is not None:
+        try:
+            automation_id(args.sarif_category)
+        except ValueError as exc:
+            raise UsageError(f"--sarif-category: {exc}") from None
     for wanted in (args.output, args.artifacts, args.keep_workdir):
         if wanted is not None:
             require_directory(wanted.parent, wanted)
@@ -104,7 +115,10 @@ def _cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         for stage in result.stages:
             for name, data in stage.artifacts.items():
                 (args.artifacts / f"{stage.name}-{name}").write_bytes(data)
-    report = RENDERERS[args.format](result)
+    if args.format == "sarif":
+        report = render_sarif(result, args.sarif_category)
+    else:
+        report = RENDERERS[args.format](result)
     if args.output:
         write_atomically(args.output, report)
         print(
@@ -172,6 +186,7 @@ def _advisory_store(settings: Settings) -> AdvisoryStore:
 
 def _cmd_advisories_import(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.advisories.feeds import FeedError, read_feed
+    from scanner.advisories.store import import_warnings
 
     store = _advisory_store(settings)
     for path in args.paths:
@@ -193,12 +208,16 @@ def _cmd_advisories_import(args: argparse.Namespace, settings: Settings) -> int:
             print(f"warning: {len(feed.warnings)} detector patterns cannot run on RE2:")
             for line in feed.warnings:
                 print(f"  {line}")
+        warnings = import_warnings(feed)
+        if warnings:
+            print(f"  warning: {len(warnings)} range bounds could not be read (advisories status)")
     return EXIT_OK
 
 
 def _cmd_advisories_status(args: argparse.Namespace, settings: Settings) -> int:
     from scanner.advisories.snapshot import ensure_snapshot
     from scanner.advisories.store import STALE_AFTER_DAYS
+    from scanner.reports.terminal import terminal_safe
 
     store = _advisory_store(settings)
     if ensure_snapshot(store, settings.rules_dir):
@@ -216,6 +235,10 @@ def _cmd_advisories_status(args: argparse.Namespace, settings: Settings) -> int:
             f"{s.name}: {s.advisories} advisories ({counts}); data as of {s.snapshot or '?'}{age};"
             f" newest record {s.newest_modified or '?'}; imported {s.imported_at:%Y-%m-%d %H:%M}"
         )
+        if s.warning_count:
+            print(f"  warning: {s.warning_count} range bounds could not be read, e.g.:")
+            for line in s.warnings[:5]:
+                print(f"    {terminal_safe(line)}")
     if stale:
         print(
             f"warning: some sources are older than {STALE_AFTER_DAYS} days; import fresh data "

@@ -174,6 +174,12 @@ class Settings:
         return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
 
     @property
+    def task_soft_time_limit(self) -> float:
+        """Seconds after which a task is interrupted to record a timeout and clean up,
+        before the hard limit kills its process (a tenth of the limit, at most 30 s)."""
+        return self.task_time_limit - min(30.0, self.task_time_limit / 10)
+
+    @property
     def webhook_secret_list(self) -> tuple[str, ...]:
         return tuple(self.webhook_secrets.split())
 
@@ -192,8 +198,11 @@ class Settings:
                 "GATEHOUSE_TASK_TIME_LIMIT must stay below GATEHOUSE_BROKER_VISIBILITY_TIMEOUT,"
                 " or a running task is delivered a second time"
             )
-        if self.stage_timeout >= self.task_time_limit:
-            raise SettingsError("GATEHOUSE_STAGE_TIMEOUT must stay below GATEHOUSE_TASK_TIME_LIMIT")
+        if self.stage_timeout >= self.task_soft_time_limit:
+            raise SettingsError(
+                "GATEHOUSE_STAGE_TIMEOUT must stay below GATEHOUSE_TASK_TIME_LIMIT minus its"
+                f" soft margin ({self.task_soft_time_limit:g} s), so a stage times out first"
+            )
         if self.archive.max_seconds <= 0:
             raise SettingsError("GATEHOUSE_ARCHIVE_MAX_SECONDS must be above 0")
         if self.archive.max_memory_bytes < 64 * MiB:

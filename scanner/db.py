@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Executable
 
 from scanner.config import Settings
+from scanner.private_dirs import private_dir, private_file
 
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -40,8 +41,10 @@ def named_metadata() -> MetaData:
 def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return f"sqlite:///{settings.data_dir / 'gatehouse.db'}"
+    # Created 0600 in a 0700 dir before SQLite opens it (its WAL and SHM files copy the
+    # mode): submissions, tokens' hashes and verdicts are nobody else's to read.
+    path = private_file(private_dir(settings.data_dir) / "gatehouse.db")
+    return f"sqlite:///{path}"
 
 
 def make_engine(url: str, pooled: bool = True) -> Engine:

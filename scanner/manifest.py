@@ -9,18 +9,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from scanner import semver
 from scanner.findings import Category, Severity
 
 MANIFEST_NAME = "plugin.json"
 MAX_MANIFEST_BYTES = 64 * 1024
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-# semver.org's grammar, without the leading "v" some tools accept.
-SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
-IDENT_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
+# Patterns are applied with fullmatch: "$" alone would let a trailing newline through.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+# The one semver check, shared with the registry webhook.
+SEMVER_RE = semver.SEMVER_RE
+IDENT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}")
 # Globals a plugin must not replace by choosing them as its UMD name.
 RESERVED_GLOBALS = frozenset(
     {
@@ -249,7 +247,7 @@ def validate_manifest(data: Any, paths: frozenset[str]) -> ManifestLoad:
     name = _string(c, data, "name", NAME_RE, "must match ^[a-z0-9][a-z0-9-]{0,62}$")
     version = _string(c, data, "version", SEMVER_RE, "must be a semantic version such as 1.2.0")
     display = _string(
-        c, data, "displayName", re.compile(r"^\S.{0,99}$", re.S), "must be 1-100 characters"
+        c, data, "displayName", re.compile(r"\S.{0,99}", re.S), "must be 1-100 characters"
     )
     global_name = _string(c, data, "globalName", IDENT_RE, "must be a JavaScript identifier")
     if global_name in RESERVED_GLOBALS:
@@ -282,7 +280,7 @@ def _string(
     if value is None:
         c.error(key, "is required", "manifest-missing-field")
         return None
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         c.error(key, f"{value!r} {rule}")
         return None
     return value

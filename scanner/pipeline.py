@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import cast
 
 from scanner.capabilities import CapabilityCheck
-from scanner.config import Settings
+from scanner.config import Settings, packaged_rules
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
 from scanner.intake import (
     ArchiveViolation,
@@ -26,6 +26,7 @@ from scanner.intake import (
     unpack_confined,
 )
 from scanner.policy import Decision, Policy, decide
+from scanner.private_dirs import private_dir
 from scanner.repack import Repack, RepackError, tree_digest, verify_repack, write_repack
 from scanner.ruleset import ruleset_hash
 from scanner.stagepool import ProcessStage, runs_in_process, shared_pool
@@ -58,6 +59,8 @@ class ScanResult:
     # intake refused the bundle.
     tree_sha256: str | None = None
     repack_sha256: str | None = None
+    # The rules/ tree the scan ran with: reporters read rule-level text from it.
+    rules_dir: Path = field(default_factory=packaged_rules)
 
     @property
     def findings(self) -> list[Finding]:
@@ -173,8 +176,7 @@ class OpenedBundle:
 @contextmanager
 def _workdir(settings: Settings) -> Iterator[Path]:
     """A fresh 0700 dir below the work root, removed on the way out."""
-    settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    workdir = Path(tempfile.mkdtemp(prefix="scan-", dir=settings.work_root))
+    workdir = Path(tempfile.mkdtemp(prefix="scan-", dir=private_dir(settings.work_root)))
     try:
         yield workdir
     finally:
@@ -245,6 +247,7 @@ def conclude(
         tool_versions=tools,
         tree_sha256=opened.repack.tree_sha256 if opened.repack else None,
         repack_sha256=opened.repack.sha256 if opened.repack else None,
+        rules_dir=settings.rules_dir,
     )
 
 

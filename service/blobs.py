@@ -12,6 +12,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
 from scanner.config import Settings, SettingsError
+from scanner.private_dirs import private_dir
 
 CHUNK = 1024 * 1024
 
@@ -64,7 +65,7 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(root)
 
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
@@ -111,11 +112,13 @@ class LocalBlobStore:
 
     def download(self, key: str, dest: Path) -> None:
         try:
-            with self._path(key).open("rb") as src, dest.open("wb") as out:
-                while chunk := src.read(CHUNK):
-                    out.write(chunk)
+            src = self._path(key).open("rb")
         except FileNotFoundError:
             raise BlobNotFoundError(key) from None
+        # A destination that cannot be written is our error, not a missing blob.
+        with src, dest.open("wb") as out:
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -14,13 +14,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import requests
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.models import DeliveryAttempt, Submission, WebhookDelivery, aware, iso, utcnow
+from service.outbound import DeadlineError, OutboundError, exchange
 from service.services import Services
-from service.webhooks import signed_headers
+from service.webhooks import SecretError, signed_headers
 
 log = logging.getLogger(__name__)
 
@@ -106,33 +106,38 @@ def attempt(svc: Services, delivery_id: int, rng: random.Random | None = None) -
 def _post(
     svc: Services, url: str, message_id: str, body: bytes
 ) -> tuple[int | None, str | None, float]:
-    headers = signed_headers(svc.settings.callback_secret, message_id, body)
+    start = time.perf_counter()
+    try:
+        headers = signed_headers(svc.settings.callback_secret, message_id, body)
+    except SecretError as exc:
+        # Fail closed: an unsigned (or empty-key) callback would let anyone forge ours.
+        return None, f"not sent: GATEHOUSE_CALLBACK_SECRET is unusable ({exc})", 0.0
     headers["content-type"] = "application/json"
     headers["user-agent"] = "gatehouse-callbacks"
-    start = time.perf_counter()
-    deadline = start + svc.settings.callback_timeout
+    timeout = svc.settings.callback_timeout
     try:
-        with requests.post(
+        with exchange(
+            "POST",
             url,
-            data=body,
+            body=body,
             headers=headers,
-            timeout=(CONNECT_TIMEOUT, svc.settings.callback_timeout),
-            allow_redirects=False,
-            stream=True,
+            timeout=timeout,
+            connect_timeout=min(CONNECT_TIMEOUT, timeout),
         ) as resp:
-            # Read a bounded amount, under the whole-call deadline: a registry that
+            # Read a bounded amount under the whole-call deadline: a registry that
             # trickles its answer byte by byte cannot hold a worker.
             received = 0
-            for chunk in resp.iter_content(4096):
+            for chunk in resp.chunks(4096):
                 received += len(chunk)
-                if received > 65536 or time.perf_counter() > deadline:
+                if received > 65536:
                     break
-            code = resp.status_code
-    except requests.RequestException as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500], (time.perf_counter() - start) * 1000
+            code = resp.status
+    except DeadlineError:
+        elapsed = (time.perf_counter() - start) * 1000
+        return None, f"Timeout: no complete answer within {timeout:g} s", elapsed
+    except OutboundError as exc:
+        return None, str(exc)[:500], (time.perf_counter() - start) * 1000
     elapsed = (time.perf_counter() - start) * 1000
-    if time.perf_counter() > deadline:
-        return code, f"no complete answer within {svc.settings.callback_timeout:g} s", elapsed
     return code, None if 200 <= code < 300 else f"answered {code}", elapsed
 
 

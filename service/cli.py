@@ -21,6 +21,7 @@ from scanner import cli as scanner_cli
 from scanner.cli import UsageError
 from scanner.config import Settings, SettingsError
 from scanner.policy import PolicyError
+from scanner.reports.terminal import TerminalSafeFormatter, terminal_safe
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -35,14 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("GATEHOUSE_DEBUG") == "1"
     try:
         args = parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if debug else logging.WARNING,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
+        handler = logging.StreamHandler()
+        handler.setFormatter(TerminalSafeFormatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
         settings = Settings.from_env()
         return int(args.func(args, settings))
     except (UsageError, SettingsError, PolicyError, ServiceCommandError) as exc:
-        print(f"gatehouse: {exc}", file=sys.stderr)
+        print(f"gatehouse: {terminal_safe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("gatehouse: interrupted", file=sys.stderr)
@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"gatehouse: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        detail = terminal_safe(f"{type(exc).__name__}: {exc}")
+        print(f"gatehouse: internal error: {detail}", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -98,6 +99,9 @@ def add_commands(sub: Any) -> None:
     pre.add_argument("--output", type=Path, help="write the report here (default: stdout)")
     pre.add_argument("--fail-on", choices=("review", "reject"))
     pre.add_argument("--timeout", type=float, default=900.0, help="seconds to wait in all")
+    pre.add_argument(
+        "--sarif-category", help="SARIF automationDetails.id category (default gatehouse/<name>)"
+    )
     pre.set_defaults(func=cmd_preflight)
 
     bench = sub.add_parser("bench-service", help="print the service's speed figures")
@@ -122,12 +126,15 @@ def _services(settings: Settings) -> Any:
 
 
 def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
-    from service.submissions import publisher_named
+    from service.submissions import SubmissionError, publisher_named
     from service.tokens import TokenError, create_token
 
     svc = _services(settings)
     with svc.session() as s:
-        publisher = publisher_named(s, args.publisher, "cli") if args.publisher else None
+        try:
+            publisher = publisher_named(s, args.publisher, "cli") if args.publisher else None
+        except SubmissionError as exc:
+            raise ServiceCommandError(f"--publisher {args.publisher!r}: {exc}") from None
         try:
             row, plaintext = create_token(
                 s, args.name, set(args.scope), publisher=publisher, hourly_limit=args.hourly_limit
@@ -183,10 +190,13 @@ def cmd_publishers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_publishers_limit(args: argparse.Namespace, settings: Settings) -> int:
     from service.audit import audit
-    from service.submissions import publisher_named
+    from service.submissions import SubmissionError, publisher_named
 
     with _services(settings).session() as s:
-        p = publisher_named(s, args.publisher, "cli")
+        try:
+            p = publisher_named(s, args.publisher, "cli")
+        except SubmissionError as exc:
+            raise ServiceCommandError(f"{args.publisher!r}: {exc}") from None
         p.daily_limit = args.daily_limit
         audit(s, "cli", "publisher.limit", "publisher", p.id, {"daily_limit": args.daily_limit})
     print(f"{args.publisher}: {args.daily_limit} submissions a day")
@@ -210,7 +220,9 @@ def cmd_preflight(args: argparse.Namespace, settings: Settings) -> int:
     if args.output is not None:
         scanner_cli.require_directory(args.output.parent, args.output)
     try:
-        report = run_preflight(args.bundle, args.server, token, args.format, args.timeout)
+        report = run_preflight(
+            args.bundle, args.server, token, args.format, args.timeout, args.sarif_category
+        )
     except PreflightError as exc:
         raise ServiceCommandError(str(exc)) from None
     if args.output is None:

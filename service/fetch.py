@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import requests
+from service.outbound import DeadlineError, OutboundError, exchange
 
 CHUNK = 64 * 1024
 
@@ -21,10 +20,14 @@ class FetchError(Exception):
 
 
 def origin_of(url: str) -> str:
-    parts = urlsplit(url)
+    """``scheme://host[:port]``, or "" for anything that is not a well-formed http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port out of range or not a number, a broken [IPv6]: not ours
+        return ""
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return ""
-    port = parts.port
     default = {"http": 80, "https": 443}[parts.scheme]
     host = parts.hostname.lower()
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
@@ -32,9 +35,9 @@ def origin_of(url: str) -> str:
 
 def allowed(url: str, origins: tuple[str, ...]) -> bool:
     """Exact origin match; userinfo is refused since it can disguise the real host."""
-    if "@" in urlsplit(url).netloc:
-        return False
     origin = origin_of(url)
+    if not origin or "@" in urlsplit(url).netloc:
+        return False
     return bool(origin) and origin in {origin_of(o + "/") for o in origins}
 
 
@@ -50,27 +53,26 @@ def fetch_bundle(
     """Stream ``url`` into ``dest``; refuse other origins, redirects, excess and bad hashes."""
     if not allowed(url, origins):
         raise FetchError(f"{url} is not on a configured registry origin", permanent=True)
-    deadline = time.monotonic() + timeout
     digest = hashlib.sha256()
     size = 0
     try:
         # No redirects: a 3xx could point anywhere, including inside our network.
-        with requests.get(url, stream=True, timeout=(5, timeout), allow_redirects=False) as resp:
-            if resp.status_code in {404, 410} or 300 <= resp.status_code < 400:
-                raise FetchError(f"{url} answered {resp.status_code}", permanent=True)
-            if resp.status_code != 200:
-                raise FetchError(f"{url} answered {resp.status_code}", permanent=False)
+        with exchange("GET", url, timeout=timeout) as resp:
+            if resp.status in {404, 410} or 300 <= resp.status < 400:
+                raise FetchError(f"{url} answered {resp.status}", permanent=True)
+            if resp.status != 200:
+                raise FetchError(f"{url} answered {resp.status}", permanent=False)
             with dest.open("wb") as out:
-                for chunk in resp.iter_content(CHUNK):
+                for chunk in resp.chunks(CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
                         raise FetchError(f"{url} is larger than {max_bytes} bytes", permanent=True)
-                    if time.monotonic() > deadline:
-                        raise FetchError(f"{url} took longer than {timeout:g} s", permanent=False)
                     digest.update(chunk)
                     out.write(chunk)
-    except requests.RequestException as exc:
-        raise FetchError(f"{url}: {type(exc).__name__}", permanent=False) from None
+    except DeadlineError:
+        raise FetchError(f"{url} took longer than {timeout:g} s", permanent=False) from None
+    except OutboundError as exc:
+        raise FetchError(f"{url}: {exc}", permanent=False) from None
     if digest.hexdigest() != expected_sha256:
         raise FetchError(f"{url}: sha256 does not match the submission's", permanent=True)
     return size

@@ -33,6 +33,7 @@ from scanner.pipeline import (
     stage_name,
 )
 from scanner.pipeline import run_stages as run_in_threads
+from scanner.private_dirs import private_dir
 from scanner.repack import Repack, RepackError
 from scanner.reports.json import report_dict
 from scanner.reports.sarif import render_sarif
@@ -86,8 +87,8 @@ class StageRegistry:
 
 @contextmanager
 def _downloaded(svc: Services, key: str) -> Iterator[Path]:
-    svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(prefix="blob-", dir=svc.settings.work_root) as tmp:
+    work_root = private_dir(svc.settings.work_root)
+    with tempfile.TemporaryDirectory(prefix="blob-", dir=work_root) as tmp:
         path = Path(tmp) / "blob"
         svc.blobs.download(key, path)
         yield path
@@ -144,9 +145,9 @@ def start_scan(svc: Services, scan_id: str, registry: StageRegistry) -> None:
 
 def _fetch(svc: Services, scan_id: str, submission: Submission) -> bool:
     """Fetch a bundle_url into blob storage; False when it cannot be (the scan concluded)."""
-    svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     assert submission.bundle_url is not None
-    with tempfile.TemporaryDirectory(prefix="fetch-", dir=svc.settings.work_root) as tmp:
+    work_root = private_dir(svc.settings.work_root)
+    with tempfile.TemporaryDirectory(prefix="fetch-", dir=work_root) as tmp:
         dest = Path(tmp) / "bundle"
         try:
             fetch_bundle(
@@ -263,8 +264,18 @@ def _unfinished(s: Session, scan_id: str) -> list[str]:
 # --- one stage -----------------------------------------------------------------------
 
 
-def run_stage(svc: Services, scan_id: str, name: str, registry: StageRegistry) -> None:
-    """Run one stage of a scan unless it is recorded already; conclude if it was the last."""
+def run_stage(
+    svc: Services,
+    scan_id: str,
+    name: str,
+    registry: StageRegistry,
+    interrupted_by: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Run one stage of a scan unless it is recorded already; conclude if it was the last.
+
+    ``interrupted_by``: exceptions that mean "out of time" (the queue's soft time limit);
+    they unwind (removing the work dir) to the caller, who records a timeout.
+    """
     attempts = _claim(svc, scan_id, name)
     if attempts is None:
         conclude_scan(svc, scan_id)
@@ -281,10 +292,19 @@ def run_stage(svc: Services, scan_id: str, name: str, registry: StageRegistry) -
         with materialized(svc, scan) as opened:
             assert opened.workspace is not None
             result = run_in_threads(opened.workspace, [stage], svc.settings.stage_timeout)[0]
+    except interrupted_by:
+        raise
     except Exception as exc:
         log.warning("scan %s stage %s could not run: %s", scan_id, name, exc)
         result = StageResult(name, 0, StageStatus.ERROR, error=f"{type(exc).__name__}: {exc}"[:500])
     _save(svc, scan_id, name, result)
+    conclude_scan(svc, scan_id)
+
+
+def stage_timed_out(svc: Services, scan_id: str, name: str, why: str) -> None:
+    """Record a stage its task ran out of time for (fails closed), and conclude if last."""
+    log.warning("scan %s stage %s timed out: %s", scan_id, name, why)
+    _save(svc, scan_id, name, StageResult(name, 0, StageStatus.TIMEOUT, error=why))
     conclude_scan(svc, scan_id)
 
 

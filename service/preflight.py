@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scanner.reports.terminal import terminal_safe
+
 
 class PreflightError(Exception):
     """The server could not be reached, refused the bundle, or did not finish in time."""
@@ -22,7 +24,12 @@ class PreflightReport:
 
 
 def run_preflight(
-    bundle: Path, server: str, token: str, fmt: str, timeout: float
+    bundle: Path,
+    server: str,
+    token: str,
+    fmt: str,
+    timeout: float,
+    sarif_category: str | None = None,
 ) -> PreflightReport:
     """Upload ``bundle`` to ``server``, long-poll until the scan completes, fetch the report."""
     import requests
@@ -40,13 +47,14 @@ def run_preflight(
             )
         _check(r)
         scan_id = str(r.json()["id"])
-        print(f"uploaded {bundle.name}: scan {scan_id} queued", file=sys.stderr)
+        print(f"uploaded {bundle.name}: scan {terminal_safe(scan_id)} queued", file=sys.stderr)
         view = _wait(base, auth, scan_id, deadline, timeout)
         text = json.dumps(view["report"], indent=2) + "\n"
         if fmt == "sarif":
             r = requests.get(
                 f"{base}/api/v1/scans/{scan_id}",
-                params={"format": "sarif"},
+                params={"format": "sarif"}
+                | ({"category": sarif_category} if sarif_category else {}),
                 headers=auth,
                 timeout=60,
             )
@@ -77,7 +85,7 @@ def _wait(
         view: dict[str, Any] = r.json()
         if view["status"] != status:
             status = view["status"]
-            print(f"scan {scan_id}: {status}", file=sys.stderr)
+            print(f"scan {terminal_safe(scan_id)}: {terminal_safe(status)}", file=sys.stderr)
         if status == "completed":
             return view
 

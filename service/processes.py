@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from scanner.config import Settings
+from scanner.private_dirs import private_dir
 
 
 def worker_command(
@@ -59,8 +60,10 @@ def serve(settings: Settings, listen: str) -> int:
     from scanner.clamd_server import ClamdServer
     from service.jobs import RecordingJobQueue
     from service.services import Services
+    from service.webhooks import check_secrets
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_secrets(settings)  # refuse to start rather than accept forgeries or sign with ""
+    private_dir(settings.data_dir)
     Services.from_settings(settings, RecordingJobQueue())  # migrate once, before the workers race
     clamd = ClamdServer(settings)
     if not settings.clamd_tcp and not clamd.is_running():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scanner.db import insert_if_absent
+from scanner.semver import is_semver
 from service import bundles
 from service.audit import audit
 from service.blobs import sha256_file
@@ -38,10 +39,12 @@ from service.services import Services
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^(?:@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]{0,213}$")
-VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]{1,40})?$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-PUBLISHER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+# Every pattern here is applied with fullmatch: with match and "$", "pub-1\n" passed as a
+# publisher of its own (and got a fresh rate-limit quota).
+NAME_RE = re.compile(r"(?:@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*")
+MAX_NAME_LENGTH = 214  # npm's limit, scope included
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+PUBLISHER_RE = re.compile(r"[a-z0-9][a-z0-9._:-]{0,199}")
 
 
 class SubmissionError(ValueError):
@@ -71,19 +74,27 @@ class Accepted:
     created: bool
 
 
+def normalise_publisher(external_id: str) -> str:
+    """The registry's publisher id as stored: ids differ by more than letter case.
+
+    ``Pub-1`` and ``pub-1`` are one publisher, with one quota and one token scope.
+    """
+    return external_id.lower()
+
+
 def validate(req: SubmissionRequest, svc: Services, has_file: bool) -> None:
-    if not PUBLISHER_RE.match(req.publisher_id):
+    if not PUBLISHER_RE.fullmatch(req.publisher_id):
         raise SubmissionError("publisher_id", "must be 1-200 letters, digits, . _ : -")
-    if not NAME_RE.match(req.plugin_name):
+    if len(req.plugin_name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(req.plugin_name):
         raise SubmissionError("name", "must be a lowercase package name")
-    if not VERSION_RE.match(req.plugin_version):
+    if not is_semver(req.plugin_version):
         raise SubmissionError("version", "must be a semantic version (1.2.3)")
     if has_file == bool(req.bundle_url):
         raise SubmissionError("bundle", "give the bundle either inline or as bundle_url, not both")
     if req.bundle_url is not None:
         if not allowed(req.bundle_url, svc.settings.registry_origin_list):
             raise SubmissionError("bundle_url", "is not on a configured registry origin")
-        if not req.sha256 or not SHA256_RE.match(req.sha256):
+        if not req.sha256 or not SHA256_RE.fullmatch(req.sha256):
             raise SubmissionError("sha256", "a bundle_url needs the bundle's sha256 (hex)")
     if req.callback_url is not None and not allowed(
         req.callback_url, svc.settings.callback_origin_list
@@ -97,6 +108,7 @@ def accept_submission(svc: Services, req: SubmissionRequest, bundle: Path | None
     One transaction: a duplicate or a refused request writes nothing, and the bundle's
     bytes are stored before the commit that names them.
     """
+    req = replace(req, publisher_id=normalise_publisher(req.publisher_id))
     validate(req, svc, bundle is not None)
     sha256 = sha256_file(bundle) if bundle is not None else req.sha256
     assert sha256 is not None
@@ -123,6 +135,9 @@ def accept_submission(svc: Services, req: SubmissionRequest, bundle: Path | None
 
 def publisher_named(s: Session, external_id: str, actor: str) -> Publisher:
     """The publisher the registry calls ``external_id``, recorded on first sight."""
+    external_id = normalise_publisher(external_id)
+    if not PUBLISHER_RE.fullmatch(external_id):
+        raise SubmissionError("publisher_id", "must be 1-200 letters, digits, . _ : -")
     query = select(Publisher).where(Publisher.external_id == external_id)
     publisher = s.scalar(query)
     if publisher is None:
@@ -239,7 +254,9 @@ def _create(
             "kind": ScanKind.SUBMISSION,
             "submission_id": sub_id,
             "bundle_sha256": sha256 if bundle is not None else None,
-            "bundle_name": f"{req.plugin_name}-{req.plugin_version}.bundle",
+            # A label for reports, never a path: a scope's "/" once made every scoped
+            # plugin end "bundle missing from storage".
+            "bundle_name": f"{req.plugin_name.replace('/', '__')}-{req.plugin_version}.bundle",
             "status": ScanStatus.QUEUED,
             "created_at": now,
             "updated_at": now,

@@ -10,14 +10,22 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import secrets as random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scanner.config import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 MAX_ID_LENGTH = 200
+# An HMAC-SHA256 key shorter than this is guessable or a typo; the reference libraries
+# generate 24 to 32 random bytes.
+MIN_SECRET_BYTES = 24
 
 
 class SignatureError(ValueError):
@@ -32,12 +40,50 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(random.token_bytes(32)).decode()
 
 
+class SecretError(ValueError):
+    """A signing secret that cannot be used: not base64, or too short to be a key."""
+
+
 def decode_secret(secret: str) -> bytes:
-    raw = secret.removeprefix(SECRET_PREFIX)
+    """The HMAC key of ``whsec_<base64>`` (padding optional, as the reference library reads it).
+
+    Refuses what would give a weak or empty key: ``whsec_`` alone once made every
+    signature computable by anyone.
+    """
+    raw = secret.strip().removeprefix(SECRET_PREFIX)
     try:
-        return base64.b64decode(raw, validate=True)
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("a webhook secret is whsec_ followed by base64") from None
+        raise SecretError("a signing secret is whsec_ followed by base64") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise SecretError(
+            f"a signing secret must decode to at least {MIN_SECRET_BYTES} bytes, not {len(key)}"
+        )
+    return key
+
+
+def check_secrets(settings: Settings) -> Settings:
+    """Refuse to start with secrets that would sign with a weak key or not at all.
+
+    Run by ``serve``, the web app factory and the workers, so a bad secret stops the
+    service at start instead of turning every webhook into an error (or a forgery).
+    """
+    for n, secret in enumerate(settings.webhook_secret_list, 1):
+        try:
+            decode_secret(secret)
+        except SecretError as exc:
+            raise SettingsError(f"GATEHOUSE_WEBHOOK_SECRETS, secret {n}: {exc}") from None
+    if settings.callback_secret:
+        try:
+            decode_secret(settings.callback_secret)
+        except SecretError as exc:
+            raise SettingsError(f"GATEHOUSE_CALLBACK_SECRET: {exc}") from None
+    elif settings.callback_origin_list:
+        raise SettingsError(
+            "GATEHOUSE_CALLBACK_ORIGINS is set but GATEHOUSE_CALLBACK_SECRET is not:"
+            " callbacks would go out unsigned"
+        )
+    return settings
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -98,10 +144,11 @@ class IncomingWebhook:
         signatures = tuple(_v1_signatures(raw_sig))
         if not signatures:
             raise SignatureError("bad-signature", "no v1 signature in webhook-signature")
-        if not secrets:
-            raise SignatureError("no-secret", "this server has no webhook secret configured")
+        keys = _usable_keys(secrets)
+        if not keys:
+            raise SignatureError("no-secret", "this server has no usable webhook secret")
         prefix = f"{msg_id}.{timestamp}.".encode()
-        macs = tuple(hmac.new(decode_secret(s), prefix, hashlib.sha256) for s in secrets)
+        macs = tuple(hmac.new(key, prefix, hashlib.sha256) for key in keys)
         return cls(msg_id, timestamp, signatures, macs)
 
     def update(self, chunk: bytes) -> None:
@@ -117,6 +164,21 @@ class IncomingWebhook:
                 ok |= hmac.compare_digest(digest, signature)
         if not ok:
             raise SignatureError("bad-signature", "no signature matches the body")
+
+
+def _usable_keys(secrets: Sequence[str]) -> list[bytes]:
+    """Keys of the secrets that decode; a bad one is skipped (and logged), never an error.
+
+    Settings are checked at start; this is the second line: a malformed secret must not
+    make every webhook fail, nor a short one make a forgery pass.
+    """
+    keys = []
+    for secret in secrets:
+        try:
+            keys.append(decode_secret(secret))
+        except SecretError as exc:
+            log.error("a configured webhook secret is unusable and ignored: %s", exc)
+    return keys
 
 
 def _v1_signatures(header: str) -> list[bytes]:

@@ -105,11 +105,14 @@ def test_sarif_output_file_for_github(
         "sarif",
         "--output",
         str(out_file),
+        "--sarif-category",
+        "plugins/test-plugin",
     )
     assert code == 0 and out == "" and "review" in err
     sarif = json.loads(out_file.read_text())
     assert sarif["version"] == "2.1.0"
     run = sarif["runs"][0]
+    assert run["automationDetails"] == {"id": "plugins/test-plugin/"}
     rule = run["tool"]["driver"]["rules"][0]
     assert {"id", "shortDescription", "fullDescription", "help"} <= set(rule)
     assert float(rule["properties"]["security-severity"]) > 0
@@ -121,6 +124,15 @@ def test_sarif_output_file_for_github(
     assert (
         static[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "dist/bundle.js"
     )
+
+
+def test_a_bad_sarif_category_is_a_usage_error(
+    env: dict[str, str], make_bundle: BundleMaker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _scan(
+        capsys, str(make_bundle()), "--format", "sarif", "--sarif-category", "a\x1bb"
+    )
+    assert code == 2 and out == "" and "--sarif-category" in err and "\x1b" not in err
 
 
 def test_text_format_for_people(
@@ -267,6 +279,17 @@ def test_advisories_import_and_status(
     assert "osv:osv: 1 advisories (PyPI 1); data as of 2020-01-01" in out
     assert "STALE" in out and "warning:" in out
     assert main(["advisories", "import", str(tmp_path / "missing")]) == 2
+    bad = tmp_path / "npmrepository.json"
+    bad.write_text(json.dumps({"w": {"vulnerabilities": [{"below": "~", "identifiers": {}}]}}))
+    assert main(["advisories", "import", str(bad)]) == 0
+    assert "1 range bounds could not be read" in capsys.readouterr().out
+    assert main(["advisories", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "retirejs:npmrepository: 1 advisories" in out
+    assert (
+        "warning: 1 range bounds could not be read" in out
+        and "RETIRE-w-~ w: unreadable fixed '~'" in out
+    )
 
 
 def test_sbom_lists_components_with_vulnerabilities(

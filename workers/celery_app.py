@@ -8,6 +8,7 @@ from celery import Celery, group, signature
 from kombu.transport import TRANSPORT_ALIASES
 
 from scanner.config import Settings
+from scanner.private_dirs import private_file
 from service.jobs import QUEUES
 
 STAGE_QUEUES = {"runtime": "browser", "antivirus": "av"}
@@ -20,15 +21,16 @@ def queue_of(stage: str) -> str:
 
 def make_celery(settings: Settings) -> Celery:
     broker = settings.broker
-    transport: dict[str, object] = {}
+    # Above the task time limit (Settings.check enforces it), or a task still running
+    # would be handed to a second worker; the embedded broker honours it too.
+    transport: dict[str, object] = {"visibility_timeout": int(settings.broker_visibility_timeout)}
     if broker.startswith("sqla+"):
+        if not settings.broker_url:
+            # The queue holds submission ids and callback ids: 0600 in the private data dir.
+            private_file(settings.data_dir / "broker.sqlite")
         # kombu refuses import paths in URLs, so the embedded transport gets an alias.
         TRANSPORT_ALIASES.setdefault("gatehouse-sqla", EMBEDDED)
         broker = "gatehouse-sqla" + broker.removeprefix("sqla")
-    else:
-        # Above the task time limit (Settings.check enforces it), or a task still running
-        # would be handed to a second worker.
-        transport["visibility_timeout"] = int(settings.broker_visibility_timeout)
     app = Celery("gatehouse", broker=broker, set_as_current=False)
     app.conf.update(
         include=["workers.tasks"],
@@ -38,6 +40,15 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue="scan",
         task_time_limit=settings.task_time_limit,
+        # Below the hard limit: the task is interrupted in Python, records the stage as
+        # timed out and its work dir is removed on the way out; the hard limit then only
+        # catches a task that ignores the interruption.
+        task_soft_time_limit=settings.task_soft_time_limit,
+        # Decided: keep running. With acks_late, a task whose broker connection drops is
+        # redelivered anyway, and every step is idempotent (the database decides who
+        # records a result), so finishing the work costs nothing and cancelling it
+        # mid-stage would only waste it. Set explicitly: Celery 6 changes the default.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_prefetch_multiplier=1,
         worker_max_tasks_per_child=500,
         worker_hijack_root_logger=False,

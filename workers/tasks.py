@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from scanner.config import Settings
 from scanner.pipeline import default_stage_factories
@@ -14,16 +15,19 @@ from service import callbacks, orchestration
 from service.fetch import FetchError
 from service.orchestration import StageRegistry
 from service.services import Services
+from service.webhooks import check_secrets
 from workers.celery_app import CeleryJobQueue, make_celery
 
 log = logging.getLogger(__name__)
 FETCH_RETRIES = 5
+FETCH_BACKOFF = 5
+FETCH_BACKOFF_MAX = 300
 
 
 @functools.cache
 def services() -> Services:
     # Built in the worker child on its first task: engines and browsers never cross a fork.
-    settings = Settings.from_env()
+    settings = check_secrets(Settings.from_env())
     return Services.from_settings(settings, CeleryJobQueue(make_celery(settings)))
 
 
@@ -32,7 +36,17 @@ def registry() -> StageRegistry:
     return StageRegistry(default_stage_factories())
 
 
-@shared_task(name="gatehouse.start_scan", bind=True, max_retries=FETCH_RETRIES)
+@shared_task(
+    name="gatehouse.start_scan",
+    bind=True,
+    max_retries=FETCH_RETRIES,
+    # A transient fetch failure is retried by Celery: exponential from FETCH_BACKOFF s,
+    # capped, with full jitter so a registry outage does not come back as a wave.
+    autoretry_for=(FetchError,),
+    retry_backoff=FETCH_BACKOFF,
+    retry_backoff_max=FETCH_BACKOFF_MAX,
+    retry_jitter=True,
+)
 def start_scan(self: Any, scan_id: str) -> None:
     """Fetch and unpack the bundle once, record intake, fan the stages out."""
     try:
@@ -41,13 +55,25 @@ def start_scan(self: Any, scan_id: str) -> None:
         if self.request.retries >= FETCH_RETRIES:
             orchestration.give_up(services(), scan_id, "fetch", str(exc))
             return
-        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from None
+        raise
+    except SoftTimeLimitExceeded:
+        limit = services().settings.task_soft_time_limit
+        orchestration.give_up(services(), scan_id, "archive", f"intake took over {limit:g} s")
 
 
 @shared_task(name="gatehouse.run_stage")
 def run_stage(scan_id: str, stage: str) -> None:
     """Run one stage; the last one to finish concludes the scan."""
-    orchestration.run_stage(services(), scan_id, stage, registry())
+    try:
+        orchestration.run_stage(
+            services(), scan_id, stage, registry(), interrupted_by=(SoftTimeLimitExceeded,)
+        )
+    except SoftTimeLimitExceeded:
+        # The work dir is already gone (removed while unwinding); the stage fails closed.
+        limit = services().settings.task_soft_time_limit
+        orchestration.stage_timed_out(
+            services(), scan_id, stage, f"the task passed its soft time limit ({limit:g} s)"
+        )
 
 
 @shared_task(name="gatehouse.deliver")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from scanner.config import Settings
+from service.webhooks import check_secrets
 from workers.celery_app import make_celery
 from workers.heartbeat import Heartbeat
 
-app = make_celery(Settings.from_env())
+# A worker with unusable signing secrets refuses to start (it would send unsigned callbacks).
+app = make_celery(check_secrets(Settings.from_env()))
 app.steps["worker"].add(Heartbeat)

@@ -15,9 +15,22 @@ from service.tokens import authenticate
 class Caller:
     token_id: int
     scopes: frozenset[str]
+    # The publisher a token acts for; None for the registry's own or an operator's token.
+    publisher_id: int | None = None
 
     def may_read_all(self) -> bool:
-        return bool(self.scopes & {"read", "admin"})
+        """Every scan and submission: admin, or read not tied to one publisher."""
+        return "admin" in self.scopes or ("read" in self.scopes and self.publisher_id is None)
+
+    def may_read_publisher(self, publisher_id: int | None) -> bool:
+        """Submissions of ``publisher_id``: all readers, or a reader tied to that publisher."""
+        if self.may_read_all():
+            return True
+        return (
+            "read" in self.scopes
+            and publisher_id is not None
+            and (publisher_id == self.publisher_id)
+        )
 
 
 def require_token(*any_of: str) -> Caller:
@@ -38,7 +51,7 @@ def require_token(*any_of: str) -> Caller:
             raise ApiProblemError(
                 401, "unauthorized", "Unauthorized", "unknown or revoked token", headers=challenge
             )
-        caller = Caller(row.id, row.scope_set)
+        caller = Caller(row.id, row.scope_set, row.publisher_id)
     if any_of and not caller.scopes & set(any_of):
         raise ApiProblemError(
             403, "forbidden", "Forbidden", f"this needs a token with scope {' or '.join(any_of)}"

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 
 from flask import Response, current_app, jsonify, request, url_for
+from sqlalchemy.orm import Session
 
 from review_ui.api import accepted, bp
 from review_ui.api.auth import Caller, require_token
 from review_ui.api.uploads import FORM_OVERHEAD, parse_multipart, saved_path, spooled_body
 from review_ui.context import services_of
 from review_ui.problems import ApiProblemError
+from scanner.reports.sarif import automation_id, with_category
 from service.blobs import BlobNotFoundError, artifact_key
-from service.models import Scan, ScanStatus, iso
+from service.models import Scan, ScanStatus, Submission, iso
 from service.services import Services
 from service.submissions import start_preflight
 
@@ -55,6 +57,12 @@ def get_scan(scan_id: str) -> Response:
     fmt = request.args.get("format", "json")
     if fmt not in {"json", "sarif"}:
         raise ApiProblemError(400, "bad-format", "Bad Request", "format is json or sarif")
+    category = request.args.get("category")
+    if category is not None:
+        try:
+            automation_id(category)
+        except ValueError as exc:
+            raise ApiProblemError(400, "bad-category", "Bad Request", str(exc)) from None
     try:
         wait = min(MAX_WAIT, max(0.0, float(request.args.get("wait", "0"))))
     except ValueError:
@@ -71,15 +79,16 @@ def get_scan(scan_id: str) -> Response:
     if view["status"] == ScanStatus.EXPIRED:
         raise ApiProblemError(410, "expired", "Gone", "this pre-flight report has expired")
     if fmt == "sarif":
-        return _sarif(svc, scan_id, str(view["status"]))
+        return _sarif(svc, scan_id, str(view["status"]), request.args.get("category"))
     return jsonify(view)
 
 
 def _load(svc: Services, scan_id: str, caller: Caller) -> dict[str, object]:
     with svc.session() as s:
         scan = s.get(Scan, scan_id)
-        # Someone else's pre-flight is as absent as one that never existed.
-        if scan is None or not (caller.may_read_all() or scan.token_id == caller.token_id):
+        # Someone else's pre-flight (or another publisher's submission) is as absent as
+        # one that never existed.
+        if scan is None or not _may_see(s, caller, scan):
             raise ApiProblemError(404, "not-found", "Not Found", "no such scan")
         return {
             "id": scan.id,
@@ -96,7 +105,16 @@ def _load(svc: Services, scan_id: str, caller: Caller) -> dict[str, object]:
         }
 
 
-def _sarif(svc: Services, scan_id: str, status: str) -> Response:
+def _may_see(s: Session, caller: Caller, scan: Scan) -> bool:
+    if caller.may_read_all() or (scan.token_id is not None and scan.token_id == caller.token_id):
+        return True
+    if scan.submission_id is None:
+        return False
+    sub = s.get(Submission, scan.submission_id)
+    return sub is not None and caller.may_read_publisher(sub.publisher_id)
+
+
+def _sarif(svc: Services, scan_id: str, status: str, category: str | None) -> Response:
     if status != ScanStatus.COMPLETED:
         raise ApiProblemError(
             409, "not-finished", "Conflict", "the scan has not finished; ask again with wait"
@@ -105,4 +123,9 @@ def _sarif(svc: Services, scan_id: str, status: str) -> Response:
         data = svc.blobs.get_bytes(artifact_key(scan_id, "report.sarif"))
     except BlobNotFoundError:
         raise ApiProblemError(404, "not-found", "Not Found", "no SARIF for this scan") from None
+    if category is not None:
+        try:
+            data = with_category(data.decode(), category).encode()
+        except ValueError as exc:
+            raise ApiProblemError(400, "bad-category", "Bad Request", str(exc)) from None
     return Response(data, mimetype="application/sarif+json")

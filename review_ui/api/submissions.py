@@ -63,12 +63,46 @@ def create_submission() -> Response:
     return accepted(body, location)
 
 
+def _bound_to_signature(upload: Any) -> None:
+    """Refuse a body that headers outside the signature could make mean something else.
+
+    The signature covers the body, not the headers: changing only the Content-Type's
+    boundary once made the same signed body carry another publisher, version and bundle.
+    So the body must open with exactly the header's boundary (no preamble), and the
+    header may carry no parameter a parser could read differently.
+    """
+    if "," in (request.content_type or ""):  # joined duplicate Content-Type headers
+        raise _differential("one Content-Type header, with one media type")
+    params = {k.lower(): v for k, v in request.mimetype_params.items()}
+    if request.mimetype == "application/json":
+        if set(params) - {"charset"} or params.get("charset", "utf-8").lower() != "utf-8":
+            raise _differential("application/json takes no parameter but charset=utf-8")
+    elif request.mimetype == "multipart/form-data":
+        boundary = params.get("boundary", "")
+        if set(params) != {"boundary"} or not boundary:
+            raise _differential("multipart/form-data takes exactly one parameter, boundary")
+        first = upload.body.read(len(boundary) + 4)
+        upload.body.seek(0)
+        if first != b"--" + boundary.encode("latin-1", "replace") + b"\r\n":
+            raise _differential("the body must start with the Content-Type's boundary line")
+
+
+def _differential(message: str) -> ApiProblemError:
+    return ApiProblemError(
+        400, "ambiguous-body", "Body and headers disagree", f"refused: {message}"
+    )
+
+
 def _fields_and_bundle(upload: Any) -> tuple[dict[str, str], Any]:
+    _bound_to_signature(upload)
     if request.mimetype == "multipart/form-data":
         form, files = parse_multipart(upload)
         extra = (set(form) | set(files)) - FIELDS - {"bundle"}
         if extra:
             raise _invalid(sorted(extra)[0], "unknown field")
+        misplaced = (set(files) - {"bundle"}) | (set(form) & {"bundle"})
+        if misplaced:
+            raise _invalid(sorted(misplaced)[0], "bundle is the one file part; the rest are fields")
         if len(files.getlist("bundle")) > 1 or any(len(form.getlist(k)) > 1 for k in form):
             raise _invalid("bundle", "each field may appear once")
         fields = {k: form[k] for k in form}
@@ -76,7 +110,9 @@ def _fields_and_bundle(upload: Any) -> tuple[dict[str, str], Any]:
         bundle = saved_path(part) if part is not None else None
     elif request.mimetype == "application/json":
         try:
-            data = json.loads(upload.body.read())
+            # UTF-8 only (RFC 8259): json.loads would also guess UTF-16/32 from the bytes.
+            text = upload.body.read().decode("utf-8")
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except (ValueError, UnicodeDecodeError):
             raise ApiProblemError(400, "malformed-json", "Malformed JSON body") from None
         if not isinstance(data, dict):
@@ -102,6 +138,16 @@ def _fields_and_bundle(upload: Any) -> tuple[dict[str, str], Any]:
     return fields, bundle
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which of two equal keys wins: a signed body means one thing.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def _invalid(field: str, message: str) -> ApiProblemError:
     return ApiProblemError(
         422,
@@ -114,11 +160,13 @@ def _invalid(field: str, message: str) -> ApiProblemError:
 
 @bp.get("/submissions/<submission_id>")
 def get_submission(submission_id: str) -> Response:
-    require_token("read", "admin")
+    caller = require_token("read", "admin")
     svc = services_of(current_app)
     with svc.session() as s:
         sub = s.get(Submission, submission_id)
-        if sub is None:
+        # A token tied to a publisher reads that publisher's submissions only; another's
+        # is as absent as one that never existed.
+        if sub is None or not caller.may_read_publisher(sub.publisher_id):
             raise ApiProblemError(404, "not-found", "Not Found", "no such submission")
         scan = s.scalar(
             select(Scan).where(Scan.submission_id == sub.id).order_by(Scan.created_at.desc())

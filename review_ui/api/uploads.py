@@ -14,6 +14,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.formparser import FormDataParser
 
 from review_ui.problems import ApiProblemError
+from scanner.private_dirs import private_dir
 
 CHUNK = 64 * 1024
 IN_MEMORY = 1024 * 1024
@@ -41,8 +42,7 @@ def spooled_body(
     """Read the raw body, feeding each chunk to ``on_chunk`` (the signature check)."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)  # refused before a byte of it is read
-    work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(prefix="upload-", dir=work_root) as tmp:
+    with tempfile.TemporaryDirectory(prefix="upload-", dir=private_dir(work_root)) as tmp:
         spool = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=tmp)  # noqa: SIM115
         with spool:
             size = 0

@@ -28,6 +28,10 @@ class AdvisorySource(AdvisoryBase):
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     advisory_count: Mapped[int]
     licence: Mapped[str | None] = mapped_column(String(200))
+    # Ranges the import could not read (a bound that is not a version): counted and shown
+    # by `advisories status`, never dropped in silence. ``warnings`` keeps the first few.
+    warning_count: Mapped[int] = mapped_column(server_default="0", default=0)
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class Advisory(AdvisoryBase):

@@ -32,9 +32,15 @@ class LocalVulnerabilityService(VulnerabilityService):  # type: ignore[misc]
     def query_all(
         self, specs: Iterator[Dependency]
     ) -> Iterator[tuple[Dependency, list[VulnerabilityResult]]]:
-        resolved = [s for s in specs if isinstance(s, ResolvedDependency)]
+        every = list(specs)
+        resolved = [s for s in every if isinstance(s, ResolvedDependency)]
         known = self.store.lookup(PYPI, (s.canonical_name for s in resolved))
-        for spec in resolved:
+        for spec in every:
+            if not isinstance(spec, ResolvedDependency):
+                # Skipped dependencies are answered with no results, as pip-audit's own
+                # services do; dropping them made the Auditor lose them altogether.
+                yield spec, []
+                continue
             hits = []
             for vuln in known.get(spec.canonical_name, []):
                 try:

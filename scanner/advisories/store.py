@@ -10,14 +10,17 @@ from itertools import islice
 from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from scanner.advisories.feeds import Detector, Feed, normalise_name
+from scanner.advisories.feeds import RETIRE_ECOSYSTEM, Detector, Feed, normalise_name
 from scanner.advisories.migrations import migrate_advisories
 from scanner.advisories.models import Advisory, AdvisorySource, AffectedPackage, JsDetector
-from scanner.advisories.versions import AffectedRange
+from scanner.advisories.versions import NPM, PYPI, AffectedRange, unreadable_bounds
 from scanner.db import session_scope
 
 LOOKUP_CHUNK = 500
 STALE_AFTER_DAYS = 7
+KEPT_WARNINGS = 20
+# Ecosystems whose versions Gatehouse orders; a bound elsewhere is not ours to read.
+ORDERED_ECOSYSTEMS = frozenset({PYPI, NPM, RETIRE_ECOSYSTEM})
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,27 @@ class SourceStatus:
     advisories: int
     per_ecosystem: dict[str, int]
     licence: str | None
+    warning_count: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+def import_warnings(feed: Feed) -> list[str]:
+    """Every range bound the ecosystem's order cannot place, named by advisory and package.
+
+    Such a bound cannot be compared, so its range may never fire (RetireJS's "1.3.0-*"
+    once kept 7 ember advisories silent): each one is counted and shown, never dropped.
+    """
+    out: list[str] = []
+    for record in feed.records:
+        for spec in record.affected:
+            if spec.ecosystem not in ORDERED_ECOSYSTEMS:
+                continue
+            for rng in spec.ranges:
+                out.extend(
+                    f"{record.id} {spec.name}: unreadable {bound}"
+                    for bound in unreadable_bounds(spec.ecosystem, rng)
+                )
+    return out
 
 
 class AdvisoryStore:
@@ -72,6 +96,9 @@ class AdvisoryStore:
             source.imported_at = datetime.now(UTC)
             source.advisory_count = len(feed.records)
             source.licence = feed.licence
+            warnings = import_warnings(feed)
+            source.warning_count = len(warnings)
+            source.warnings = warnings[:KEPT_WARNINGS]
             s.flush()
             self._insert_records(s, source.id, feed)
         return len(feed.records)
@@ -198,6 +225,8 @@ class AdvisoryStore:
                         src.advisory_count,
                         {eco: n for eco, n in counts},
                         src.licence,
+                        src.warning_count,
+                        tuple(src.warnings or ()),
                     )
                 )
             return out

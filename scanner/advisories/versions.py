@@ -33,14 +33,19 @@ class NpmVersion:
 
     @classmethod
     def parse(cls, text: str) -> NpmVersion:
-        m = _SEMVER_RE.match(text)
+        if text.endswith("-*"):
+            # RetireJS writes "1.3.0-*" for "1.3.0 and its pre-releases": the lowest
+            # version of that release is its first possible pre-release, 1.3.0-0.
+            text = text[:-1] + "0"
+        m = _SEMVER_RE.fullmatch(text)
         if m is None:
             raise VersionError(f"not a semantic version: {text!r}")
         numbers = tuple(int(g) if g else 0 for g in m.groups()[:4])
         pre = m.group(5)
         parts: tuple[int | str, ...] = ()
         if pre:
-            parts = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.-]", pre) if p)
+            # Identifiers are separated by dots only: "rc-1" is one identifier, not two.
+            parts = tuple(int(p) if p.isdigit() else p for p in pre.split(".") if p)
         return cls((numbers[0], numbers[1], numbers[2], numbers[3]), parts)
 
     def _key(self) -> tuple[Any, ...]:
@@ -110,6 +115,19 @@ def _in_range(installed: Any, rng: AffectedRange, parse: Callable[[str], Any]) -
 
 
 _ORDER = {"introduced": 0, "last_affected": 1, "fixed": 2, "limit": 3}
+
+
+def unreadable_bounds(ecosystem: str, rng: AffectedRange) -> list[str]:
+    """The bounds of ``rng`` that the ecosystem's order cannot place."""
+    bad = []
+    for kind, raw in rng.events:
+        if kind == "introduced" and raw == "0":
+            continue
+        try:
+            parse_version(ecosystem, raw)
+        except VersionError:
+            bad.append(f"{kind} {raw!r}")
+    return bad
 
 
 def fixed_versions(ranges: Sequence[AffectedRange]) -> list[str]:

@@ -24,6 +24,10 @@ class Behaviour:
     body: bytes = b"ok"
     delay: float = 0.0
     location: str | None = None
+    # Seconds between body bytes: a peer that keeps every read alive but never finishes.
+    trickle: float = 0.0
+    # Seconds to stall after the status line, half-way through the headers.
+    stall_in_headers: float = 0.0
     requests: list[Recorded] = field(default_factory=list)
 
 
@@ -41,11 +45,24 @@ def serving(behaviour: Behaviour) -> Iterator[str]:
             if behaviour.delay:
                 time.sleep(behaviour.delay)
             self.send_response(behaviour.status)
+            if behaviour.stall_in_headers:
+                self.flush_headers()  # the status line goes out, the rest does not
+                time.sleep(behaviour.stall_in_headers)
             if behaviour.location:
                 self.send_header("Location", behaviour.location)
             self.send_header("Content-Length", str(len(behaviour.body)))
             self.end_headers()
-            self.wfile.write(behaviour.body)
+            if not behaviour.trickle:
+                self.wfile.write(behaviour.body)
+                return
+            self.wfile.flush()
+            for byte in behaviour.body:
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:  # the client gave up, as it should
+                    return
+                time.sleep(behaviour.trickle)
 
         do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
 

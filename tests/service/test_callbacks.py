@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from service import callbacks
@@ -130,3 +131,34 @@ def test_due_deliveries_are_leased_so_one_sweep_sends_once(svc: Services) -> Non
         )
     assert callbacks.due(svc) == [delivery_id]
     assert callbacks.due(svc) == []
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [Behaviour(body=b"y" * 200, trickle=0.1), Behaviour(stall_in_headers=10)],
+    ids=["trickle", "stall"],
+)
+def test_the_callback_deadline_is_wall_clock_whatever_the_registry_does(
+    svc: Services, behaviour: Behaviour
+) -> None:
+    svc.settings = replace(svc.settings, callback_timeout=1.0)
+    with serving(behaviour) as url:
+        delivery_id = _delivery(svc, url)
+        start = time.monotonic()
+        assert callbacks.attempt(svc, delivery_id) == "pending"
+        elapsed = time.monotonic() - start
+    assert elapsed < 1.5, elapsed
+    (attempt,) = _attempts(svc, delivery_id)
+    assert attempt.status_code is None and attempt.error and "Timeout" in attempt.error
+
+
+@pytest.mark.parametrize("secret", ["", "whsec_", "whsec_" + "QUJD"])
+def test_no_usable_callback_secret_means_nothing_is_sent(svc: Services, secret: str) -> None:
+    svc.settings = replace(svc.settings, callback_secret=secret)
+    behaviour = Behaviour(status=204, body=b"")
+    with serving(behaviour) as url:
+        delivery_id = _delivery(svc, url)
+        assert callbacks.attempt(svc, delivery_id) == "pending"
+    assert behaviour.requests == []  # never signed with an empty or weak key
+    (attempt,) = _attempts(svc, delivery_id)
+    assert attempt.error and "GATEHOUSE_CALLBACK_SECRET" in attempt.error

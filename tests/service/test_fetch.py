@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def test_an_unfetchable_bundle_fails_closed(client: FlaskClient, svc: Services) 
         assert stages["fetch"] == "error"
 
 
-def test_a_fetch_that_keeps_failing_is_retried_with_backoff_then_fails_closed(
+def test_a_fetch_that_keeps_failing_is_retried_with_jittered_backoff_then_fails_closed(
     client: FlaskClient, svc: Services, jobs: InlineJobQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from workers import tasks
@@ -131,9 +132,46 @@ def test_a_fetch_that_keeps_failing_is_retried_with_backoff_then_fails_closed(
         # Eager apply runs each retry at once, in this process, ignoring the countdown.
         tasks.start_scan.apply(args=[scan_id])
     assert len(flaky.requests) == tasks.FETCH_RETRIES + 1
-    assert countdowns == [5, 10, 20, 40, 80]
+    # Celery's retry_backoff with full jitter: each wait is drawn below 5 s doubling.
+    assert len(countdowns) == tasks.FETCH_RETRIES
+    assert all(0 <= c <= 5 * 2**n for n, c in enumerate(countdowns)), countdowns
+    assert tasks.start_scan.retry_jitter and tasks.start_scan.retry_backoff == 5
     with svc.session() as s:
         scan = s.get_one(Scan, scan_id)
         assert scan.status == "completed" and scan.verdict != "pass"
         assert scan.report is not None
         assert {st["name"]: st["status"] for st in scan.report["stages"]}["fetch"] == "error"
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        Behaviour(body=b"x" * 200, trickle=0.1),  # every read succeeds, the body never ends
+        Behaviour(stall_in_headers=10),  # silent half-way through the headers
+    ],
+    ids=["trickle", "stall"],
+)
+def test_the_fetch_deadline_is_wall_clock_whatever_the_peer_does(
+    tmp_path: Path, behaviour: Behaviour
+) -> None:
+    with serving(behaviour) as url:
+        start = time.monotonic()
+        with pytest.raises(FetchError, match="longer than 1 s") as slow:
+            fetch_bundle(
+                f"{url}/b.zip",
+                tmp_path / "b",
+                origins=(url,),
+                max_bytes=1_000_000,
+                expected_sha256="0" * 64,
+                timeout=1,
+            )
+        elapsed = time.monotonic() - start
+    assert elapsed < 1.5, elapsed
+    assert not slow.value.permanent
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999/b.zip", "http://127.0.0.1:x/b.zip", "http://[::1/b.zip"]
+)
+def test_a_url_with_a_bad_port_is_not_allowed(url: str) -> None:
+    assert allowed(url, ("http://127.0.0.1",)) is False

@@ -7,12 +7,14 @@ from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 from review_ui.app import create_app
 from scanner.config import Settings
 from service import heartbeats
-from service.models import WorkerHeartbeat, utcnow
+from service.models import StageRun, WorkerHeartbeat, utcnow
 from service.services import Services
 from tests.service.conftest import post_submission, zip_bytes
 
@@ -77,6 +79,36 @@ def test_metrics_count_scans_by_verdict_and_stage_time(client: FlaskClient, svc:
     assert 'gatehouse_stage_duration_seconds_count{stage="marker"} 1.0' in text
     assert 'gatehouse_queue_depth{queue="scan"}' in text
     assert "gatehouse_broker_up 1.0" in text
-    assert "gatehouse_webhook_delivery_failures 0.0" in text
+    assert "gatehouse_webhook_delivery_failures_total 0.0" in text
     assert 'gatehouse_workers{queue="browser"} 1.0' in text
     assert 'gatehouse_workers{queue="av"} 0.0' in text
+
+
+def test_metrics_follow_prometheus_conventions_by_its_own_parser(
+    client: FlaskClient, svc: Services
+) -> None:
+    for n in range(3):
+        post_submission(client, bundle=zip_bytes({"a.js": "EVIL" * (n + 1)}))
+    with svc.session() as s:  # one slow run, to land in a higher bucket
+        s.execute(update(StageRun).where(StageRun.stage == "marker").values(duration_ms=12_000))
+    response = client.get("/metrics")
+    assert response.headers.getlist("Content-Type") == [CONTENT_TYPE_LATEST]
+    assert response.headers["Content-Type"].count("charset") == 1
+    families = {f.name: f for f in text_string_to_metric_families(response.get_data(as_text=True))}
+    assert families["gatehouse_stage_duration_seconds"].type == "histogram"
+    assert families["gatehouse_webhook_delivery_failures"].type == "counter"
+    for name in ("gatehouse_scans", "gatehouse_queue_depth", "gatehouse_workers"):
+        assert families[name].type == "gauge", name
+    # No gauge hides behind a reserved suffix.
+    for family in families.values():
+        if family.type == "gauge":
+            assert not family.name.endswith(("_sum", "_count", "_total", "_bucket")), family.name
+    samples = {
+        (smp.name, smp.labels.get("stage"), smp.labels.get("le")): smp.value
+        for smp in families["gatehouse_stage_duration_seconds"].samples
+    }
+    assert samples[("gatehouse_stage_duration_seconds_count", "marker", None)] == 3
+    assert samples[("gatehouse_stage_duration_seconds_sum", "marker", None)] == 36.0
+    assert samples[("gatehouse_stage_duration_seconds_bucket", "marker", "10.0")] == 0
+    assert samples[("gatehouse_stage_duration_seconds_bucket", "marker", "30.0")] == 3
+    assert samples[("gatehouse_stage_duration_seconds_bucket", "marker", "+Inf")] == 3

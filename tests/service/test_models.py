@@ -48,10 +48,18 @@ def test_the_advisory_tables_migrate_without_the_service(tmp_path: Path) -> None
     }
 
 
+def _advisory_tables_as_of_a0001(engine: Engine) -> None:
+    """The advisory tables as the first revision made them (before import warnings)."""
+    AdvisoryBase.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE advisory_sources DROP COLUMN warnings"))
+        conn.execute(text("ALTER TABLE advisory_sources DROP COLUMN warning_count"))
+
+
 def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = create_engine(url)
-    AdvisoryBase.metadata.create_all(old)
+    _advisory_tables_as_of_a0001(old)
     old.dispose()
     engine = make_engine(url)
     migrate(engine)
@@ -64,7 +72,7 @@ def test_a_database_migrated_before_the_split_keeps_upgrading(tmp_path: Path) ->
     """One chain used to hold both (0001 advisories, 0002-0003 service): adopt, not redo."""
     url = f"sqlite:///{tmp_path / 'split.db'}"
     old = create_engine(url)
-    AdvisoryBase.metadata.create_all(old)
+    _advisory_tables_as_of_a0001(old)
     Base.metadata.create_all(old)
     with old.begin() as conn:
         # The tables as they stood at 0003: without what later revisions added.
@@ -78,7 +86,7 @@ def test_a_database_migrated_before_the_split_keeps_upgrading(tmp_path: Path) ->
     with engine.connect() as conn:
         advisory = conn.scalar(text("SELECT version_num FROM alembic_version_advisories"))
     assert ADVISORY_VERSION_TABLE == "alembic_version_advisories"
-    assert advisory == "a0001"
+    assert advisory == "a0002"  # adopted at a0001, then upgraded
 
 
 def test_no_foreign_key_cascades_deletes() -> None:

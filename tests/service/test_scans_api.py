@@ -52,6 +52,19 @@ def test_preflight_scan_runs_and_reports_json_and_sarif(client: FlaskClient, svc
     assert json.loads(sarif.data)["version"] == "2.1.0"
 
 
+def test_preflight_sarif_takes_a_code_scanning_category(client: FlaskClient, svc: Services) -> None:
+    ci = token(svc, "preflight")
+    scan_id = _upload(client, ci, zip_bytes({"a.js": "EVIL"})).get_json()["id"]
+    url = f"/api/v1/scans/{scan_id}?format=sarif&wait=5"
+    default = json.loads(client.get(url, headers=_auth(ci)).data)
+    assert default["runs"][0]["automationDetails"] == {"id": "gatehouse/demo/"}
+    named = json.loads(client.get(url + "&category=ci/acme", headers=_auth(ci)).data)
+    assert named["runs"][0]["automationDetails"] == {"id": "ci/acme/"}
+    assert named["runs"][0]["results"] == default["runs"][0]["results"]
+    bad = client.get(url + "&category=%1b%5b2J", headers=_auth(ci))
+    assert bad.status_code == 400 and bad.get_json()["type"].endswith("/bad-category")
+
+
 def test_a_token_sees_only_its_own_scans(client: FlaskClient, svc: Services) -> None:
     mine, other, reader = token(svc, "preflight"), token(svc, "preflight"), token(svc, "read")
     scan_id = _upload(client, mine).get_json()["id"]

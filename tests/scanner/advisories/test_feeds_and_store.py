@@ -228,3 +228,38 @@ def test_shipped_snapshot_is_what_build_snapshot_makes(tmp_path: Path) -> None:
     shipped = PROJECT_ROOT / "rules" / "advisories"
     for built in sorted(tmp_path.iterdir()):
         assert built.read_bytes() == (shipped / built.name).read_bytes(), built.name
+
+
+def test_unreadable_ranges_are_counted_import_warnings(engine: Engine, tmp_path: Path) -> None:
+    repo = {
+        "widget": {
+            "vulnerabilities": [
+                {"atOrAbove": "1.3.0-*", "below": "1.3.2", "identifiers": {"CVE": ["CVE-1"]}},
+                {"below": "~", "identifiers": {"CVE": ["CVE-2"]}},
+                {"atOrAbove": "one", "below": "2.0.0", "identifiers": {"CVE": ["CVE-3"]}},
+            ]
+        }
+    }
+    path = tmp_path / "npmrepository.json"
+    path.write_text(json.dumps(repo))
+    store = AdvisoryStore(engine)
+    store.import_feed(read_feed(path))
+    (status,) = store.status()
+    assert status.warning_count == 2  # the "-*" bound is read, the other two cannot be
+    assert status.warnings == (
+        "CVE-2 widget: unreadable fixed '~'",
+        "CVE-3 widget: unreadable introduced 'one'",
+    )
+
+
+def test_the_shipped_ember_advisories_fire(engine: Engine) -> None:
+    """RetireJS's "1.3.0-*" lower bounds were dropped: ember 1.3.1 got no CVE-2014-0046."""
+    store = AdvisoryStore(engine)
+    ensure_snapshot(store, PROJECT_ROOT / "rules")
+    ember = store.lookup(NPM, ["ember"])["ember"]
+    hits = {v.advisory_id for v in ember if is_affected(NPM, "1.3.1", v.ranges, v.versions)}
+    hits |= {a for v in ember if is_affected(NPM, "1.3.1", v.ranges) for a in v.aliases}
+    assert "CVE-2014-0046" in hits
+    statuses = {s.name: s for s in store.status()}
+    npm = statuses["snapshot:retirejs-npmrepository.json"]
+    assert npm.warning_count == 1 and "simple-server" in npm.warnings[0]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import nodesemver
 import pytest
 
 from scanner.advisories.versions import (
@@ -12,6 +15,7 @@ from scanner.advisories.versions import (
     VersionError,
     fixed_versions,
     is_affected,
+    unreadable_bounds,
 )
 
 
@@ -112,3 +116,78 @@ def test_fixed_versions() -> None:
         _r(("introduced", "2.0"), ("fixed", "2.1")),
     ]
     assert fixed_versions(ranges) == ["1.2", "2.1"]
+
+
+def test_retirejs_star_bounds_mean_the_release_and_its_prereleases() -> None:
+    star = NpmVersion.parse("1.3.0-*")
+    assert star == NpmVersion.parse("1.3.0-0")
+    assert NpmVersion.parse("1.2.9") < star < NpmVersion.parse("1.3.0-alpha")
+    assert star < NpmVersion.parse("1.3.0") < NpmVersion.parse("1.3.1")
+    ranges = [_r(("introduced", "1.3.0-*"), ("fixed", "1.3.2"))]
+    assert is_affected(NPM, "1.3.1", ranges)
+    assert is_affected(NPM, "1.3.0-beta.2", ranges)
+    assert not is_affected(NPM, "1.2.9", ranges)
+    assert not is_affected(NPM, "1.3.2", ranges)
+
+
+def test_unreadable_bounds_are_named() -> None:
+    assert unreadable_bounds(NPM, _r(("introduced", "0"), ("fixed", "~"))) == ["fixed '~'"]
+    assert unreadable_bounds(NPM, _r(("introduced", "1.0.0-*"), ("fixed", "2.0.0"))) == []
+
+
+def _version_pool(n: int, seed: int) -> list[str]:
+    """Valid semver strings built to collide: same releases, near pre-release identifiers."""
+    rng = random.Random(seed)
+    idents = [
+        "0",
+        "1",
+        "2",
+        "10",
+        "9",
+        "01a",
+        "a",
+        "b",
+        "alpha",
+        "beta",
+        "rc",
+        "rc-1",
+        "rc-2",
+        "x-y",
+        "A",
+        "Z",
+        "-",
+        "--",
+        "0a",
+        "a0",
+        "11",
+        "100",
+        "1a",
+        "b1",
+    ]
+
+    def one() -> str:
+        release = ".".join(str(rng.choice([0, 1, 2, 10, 11])) for _ in range(3))
+        if rng.random() < 0.25:
+            return release
+        pre = ".".join(rng.choice(idents) for _ in range(rng.randint(1, 3)))
+        build = "+build." + rng.choice(idents) if rng.random() < 0.2 else ""
+        return f"{release}-{pre}{build}"
+
+    return sorted({one() for _ in range(n)})
+
+
+def test_npm_ordering_agrees_with_node_semver_over_many_pairs() -> None:
+    """Every pair of a pool of near-identical versions, against a port of node-semver."""
+    pool = [v for v in _version_pool(700, 20261203) if nodesemver.valid(v, False)]
+    parsed = {v: NpmVersion.parse(v) for v in pool}
+    disagreements = []
+    pairs = 0
+    for a in pool:
+        for b in pool:
+            pairs += 1
+            ours = (parsed[a] > parsed[b]) - (parsed[a] < parsed[b])
+            theirs = nodesemver.compare(a, b, False)
+            if ours != theirs:
+                disagreements.append((a, b, ours, theirs))
+    assert pairs > 200_000
+    assert disagreements == []

@@ -86,3 +86,42 @@ def test_merge_aliases_joins_chains() -> None:
         [v("PYSEC-1", "CVE-1"), v("GHSA-1", "CVE-1"), v("PYSEC-2"), v("OSV-3", "GHSA-1")]
     )
     assert sorted(len(g) for g in groups) == [1, 3]
+
+
+def test_the_sbom_is_valid_cyclonedx_with_tools_methods_and_stable_refs(
+    stage: DependencyStage, settings: Settings, make_bundle: BundleMaker
+) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    lock = {
+        "lockfileVersion": 3,
+        "packages": {
+            "node_modules/lodash": {"version": "4.17.15"},
+            "node_modules/ember": {"version": "1.3.1"},
+        },
+    }
+    bundle = make_bundle(
+        {
+            "package-lock.json": json.dumps(lock),
+            "backend/requirements.txt": "urllib3==1.24.1\n",
+            "other/requirements.txt": "urllib3==1.24.1\n",  # the same component twice
+        }
+    )
+    policy = Policy.load(settings.policy_path)
+    texts = [build_sbom(scan_bundle(bundle, settings, [stage], policy)) for _ in range(2)]
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(texts[0]) is None
+    first, second = (json.loads(t) for t in texts)
+    tools = first["metadata"]["tools"]["components"]
+    assert [(t["name"], t["type"]) for t in tools] == [("gatehouse", "application")]
+    vulns = first["vulnerabilities"]
+    refs = [v["bom-ref"] for v in vulns]
+    assert refs == [v["bom-ref"] for v in second["vulnerabilities"]]  # not random
+    assert len(set(refs)) == len(refs) and all(r.startswith("vuln:") for r in refs)
+    for v in vulns:
+        for rating in v["ratings"]:
+            assert rating["method"] in {"CVSSv3", "CVSSv31", "CVSSv4", "other"}
+            if "vector" in rating and rating["method"].startswith("CVSSv3"):
+                assert 0 < rating["score"] <= 10
+    assert any(r.get("vector") for v in vulns for r in v["ratings"])
+    assert any("ember" in a["ref"] for v in vulns for a in v.get("affects", []))
