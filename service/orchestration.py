@@ -12,8 +12,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +28,6 @@ from scanner.pipeline import (
     OpenedBundle,
     StageFactory,
     conclude,
-    opened_bundle,
     stage_name,
 )
 from scanner.pipeline import run_stages as run_in_threads
@@ -40,7 +38,8 @@ from scanner.stages.base import Stage
 from scanner.suppressions import Suppression
 from service import bundles
 from service.audit import audit, transition
-from service.blobs import BlobNotFoundError, artifact_key, bundle_key
+from service.blobs import BlobNotFoundError, artifact_key
+from service.bundles import materialized
 from service.callbacks import due, enqueue_event
 from service.fetch import FetchError, fetch_bundle
 from service.models import (
@@ -89,18 +88,6 @@ class StageRegistry:
         if name not in self._built:
             self._built[name] = self.factories[name](svc.settings)
         return self._built[name]
-
-
-@contextmanager
-def materialized(svc: Services, scan: Scan) -> Iterator[OpenedBundle]:
-    """The scan's bundle, downloaded and unpacked into a private work dir."""
-    svc.settings.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(prefix="blob-", dir=svc.settings.work_root) as tmp:
-        path = Path(tmp) / scan.bundle_name
-        assert scan.bundle_sha256 is not None
-        svc.blobs.download(bundle_key(scan.bundle_sha256), path)
-        with opened_bundle(path, svc.settings) as opened:
-            yield opened
 
 
 # --- start ---------------------------------------------------------------------------
