@@ -26,6 +26,7 @@ from service.models import (
     FindingRecord,
     Publisher,
     Scan,
+    ScanFacts,
     StageRun,
     Submission,
     User,
@@ -124,7 +125,6 @@ def from_false_positive(
     bind_file: bool,
     days: int,
     reason: str,
-    file_sha256: str | None = None,
 ) -> AllowlistEntry:
     """Mark a finding false positive and allowlist its rule for the plugin or the
     publisher in one step (the file's hash binds the entry to those exact bytes)."""
@@ -140,6 +140,7 @@ def from_false_positive(
         raise AllowlistError("the finding is not from a registry submission")
     if scope not in ("plugin", "publisher"):
         raise AllowlistError("scope is plugin or publisher")
+    file_sha256 = _file_hash(session, finding) if bind_file else None
     if bind_file and not file_sha256:
         raise AllowlistError("the finding's file hash is unknown; allowlist without binding")
     mark_finding(session, finding_id, actor, "fp", reason)
@@ -156,6 +157,14 @@ def from_false_positive(
         expires_at=utcnow() + timedelta(days=max(1, min(days, settings.allowlist_max_days))),
         source_finding_id=finding_id,
     )
+
+
+def _file_hash(session: Session, finding: FindingRecord) -> str | None:
+    """The sha256 of the finding's file as the scan saw it (from the scan's facts)."""
+    facts = session.get(ScanFacts, finding.scan_id)
+    if facts is None or not finding.path:
+        return None
+    return next((str(h) for p, h, *_ in facts.data.get("files", []) if p == finding.path), None)
 
 
 def _submission_of(session: Session, finding: FindingRecord) -> str | None:
