@@ -14,6 +14,8 @@ from service.models import CannedReason
 from service.review import allowlists, claims, decisions, detail, marks
 from service.review.claims import ClaimHeldError, NotInQueueError
 
+MAX_ID = 2**31 - 1
+
 
 @bp.get("/submissions/<submission_id>")
 @signed_in
@@ -112,7 +114,9 @@ def yank(submission_id: str) -> BaseResponse:
 
 @bp.post("/findings/<int:finding_id>/mark")
 @signed_in
-def mark(finding_id: str) -> BaseResponse:
+def mark(finding_id: int) -> BaseResponse:
+    if finding_id > MAX_ID:
+        abort(404)
     back = request.form.get("submission_id", "")
     try:
         with services_of(current_app).session() as s:
@@ -130,7 +134,9 @@ def mark(finding_id: str) -> BaseResponse:
 
 @bp.post("/findings/<int:finding_id>/allowlist")
 @admin_only
-def allowlist_finding(finding_id: str) -> BaseResponse:
+def allowlist_finding(finding_id: int) -> BaseResponse:
+    if finding_id > MAX_ID:
+        abort(404)
     svc = services_of(current_app)
     back = request.form.get("submission_id", "")
     try:

@@ -51,9 +51,7 @@ def submit(
     **fields: str,
 ) -> str:
     """A submission through the signed webhook, scanned by the fake stages; its id."""
-    response = post_submission(
-        client, fields=submission_fields(**fields), bundle=zip_bytes(files)
-    )
+    response = post_submission(client, fields=submission_fields(**fields), bundle=zip_bytes(files))
     assert response.status_code == 202, response.get_data(as_text=True)
     return str(response.get_json()["id"])
 
