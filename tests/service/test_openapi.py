@@ -3,6 +3,8 @@ requests (schemathesis) get answers whose status, content type and body it allow
 
 from __future__ import annotations
 
+import re
+
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
@@ -66,7 +68,7 @@ def test_every_route_is_in_the_document(app: Flask) -> None:
         (path, method.upper()) for path, ops in document()["paths"].items() for method in ops
     }
     routed = {
-        (rule.rule.replace("<", "{").replace(">", "}"), method)
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method)
         for rule in app.url_map.iter_rules()
         for method in rule.methods or ()
         if method not in {"HEAD", "OPTIONS"}
