@@ -121,7 +121,10 @@ def add_commands(sub: Any) -> None:
     bench.add_argument("--broker-url", default="redis://127.0.0.1:6379/8")
     bench.add_argument("--scans", type=int, default=100_000)
     bench.add_argument(
-        "--only", choices=("intake", "get", "preflight"), action="append", help="run only these"
+        "--only",
+        choices=("intake", "get", "review", "preflight"),
+        action="append",
+        help="run only these",
     )
     bench.set_defaults(func=cmd_bench_service)
 

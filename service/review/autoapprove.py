@@ -99,10 +99,11 @@ def evaluate_submission(
     scan: Scan,
     facts: dict[str, Any] | None = None,
     report: dict[str, Any] | None = None,
+    delta: deltas.Delta | None = None,
 ) -> Evaluation:
     publisher = session.get(Publisher, submission.publisher_id)
     facts = facts if facts is not None else facts_of(session, scan.id)
-    delta = delta_for(session, submission, scan, facts, report)
+    delta = delta if delta is not None else delta_for(session, submission, scan, facts, report)
     gaps = list((facts or {}).get("stage_gaps", ["unknown: no facts recorded"]))
     return evaluate(publisher.trust if publisher else "new", scan.verdict, delta, gaps)
 
