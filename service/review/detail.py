@@ -67,6 +67,8 @@ class Detail:
     history: list[dict[str, Any]] = field(default_factory=list)
     auto_approval: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)
+    # plugin.json as the bundle declared it (every value is the publisher's text).
+    manifest: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +92,7 @@ class Detail:
             "decisions": self.decisions,
             "history": self.history,
             "auto_approval": self.auto_approval,
+            "manifest": self.manifest,
         }
 
 
@@ -158,6 +161,8 @@ def load(svc: Services, s: Session, submission_id: str, viewer_id: int | None) -
         return detail
     facts = facts_of(s, scan.id)
     detail.files = {str(p): str(h) for p, h, *_ in (facts or {}).get("files", [])}
+    manifest = (facts or {}).get("manifest")
+    detail.manifest = manifest if isinstance(manifest, dict) else None
     _fill_findings(svc, s, detail, scan, report)
     detail.capabilities = list(report.get("capabilities", []))
     detail.csp = report.get("csp")

@@ -244,6 +244,7 @@ def test_hostile_bundle_content_never_runs_in_the_reviewers_browser(
     page.goto(f"{base}/submissions/{sid}")
     expect(page.locator("#findings")).to_contain_text("<script>window.__xss=1</script>")
     expect(page.locator("#runtime")).to_contain_text("onerror")
+    expect(page.locator("#manifest")).to_contain_text("<script>window.__xss=1</script>")
     shot(page, "hostile")
     assert w.dialogs == []
     assert not [c for c in w.console if "__xss" in c]

@@ -230,6 +230,8 @@ def test_bundle_content_is_escaped_everywhere_it_is_shown(
     for html in (page, code, queue):
         assert SCRIPT not in html and XSS not in html
     assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page
+    manifest = page[page.index('id="manifest"') : page.index('id="capabilities"')]
+    assert "displayName" in manifest and "&lt;script&gt;" in manifest
     assert "&lt;img src=x onerror=" in page
     assert "window.__xss" in code  # shown, as highlighted text
 
