@@ -115,7 +115,9 @@ class DeskStage:
             for number, line in enumerate(data.splitlines(), 1):
                 for word, (rule, category, severity) in MARKERS.items():
                     if word in line:
-                        evidence = line.decode("utf-8", "replace").strip()[:200]
+                        # Like a real rule: the code from the match on, not the whole line.
+                        at = line.index(word)
+                        evidence = line[at : at + 60].decode("utf-8", "replace")
                         result.findings.append(
                             Finding(
                                 self.name,

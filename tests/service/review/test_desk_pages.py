@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import replace
 
@@ -281,3 +282,24 @@ def test_the_record_pages_render(client: FlaskClient, svc: Services, path: str) 
     make_user(svc, "alice")
     sign_in(client, "alice")
     assert client.get(path).status_code == 200
+
+
+def test_the_code_viewer_opens_minified_code_pretty_at_the_finding(
+    client: FlaskClient, svc: Services
+) -> None:
+    minified = "var a=1;" * 200 + "window.x=function(){return 'SUSPECT'};" + "b();" * 200
+    sid = submit(client, {"dist/bundle.js": minified})
+    make_user(svc, "alice")
+    sign_in(client, "alice")
+    page = client.get(f"/submissions/{sid}").get_data(as_text=True)
+    found = re.search(r'id="f(\d+)"', page)
+    assert found is not None
+    code = client.get(
+        f"/submissions/{sid}/code?path=dist/bundle.js&line=1&finding={found.group(1)}"
+    )
+    html = code.get_data(as_text=True)
+    assert "pretty-printed" in html
+    highlighted_line = html.split('class="hll"', 1)[1].split("\n", 1)[0]
+    assert "SUSPECT" in highlighted_line
+    raw = client.get(f"/submissions/{sid}/code?path=dist/bundle.js&line=1&view=raw")
+    assert "Pretty-print" in raw.get_data(as_text=True)
