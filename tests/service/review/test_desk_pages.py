@@ -213,7 +213,7 @@ def hostile_bundle() -> dict[str, str | bytes]:
     }
     return {
         "plugin.json": json.dumps(manifest),
-        "dist/bundle.js": f"var a = '{SCRIPT}'; // SUSPECT {XSS}\n",
+        "dist/bundle.js": f"var a = 1; // SUSPECT {SCRIPT} {XSS}\n",
         f"dist/{XSS}.js": "SUSPECT",
         "trace.json": json.dumps(trace),
     }
