@@ -6,6 +6,7 @@ may do) or by a desk session sending its CSRF token in ``X-CSRFToken``.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from review_ui.api import bp
 from review_ui.context import services_of
 from review_ui.problems import ApiProblemError
 from scanner.rulebook import load_rulebook, rule_version
-from service.models import Publisher, User, iso
+from service.models import CannedReason, Publisher, User, iso
 from service.review import (
     accounts,
     allowlists,
@@ -29,10 +30,11 @@ from service.review import (
     trust,
 )
 from service.review.auditlog import AuditFilter, search
-from service.review.queue import QueueFilter, list_queue
+from service.review.queue import QueueFilter, list_queue, override_due
+from service.review.reasons import save_reason
 
 
-def _body(allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+def _body(allowed: set[str], required: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ApiProblemError(400, "malformed-json", "Malformed JSON body", "send a JSON object")
@@ -354,3 +356,95 @@ def api_auto_approval_set() -> Response:
     with services_of(current_app).session() as s:
         autoapprove.set_enabled(s, actor, data["enabled"])
     return jsonify({"enabled": data["enabled"]})
+
+
+@bp.post("/findings/<int:finding_id>/allowlist")
+def api_allowlist_finding(finding_id: int) -> Response:
+    """Mark a finding false positive and allowlist its rule in one step (admins)."""
+    actor = api_actor(admin=True)
+    _known_id(finding_id, "finding")
+    svc = services_of(current_app)
+    data = _body({"scope", "bind_file", "days", "reason"}, {"scope", "reason"})
+    days, bind = data.get("days", 30), data.get("bind_file", True)
+    if not isinstance(days, int) or isinstance(days, bool) or not isinstance(bind, bool):
+        raise _invalid("days" if not isinstance(days, int) else "bind_file", "wrong type")
+    try:
+        with svc.session() as s:
+            entry = allowlists.from_false_positive(
+                s,
+                svc.settings,
+                actor,
+                finding_id,
+                scope=_string(data, "scope") or "",
+                bind_file=bind,
+                days=days,
+                reason=_string(data, "reason") or "",
+            )
+            body = {"id": entry.id, "rule_version": entry.rule_version}
+    except allowlists.AllowlistError as exc:
+        status = 404 if "no such" in str(exc) else 422
+        raise ApiProblemError(status, "invalid-entry", "Entry refused", str(exc)) from None
+    return _created(body)
+
+
+@bp.put("/submissions/<submission_id>/due")
+def api_due(submission_id: str) -> Response:
+    """An admin moves a due date (audited with the reason)."""
+    actor = api_actor(admin=True)
+    data = _body({"due_at", "why"}, {"due_at", "why"})
+    try:
+        due = datetime.fromisoformat((_string(data, "due_at") or "").replace("Z", "+00:00"))
+    except ValueError:
+        raise _invalid("due_at", "must be an RFC 3339 date-time") from None
+    if due.tzinfo is None:
+        raise _invalid("due_at", "needs a time zone")
+    why = (_string(data, "why") or "").strip()
+    if not why:
+        raise _invalid("why", "say why the due date moves")
+    try:
+        with services_of(current_app).session() as s:
+            override_due(s, submission_id, due, actor, why)
+    except LookupError:
+        raise ApiProblemError(404, "not-found", "Not Found", "not in the queue") from None
+    return jsonify({"submission_id": submission_id, "due_at": iso(due)})
+
+
+@bp.post("/submissions/<submission_id>/yank")
+def api_yank(submission_id: str) -> Response:
+    """An admin withdraws an approval; the registry gets submission.rejected."""
+    actor = api_actor(admin=True)
+    data = _body({"why"}, {"why"})
+    try:
+        outcome = decisions.yank(
+            services_of(current_app), submission_id, actor, _string(data, "why") or ""
+        )
+    except decisions.DecisionError as exc:
+        raise ApiProblemError(exc.status, exc.code, "Yank refused", str(exc)) from None
+    return _created({"decision_id": outcome.decision_id, "status": outcome.status})
+
+
+@bp.get("/reasons")
+def api_reasons() -> Response:
+    api_actor()
+    with services_of(current_app).session() as s:
+        rows = [
+            {"code": r.code, "title": r.title, "text": r.body, "active": r.active}
+            for r in s.scalars(select(CannedReason).order_by(CannedReason.code))
+        ]
+    return jsonify({"reasons": rows})
+
+
+@bp.put("/reasons/<code>")
+def api_reason_put(code: str) -> Response:
+    """Create or edit a canned reason (admins); the old text stays in the audit log."""
+    actor = api_actor(admin=True)
+    data = _body({"title", "text", "active"}, {"title", "text"})
+    title, text = (_string(data, "title") or "").strip(), (_string(data, "text") or "").strip()
+    active = data.get("active", True)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", code):
+        raise ApiProblemError(404, "not-found", "Not Found", "a reason code is a-z 0-9 -")
+    if not title or not text or not isinstance(active, bool):
+        raise _invalid("title" if not title else "text" if not text else "active", "invalid")
+    with services_of(current_app).session() as s:
+        save_reason(s, actor, code, title[:200], text, active)
+    return jsonify({"code": code, "title": title[:200], "text": text, "active": active})

@@ -13,9 +13,9 @@ from review_ui.actors import desk_actor
 from review_ui.context import services_of
 from review_ui.views import admin_only, bp
 from scanner.rulebook import load_rulebook, rule_version
-from service.audit import audit
-from service.models import CannedReason, Publisher, User, utcnow
+from service.models import CannedReason, Publisher, User
 from service.review import accounts, allowlists, autoapprove, trust
+from service.review.reasons import save_reason
 from service.services import Services
 
 
@@ -77,27 +77,7 @@ def reasons() -> str | BaseResponse:
             flash("A reason needs a code (at most 40 characters), a title and a text.", "error")
             return redirect(url_for("desk.reasons"))
         with svc.session() as s:
-            row = s.scalar(select(CannedReason).where(CannedReason.code == code))
-            before = (
-                None
-                if row is None
-                else {"title": row.title, "body": row.body, "active": row.active}
-            )
-            if row is None:
-                row = CannedReason(code=code, title=title, body=body, updated_by=actor.label)
-                s.add(row)
-            row.title, row.body = title[:200], body
-            row.active = request.form.get("active", "1") == "1"
-            row.updated_by, row.updated_at = actor.label, utcnow()
-            # The audit entry keeps the old text: decisions copied it when they were made.
-            audit(
-                s,
-                actor.label,
-                "reason.saved",
-                "reason",
-                code,
-                {"before": before, "title": title, "body": body, "active": row.active},
-            )
+            save_reason(s, actor, code, title[:200], body, request.form.get("active", "1") == "1")
         flash(f"Reason {code} saved.")
         return redirect(url_for("desk.reasons"))
     with svc.session() as s:

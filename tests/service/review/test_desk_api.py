@@ -131,3 +131,51 @@ def test_gatehouse_users_add_prints_a_one_time_password_that_signs_in_once(
     assert main(["users", "add", "erin", "--role", "reviewer"]) == 2  # exists
     assert main(["users", "add", "Bad Name", "--role", "admin"]) == 2
     assert sign_in(client, "erin", otp).headers["Location"] == "/account/password"
+
+
+def test_the_admin_endpoints_for_findings_due_dates_yank_and_reasons(
+    client: FlaskClient, svc: Services
+) -> None:
+    sid = submit(client, {"dist/bundle.js": "var x = 1; // SUSPECT"})
+    alice, root = review_token(svc, "alice"), review_token(svc, "root", "admin")
+    detail = client.get(f"/api/v1/submissions/{sid}/review", headers=auth(alice)).get_json()
+    finding = detail["findings"][0]["id"]
+    body = {"scope": "plugin", "reason": "a comment", "days": 7}
+    assert (
+        client.post(
+            f"/api/v1/findings/{finding}/allowlist", json=body, headers=auth(alice)
+        ).status_code
+        == 403
+    )
+    made = client.post(f"/api/v1/findings/{finding}/allowlist", json=body, headers=auth(root))
+    assert made.status_code == 201 and made.get_json()["rule_version"] == "desk@1"
+    entries = client.get("/api/v1/allowlist", headers=auth(alice)).get_json()["entries"]
+    assert entries[0]["file_sha256"] == detail["findings"][0]["file_sha256"]  # bound by default
+    assert entries[0]["state"] == "active" and entries[0]["plugin"] == "demo"
+    due = {"due_at": "2030-01-02T03:04:05Z", "why": "holiday"}
+    moved = client.put(f"/api/v1/submissions/{sid}/due", json=due, headers=auth(root))
+    assert moved.status_code == 200
+    queue = client.get("/api/v1/queue?due=all", headers=auth(alice)).get_json()["items"]
+    assert queue[0]["due_at"] == "2030-01-02T03:04:05Z" and queue[0]["due_overridden"]
+    reason = {"title": "Tracks users", "text": "It sends identifiers to a third party."}
+    assert (
+        client.put("/api/v1/reasons/tracking", json=reason, headers=auth(root)).status_code == 200
+    )
+    codes = {
+        r["code"] for r in client.get("/api/v1/reasons", headers=auth(alice)).get_json()["reasons"]
+    }
+    assert "tracking" in codes
+    approve = {"action": "approve", "scan_id": detail["scan"]["id"]}
+    assert (
+        client.post(
+            f"/api/v1/submissions/{sid}/decisions", json=approve, headers=auth(alice)
+        ).status_code
+        == 201
+    )
+    yank = {"why": "the maintainer's account was taken over"}
+    assert (
+        client.post(f"/api/v1/submissions/{sid}/yank", json=yank, headers=auth(alice)).status_code
+        == 403
+    )
+    yanked = client.post(f"/api/v1/submissions/{sid}/yank", json=yank, headers=auth(root))
+    assert yanked.status_code == 201 and yanked.get_json()["status"] == "rejected"
