@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from review_ui.context import EXTENSION
-from review_ui.formatting import when
+from review_ui.formatting import ago, when
 from scanner.config import Settings
 from service.models import iso
 from service.services import Services
@@ -40,4 +40,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(desk_bp)
     app.jinja_env.globals["iso"] = iso
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["ago"] = ago
     return app
