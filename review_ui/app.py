@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from review_ui.context import EXTENSION
+from review_ui.formatting import ago, when
 from scanner.config import Settings
+from service.models import iso
 from service.services import Services
 from service.webhooks import check_secrets
 
@@ -15,6 +17,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from review_ui.api import bp as api_bp
     from review_ui.health import bp as health_bp
     from review_ui.problems import register_error_handlers
+    from review_ui.security import csrf, init_security
+    from review_ui.views import bp as desk_bp
 
     settings = settings or (services.settings if services else Settings.from_env())
     check_secrets(settings)  # a bad secret stops the app here, not on every webhook
@@ -29,6 +33,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = services
     register_error_handlers(app)
+    init_security(app, settings)
+    # The API authenticates each call (signatures, bearer tokens); a call made with a desk
+    # session checks its CSRF header itself (review_ui.actors).
+    csrf.exempt(api_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(desk_bp)
+    app.jinja_env.globals["iso"] = iso
+    app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["ago"] = ago
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from service.ratelimit import RateLimitedError
@@ -70,6 +70,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
+        if request.blueprint == "desk":
+            return _page(status, exc.name or "Error", exc.description)
         code = (exc.name or "error").lower().replace(" ", "-")
         headers = dict(exc.get_headers()) if status == 405 else {}
         headers.pop("Content-Type", None)
@@ -78,4 +80,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if request.blueprint == "desk":
+            return _page(500, "Internal Server Error", "Something went wrong; it was logged.")
         return problem_response(500, "internal-error", "Internal Server Error")
+
+
+def _page(status: int, title: str, detail: str | None) -> Response:
+    """The desk's errors as a page (its own layout, never a traceback)."""
+    response = Response(render_template("error.html", status=status, title=title, detail=detail))
+    response.status_code = status
+    return response

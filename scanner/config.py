@@ -159,6 +159,31 @@ class Settings:
     # for up to its wait: size processes x threads above the CI jobs that poll at once.
     web_threads: int = 4
 
+    # --- the reviewers' desk ---
+    # Review target: a submission is due this many working hours (Monday to Friday, UTC;
+    # weekends skipped) after it was submitted. The queue sorts by due date, then risk.
+    review_target_hours: float = 24.0
+    # Minutes a reviewer's claim on a submission lasts; others cannot decide meanwhile.
+    claim_minutes: float = 30.0
+    # Minutes without a request after which a desk session ends (sign in again).
+    session_idle_minutes: float = 30.0
+    # Session and CSRF cookies only over HTTPS. Turn off (0) for plain http on localhost
+    # only (scripts/demo, tests): browsers drop Secure cookies sent over http.
+    cookie_secure: bool = True
+    # Signs sessions and CSRF tokens; empty means a random key kept in <data_dir>/secret_key
+    # (0600), shared by every process on this machine. Set it when web servers are several.
+    secret_key: str = ""
+    # Failed sign-ins allowed per name (and five times as many per address) per window.
+    login_max_failures: int = 5
+    # Seconds of the sign-in throttling window.
+    login_window: float = 900.0
+    # Longest life of an allowlist entry, in days (every entry needs an expiry).
+    allowlist_max_days: int = 90
+    # A rule whose measured precision (true / marked findings) falls below this is flagged
+    # for the evaluation state, once it has at least review_min_marks marks.
+    precision_threshold: float = 0.5
+    review_min_marks: int = 5
+
     @property
     def clamd_socket_path(self) -> Path:
         return (
@@ -212,6 +237,10 @@ class Settings:
             )
         if self.max_stage_attempts < 1:
             raise SettingsError("GATEHOUSE_MAX_STAGE_ATTEMPTS must be at least 1")
+        if self.allowlist_max_days < 1 or self.claim_minutes <= 0:
+            raise SettingsError(
+                "GATEHOUSE_ALLOWLIST_MAX_DAYS and GATEHOUSE_CLAIM_MINUTES must be positive"
+            )
         for name in ("web_processes", "web_threads", "worker_processes", "stage_processes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"GATEHOUSE_{name.upper()} must be at least 1")

@@ -82,6 +82,9 @@ class Finding:
     evidence: str | None = None
     state: RuleState = RuleState.ENABLED
     details: tuple[tuple[str, str], ...] = ()
+    # The allowlist entry that suppressed this finding ("allowlist:12"): still reported,
+    # never counted by the policy.
+    suppressed_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -97,6 +100,8 @@ class Finding:
         }
         if self.details:
             data["details"] = dict(self.details)
+        if self.suppressed_by:
+            data["suppressed_by"] = self.suppressed_by
         return data
 
 

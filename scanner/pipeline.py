@@ -28,9 +28,11 @@ from scanner.intake import (
 from scanner.policy import Decision, Policy, decide
 from scanner.private_dirs import private_dir
 from scanner.repack import Repack, RepackError, tree_digest, verify_repack, write_repack
+from scanner.rulebook import load_rulebook
 from scanner.ruleset import ruleset_hash
 from scanner.stagepool import ProcessStage, runs_in_process, shared_pool
 from scanner.stages.base import Stage
+from scanner.suppressions import Suppression, apply_suppressions
 from scanner.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -226,13 +228,18 @@ def conclude(
     settings: Settings,
     policy: Policy,
     bundle_name: str,
+    suppressions: Sequence[Suppression] = (),
 ) -> ScanResult:
-    """Add the capability check to the stages' results and decide."""
+    """Add the capability check to the stages' results, apply the allowlist, and decide."""
     results = list(results)
     manifest = None
     if opened.workspace is not None:
         results.append(CapabilityCheck().run(opened.workspace, results))
         manifest = opened.workspace.manifest.manifest
+    if suppressions:
+        hashes = {f.path: f.sha256 for f in opened.files}
+        book = load_rulebook(settings.rules_dir)
+        results = apply_suppressions(results, suppressions, hashes, book)
     decision = decide([f for r in results for f in r.findings], results, policy)
     tools = {k: v for r in results for k, v in r.tool_versions.items()}
     return ScanResult(

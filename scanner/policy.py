@@ -125,7 +125,7 @@ def decide(findings: Iterable[Finding], stages: Sequence[StageResult], policy: P
     reasons: list[Reason] = []
     score = 0
     for f in findings:
-        if f.state is not RuleState.ENABLED:
+        if f.state is not RuleState.ENABLED or f.suppressed_by:
             continue
         score += SCORE[f.severity]
         action = action_for(f, policy)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, update
 from sqlalchemy.orm import Session
 
 from service.models import (
     TRANSITIONS,
     AuditEntry,
+    ReviewItem,
     Submission,
     SubmissionEvent,
     SubmissionStatus,
@@ -60,6 +61,12 @@ def transition(
         raise TransitionError(f"submission {submission.id}: {current} -> {to} is not allowed")
     submission.status = to
     submission.updated_at = utcnow()
+    # The queue's copy of the status moves with the submission, in the same transaction.
+    session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.submission_id == submission.id)
+        .values(status=to.value, updated_at=submission.updated_at)
+    )
     session.add(
         SubmissionEvent(
             submission_id=submission.id,

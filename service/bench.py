@@ -316,6 +316,24 @@ def bench_preflight(env: dict[str, str], logs: Path, runs: int) -> None:
     )
 
 
+def bench_review(env: dict[str, str], logs: Path, pending: int, runs: int) -> None:
+    """The desk's pages on PostgreSQL (service.review.bench seeds and fetches them)."""
+    from scanner.config import packaged_rules
+    from scanner.db import make_engine
+    from service.review import bench as desk
+
+    engine = make_engine(env["GATEHOUSE_DATABASE_URL"])
+    big, seeded = desk.prepare(engine, packaged_rules(), pending)
+    engine.dispose()
+    # Plain http on loopback: the session cookie must not be Secure-only here.
+    env = {**env, "GATEHOUSE_COOKIE_SECURE": "0"}
+    with _processes(env, workers=False, logs=logs) as addr:
+        lines = desk.measure(addr, big, pending, runs, _pct)
+    print(f"desk ({pending:,} waiting submissions seeded in {seeded:.0f} s):")
+    for line in lines:
+        print(f"  {line}")
+
+
 def run(
     database_url: str,
     broker_url: str,
@@ -353,6 +371,8 @@ def run(
         bench_intake(env, logs, 1000, 8)
     if not only or "get" in only:
         bench_get(env, logs, scans, 2000)
+    if not only or "review" in only:
+        bench_review(env, logs, 10_000, 200)
     if not only or "preflight" in only:
         import redis
 

@@ -24,7 +24,13 @@ from service.webhooks import SecretError, signed_headers
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("scan.completed", "submission.rejected", "submission.approved", "submission.promoted")
+EVENTS = (
+    "scan.completed",
+    "submission.rejected",
+    "submission.approved",
+    "submission.changes_requested",
+    "submission.promoted",
+)
 FIRST_DELAY = 10.0
 MAX_DELAY = 6 * 3600.0
 # Longest wait for the registry's response once connected; the whole call is capped too.

@@ -78,6 +78,7 @@ def add_commands(sub: Any) -> None:
     create.add_argument("--scope", action="append", required=True, help="preflight, read, admin")
     create.add_argument("--publisher", help="the registry's publisher id this token acts for")
     create.add_argument("--hourly-limit", type=int, help="pre-flight scans an hour")
+    create.add_argument("--user", help="the desk user a review token acts for")
     create.set_defaults(func=cmd_tokens_create)
     tsub.add_parser("list", help="tokens, without their secrets").set_defaults(func=cmd_tokens_list)
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
@@ -91,6 +92,17 @@ def add_commands(sub: Any) -> None:
     limit.add_argument("publisher")
     limit.add_argument("daily_limit", type=int)
     limit.set_defaults(func=cmd_publishers_limit)
+
+    users = sub.add_parser("users", help="reviewer and admin accounts of the desk")
+    usub = users.add_subparsers(required=True, metavar="ACTION")
+    add = usub.add_parser("add", help="add a user and print a one-time password")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("reviewer", "admin"), required=True)
+    add.set_defaults(func=cmd_users_add)
+    usub.add_parser("list", help="users and their state").set_defaults(func=cmd_users_list)
+    reset = usub.add_parser("reset", help="a new one-time password (ends the user's sessions)")
+    reset.add_argument("name")
+    reset.set_defaults(func=cmd_users_reset)
 
     pre = sub.add_parser("preflight", help="scan a bundle on a Gatehouse server (CI)")
     pre.add_argument("bundle", type=Path)
@@ -113,7 +125,10 @@ def add_commands(sub: Any) -> None:
     bench.add_argument("--broker-url", default="redis://127.0.0.1:6379/8")
     bench.add_argument("--scans", type=int, default=100_000)
     bench.add_argument(
-        "--only", choices=("intake", "get", "preflight"), action="append", help="run only these"
+        "--only",
+        choices=("intake", "get", "review", "preflight"),
+        action="append",
+        help="run only these",
     )
     bench.set_defaults(func=cmd_bench_service)
 
@@ -126,6 +141,9 @@ def _services(settings: Settings) -> Any:
 
 
 def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from service.models import User
     from service.submissions import SubmissionError, publisher_named
     from service.tokens import TokenError, create_token
 
@@ -135,9 +153,17 @@ def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
             publisher = publisher_named(s, args.publisher, "cli") if args.publisher else None
         except SubmissionError as exc:
             raise ServiceCommandError(f"--publisher {args.publisher!r}: {exc}") from None
+        user = s.scalar(select(User).where(User.name == args.user)) if args.user else None
+        if args.user and user is None:
+            raise ServiceCommandError(f"no user {args.user}")
         try:
             row, plaintext = create_token(
-                s, args.name, set(args.scope), publisher=publisher, hourly_limit=args.hourly_limit
+                s,
+                args.name,
+                set(args.scope),
+                publisher=publisher,
+                hourly_limit=args.hourly_limit,
+                user=user,
             )
         except TokenError as exc:
             raise ServiceCommandError(str(exc)) from None
@@ -200,6 +226,56 @@ def cmd_publishers_limit(args: argparse.Namespace, settings: Settings) -> int:
         p.daily_limit = args.daily_limit
         audit(s, "cli", "publisher.limit", "publisher", p.id, {"daily_limit": args.daily_limit})
     print(f"{args.publisher}: {args.daily_limit} submissions a day")
+    return EXIT_OK
+
+
+def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+    from service.review.accounts import AccountError, create_user
+
+    with _services(settings).session() as s:
+        try:
+            user, password = create_user(s, args.name, args.role, "cli")
+        except AccountError as exc:
+            raise ServiceCommandError(str(exc)) from None
+        print(
+            f"user {user.name} ({user.role}); one-time password, to be changed at first"
+            " sign-in (shown once):",
+            file=sys.stderr,
+        )
+    print(password)
+    return EXIT_OK
+
+
+def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from service.models import User
+
+    with _services(settings).session() as s:
+        for u in s.scalars(select(User).order_by(User.name)):
+            state = (
+                "disabled"
+                if u.disabled_at
+                else "must set password"
+                if u.must_change_password
+                else "active"
+            )
+            print(f"{u.name}\t{u.role}\t{state}")
+    return EXIT_OK
+
+
+def cmd_users_reset(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from service.models import User
+    from service.review.accounts import reset_password
+
+    with _services(settings).session() as s:
+        user = s.scalar(select(User).where(User.name == args.name))
+        if user is None:
+            raise ServiceCommandError(f"no user {args.name}")
+        password = reset_password(s, user, "cli")
+    print(password)
     return EXIT_OK
 
 

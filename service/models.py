@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -58,6 +59,8 @@ class SubmissionStatus(enum.StrEnum):
     REJECTED = "rejected"
     APPROVED = "approved"
     PROMOTED = "promoted"
+    # A reviewer asked the publisher for a new version; this one leaves the queue for good.
+    CHANGES_REQUESTED = "changes_requested"
 
 
 # The only moves a submission can make; anything else is a bug, refused loudly.
@@ -67,11 +70,17 @@ TRANSITIONS: dict[SubmissionStatus, frozenset[SubmissionStatus]] = {
         {SubmissionStatus.AWAITING_REVIEW, SubmissionStatus.REJECTED}
     ),
     SubmissionStatus.AWAITING_REVIEW: frozenset(
-        {SubmissionStatus.APPROVED, SubmissionStatus.REJECTED, SubmissionStatus.SCANNING}
+        {
+            SubmissionStatus.APPROVED,
+            SubmissionStatus.REJECTED,
+            SubmissionStatus.SCANNING,
+            SubmissionStatus.CHANGES_REQUESTED,
+        }
     ),
     SubmissionStatus.REJECTED: frozenset({SubmissionStatus.SCANNING}),
     SubmissionStatus.APPROVED: frozenset({SubmissionStatus.PROMOTED, SubmissionStatus.REJECTED}),
     SubmissionStatus.PROMOTED: frozenset(),
+    SubmissionStatus.CHANGES_REQUESTED: frozenset(),
 }
 
 
@@ -102,6 +111,8 @@ class Publisher(Base):
     # Submissions a day; None means the deployment's default.
     daily_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # new | verified | trusted: set by admins (audited); only trusted ones may be auto-approved.
+    trust: Mapped[str] = mapped_column(String(12), default="new", server_default="new")
 
 
 class ApiToken(Base):
@@ -118,6 +129,8 @@ class ApiToken(Base):
     hourly_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The reviewer a review token acts for: its actions are audited under that name.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     @property
     def scope_set(self) -> frozenset[str]:
@@ -279,7 +292,9 @@ class Artifact(Base):
 
 
 class Decision(Base):
-    """A verdict with its reasons: the policy's (automatic) or, later, a reviewer's."""
+    """A verdict with its reasons: the policy's (automatic), a reviewer's, or the system's
+    (auto-approval). A person's or the system's decision names the exact bytes and rules
+    it was made on."""
 
     __tablename__ = "decisions"
 
@@ -292,6 +307,16 @@ class Decision(Base):
     reasons: Mapped[list[Any]] = mapped_column(JSON)
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # approve | reject | request_changes | rescan | yank (None for the policy's verdicts).
+    action: Mapped[str | None] = mapped_column(String(20))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # What was decided on: the scan's bundle, its ruleset and (once scans record it) the
+    # canonical digest of the scanned tree.
+    bundle_sha256: Mapped[str | None] = mapped_column(String(64))
+    ruleset: Mapped[str | None] = mapped_column(String(80))
+    tree_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The message for the publisher (request changes, reject), sent in the callback.
+    message: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditEntry(Base):
@@ -358,11 +383,174 @@ class WorkerHeartbeat(Base):
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class User(Base):
+    """A reviewer or an admin of the desk."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(12))  # reviewer | admin
+    # argon2id; the one-time password's hash until the user sets their own.
+    password_hash: Mapped[str] = mapped_column(Text)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped on password change or disable: every older session stops working.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginAttempt(Base):
+    """Every sign-in attempt, kept for throttling and for the audit of who tried what."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_name_at", "name", "at"),
+        Index("ix_login_attempts_ip_at", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewItem(Base):
+    """A submission as the queue sees it: what it is sorted and filtered by, kept beside
+    the submission so a queue page reads one indexed table, not every report."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        Index("ix_review_items_status_due", "status", "due_at", "risk_score"),
+        Index("ix_review_items_plugin", "publisher_id", "plugin_name"),
+    )
+
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    # The scan the item was last concluded from (a rescan replaces it).
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"))
+    # The submission's status, kept in step by service.audit.transition.
+    status: Mapped[str] = mapped_column(String(20))
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("publishers.id"))
+    plugin_name: Mapped[str] = mapped_column(String(214))
+    plugin_version: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str | None] = mapped_column(String(10))
+    risk_score: Mapped[int] = mapped_column(Integer, default=0)
+    # Categories of the enabled findings, space-separated, for the filter and the list.
+    categories: Mapped[str] = mapped_column(String(500), default="")
+    # The policy's reasons (the first few), shown as "why is this here".
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_overridden: Mapped[bool] = mapped_column(Boolean, default=False)
+    # No approved version of this plugin came before (never auto-approved).
+    first_version: Mapped[bool] = mapped_column(Boolean, default=True)
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ScanFacts(Base):
+    """What a scan saw, for the risk delta: files with hashes, origins, dependencies."""
+
+    __tablename__ = "scan_facts"
+
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CannedReason(Base):
+    """A rejection reason admins keep as data; a decision copies its text when made."""
+
+    __tablename__ = "canned_reasons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    # The text the publisher gets through the registry callback.
+    body: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FindingMark(Base):
+    """A reviewer's judgement of one finding: true or false positive (latest one counts)."""
+
+    __tablename__ = "finding_marks"
+    __table_args__ = (Index("ix_finding_marks_rule", "rule_id", "finding_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id"), index=True)
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"))
+    rule_id: Mapped[str] = mapped_column(String(120))
+    mark: Mapped[str] = mapped_column(String(4))  # tp | fp
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AllowlistEntry(Base):
+    """A scoped suppression of one rule: written once; revoked by a record of its own."""
+
+    __tablename__ = "allowlist_entries"
+    __table_args__ = (Index("ix_allowlist_scope", "publisher_id", "rule_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(120))
+    # The rule's version when the entry was made: a changed rule voids the entry.
+    rule_version: Mapped[str] = mapped_column(String(120))
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("publishers.id"))
+    # None: every plugin of the publisher.
+    plugin_name: Mapped[str | None] = mapped_column(String(214))
+    # None: any file; else only the file with exactly these bytes.
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The false-positive finding it was made from, when made in one step from a mark.
+    source_finding_id: Mapped[int | None] = mapped_column(ForeignKey("findings.id"))
+
+
+class AllowlistRevocation(Base):
+    __tablename__ = "allowlist_revocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("allowlist_entries.id"), unique=True)
+    revoked_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeskSwitch(Base):
+    """A desk-wide switch admins turn (auto-approval); every change is audited."""
+
+    __tablename__ = "desk_switches"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_by: Mapped[str] = mapped_column(String(200))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class AppendOnlyError(RuntimeError):
     """Something tried to change or delete a history record."""
 
 
-APPEND_ONLY = (AuditEntry, SubmissionEvent, Decision, FindingRecord)
+APPEND_ONLY = (
+    AuditEntry,
+    SubmissionEvent,
+    Decision,
+    FindingRecord,
+    FindingMark,
+    AllowlistEntry,
+    AllowlistRevocation,
+    LoginAttempt,
+)
 
 
 @event.listens_for(Session, "before_flush")

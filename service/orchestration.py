@@ -9,19 +9,21 @@ whichever finished stage wins another. The sweeper re-dispatches whatever stoppe
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from scanner.capabilities import CapabilityCheck
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
-from scanner.intake import ArchiveViolation, BundleInfo
+from scanner.intake import ArchiveViolation
 from scanner.pipeline import (
     ARCHIVE_STAGE,
     OpenedBundle,
@@ -29,7 +31,6 @@ from scanner.pipeline import (
     conclude,
     make_stage,
     opened_bundle,
-    opened_repack,
     stage_name,
 )
 from scanner.pipeline import run_stages as run_in_threads
@@ -37,20 +38,23 @@ from scanner.private_dirs import private_dir
 from scanner.repack import Repack, RepackError
 from scanner.reports.json import report_dict
 from scanner.reports.sarif import render_sarif
+from scanner.sbom import build_sbom
 from scanner.stages.base import Stage
+from scanner.suppressions import Suppression
 from service import bundles
 from service.audit import audit, transition
 from service.blobs import BlobNotFoundError, artifact_key, bundle_key, repack_key
+from service.bundles import bundle_info, downloaded, materialized
 from service.callbacks import due, enqueue_event
 from service.fetch import FetchError, fetch_bundle
 from service.models import (
     STAGE_PENDING,
     STAGE_RUNNING,
     Artifact,
-    Bundle,
     Decision,
     FindingRecord,
     Scan,
+    ScanFacts,
     ScanKind,
     ScanStatus,
     StageRun,
@@ -59,6 +63,11 @@ from service.models import (
     utcnow,
 )
 from service.records import fill_stage_run, record_findings, result_of
+from service.review import autoapprove
+from service.review.allowlists import suppressions_for
+from service.review.decisions import record as record_decision
+from service.review.facts import collect as collect_facts
+from service.review.queue import enter_queue
 from service.services import Services
 
 log = logging.getLogger(__name__)
@@ -66,6 +75,7 @@ log = logging.getLogger(__name__)
 ACTOR = "gatehouse"
 FINAL = tuple(s.value for s in StageStatus)
 MEDIA = {".json": "application/json", ".png": "image/png", ".sarif": "application/sarif+json"}
+SBOM_NAME = "sbom.cdx.json"
 
 
 class StageRegistry:
@@ -83,39 +93,6 @@ class StageRegistry:
         if name not in self._built:
             self._built[name] = make_stage(self.factories[name], svc.settings)
         return self._built[name]
-
-
-@contextmanager
-def _downloaded(svc: Services, key: str) -> Iterator[Path]:
-    work_root = private_dir(svc.settings.work_root)
-    with tempfile.TemporaryDirectory(prefix="blob-", dir=work_root) as tmp:
-        path = Path(tmp) / "blob"
-        svc.blobs.download(key, path)
-        yield path
-
-
-@contextmanager
-def materialized(svc: Services, scan: Scan) -> Iterator[OpenedBundle]:
-    """The scanned tree, unpacked from the scan's canonical repack into a private work
-    dir: after intake, nothing reads the uploaded bytes again (another parser could find
-    another tree in them)."""
-    if scan.repack_sha256 is None or scan.repack_size is None or scan.tree_sha256 is None:
-        raise BlobNotFoundError("the scan has no repack: intake did not admit its bundle")
-    recorded = Repack(scan.repack_sha256, scan.repack_size, scan.tree_sha256)
-    with (
-        _downloaded(svc, repack_key(recorded.sha256)) as path,
-        opened_repack(path, recorded, _bundle_info(svc, scan), svc.settings) as opened,
-    ):
-        yield opened
-
-
-def _bundle_info(svc: Services, scan: Scan) -> BundleInfo:
-    """The upload's identity for the report, from its row (its bytes are not read)."""
-    if scan.bundle_sha256 is None:
-        return BundleInfo(sha256="", size=0)
-    with svc.session() as s:
-        row = s.get(Bundle, scan.bundle_sha256)
-        return BundleInfo(scan.bundle_sha256, row.size if row is not None else 0)
 
 
 # --- start ---------------------------------------------------------------------------
@@ -214,7 +191,7 @@ def _intake_upload(svc: Services, scan: Scan) -> tuple[StageResult, Repack | Non
     every refusal or failure is in the returned result, so the scan always goes on."""
     assert scan.bundle_sha256 is not None
     with (
-        _downloaded(svc, bundle_key(scan.bundle_sha256)) as upload,
+        downloaded(svc, bundle_key(scan.bundle_sha256)) as upload,
         opened_bundle(upload, svc.settings) as opened,
     ):
         assert opened.intake is not None
@@ -391,25 +368,73 @@ def conclude_scan(svc: Services, scan_id: str) -> bool:
             return False
         runs = list(s.scalars(select(StageRun).where(StageRun.scan_id == scan_id)))
         rows = list(s.scalars(select(FindingRecord).where(FindingRecord.scan_id == scan_id)))
+        suppressions = _suppressions(s, scan)
+        trace_keys = list(
+            s.scalars(
+                select(Artifact.blob_key).where(
+                    Artifact.scan_id == scan_id, Artifact.name.like("runtime-trace-%.json")
+                )
+            )
+        )
         s.expunge(scan)
     by_run: dict[int, list[FindingRecord]] = {}
     for row in rows:
         by_run.setdefault(row.stage_run_id, []).append(row)
     results = [result_of(r, by_run.get(r.id, [])) for r in runs]
-    report, sarif, capability = _judge(svc, scan, results)
-    return _write_outcome(svc, scan_id, report, sarif, capability)
+    judged = _judge(svc, scan, results, suppressions, _traces(svc, trace_keys))
+    return _write_outcome(svc, scan_id, judged)
+
+
+def _suppressions(s: Session, scan: Scan) -> list[Suppression]:
+    """The allowlist entries in force for a submission's plugin (pre-flights get none)."""
+    if scan.kind != ScanKind.SUBMISSION or not scan.submission_id:
+        return []
+    submission = s.get_one(Submission, scan.submission_id)
+    return suppressions_for(s, submission.publisher_id, submission.plugin_name)
+
+
+def _traces(svc: Services, keys: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for key in keys:
+        try:
+            data = json.loads(svc.blobs.get_bytes(key))
+        except (BlobNotFoundError, ValueError) as exc:
+            log.warning("trace %s unreadable for the scan's facts: %s", key, exc)
+            continue
+        if isinstance(data, dict):
+            out.append(data)
+    return out
+
+
+@dataclass
+class Judged:
+    report: dict[str, Any]
+    sarif: str
+    capability: StageResult | None
+    facts: dict[str, Any] | None
+    sbom: str | None
 
 
 def _judge(
-    svc: Services, scan: Scan, results: list[StageResult]
-) -> tuple[dict[str, object], str, StageResult | None]:
+    svc: Services,
+    scan: Scan,
+    results: list[StageResult],
+    suppressions: list[Suppression],
+    traces: list[dict[str, Any]],
+) -> Judged:
     """Conclude from the recorded results; the capability check reads the scanned tree
     again, from its repack."""
     order = {ARCHIVE_STAGE: -1, "fetch": -1}
     results.sort(key=lambda r: order.get(r.name, 0))
+    facts = None
     try:
         with materialized(svc, scan) as opened:
-            result = conclude(opened, results, svc.settings, svc.policy, scan.bundle_name)
+            result = conclude(
+                opened, results, svc.settings, svc.policy, scan.bundle_name, suppressions
+            )
+            manifest = opened.workspace.manifest.manifest if opened.workspace else None
+            files = [(f.path, f.sha256, f.size) for f in opened.files]
+            facts = collect_facts(files, manifest, result.stages, traces)
     except (BlobNotFoundError, RepackError, ArchiveViolation) as exc:
         # ArchiveViolation: the repack over limits lowered since intake admitted it.
         judged = list(results)
@@ -425,22 +450,28 @@ def _judge(
                 )
             )
         # Otherwise nothing was admitted: the recorded refusal or error decides.
-        nothing = OpenedBundle(Path(), _bundle_info(svc, scan), None, (), None)
+        nothing = OpenedBundle(Path(), bundle_info(svc, scan), None, (), None)
         result = conclude(nothing, judged, svc.settings, svc.policy, scan.bundle_name)
-    added = [r for r in result.stages if r not in results]
-    return report_dict(result), render_sarif(result), (added[0] if added else None)
+    known = {id(r) for r in results}
+    added = [r for r in result.stages if r.name == "capabilities" and id(r) not in known]
+    try:
+        sbom: str | None = build_sbom(result)
+    except Exception as exc:  # the SBOM is a convenience; the verdict never waits on it
+        log.warning("scan %s: no SBOM: %s", scan.id, exc)
+        sbom = None
+    return Judged(
+        report_dict(result), render_sarif(result), added[0] if added else None, facts, sbom
+    )
 
 
-def _write_outcome(
-    svc: Services,
-    scan_id: str,
-    report: dict[str, object],
-    sarif: str,
-    capability: StageResult | None,
-) -> bool:
+def _write_outcome(svc: Services, scan_id: str, judged: Judged) -> bool:
     deliveries = []
+    report, sarif, capability = judged.report, judged.sarif, judged.capability
     sarif_key = artifact_key(scan_id, "report.sarif")
     svc.blobs.put_bytes(sarif_key, sarif.encode())
+    sbom_key = artifact_key(scan_id, SBOM_NAME)
+    if judged.sbom is not None:
+        svc.blobs.put_bytes(sbom_key, judged.sbom.encode())
     with svc.session() as s:
         claimed = s.execute(
             update(Scan)
@@ -454,10 +485,14 @@ def _write_outcome(
             _record(s, scan_id, capability)
         verdict = str(report["verdict"])
         scan.verdict, scan.report = verdict, report
-        scan.risk_score = int(report["risk_score"])  # type: ignore[call-overload]
+        scan.risk_score = int(report["risk_score"])
         scan.ruleset = str(report["ruleset"])
-        scan.tool_versions = report["tool_versions"]  # type: ignore[assignment]
+        scan.tool_versions = report["tool_versions"]
         _add_artifact(s, scan_id, None, "report.sarif", sarif_key, sarif.encode())
+        if judged.sbom is not None:
+            _add_artifact(s, scan_id, None, SBOM_NAME, sbom_key, judged.sbom.encode())
+        if judged.facts is not None:
+            s.add(ScanFacts(scan_id=scan_id, data=judged.facts))
         s.add(
             Decision(
                 scan_id=scan_id,
@@ -471,20 +506,21 @@ def _write_outcome(
         )
         audit(s, ACTOR, "scan.completed", "scan", scan_id, {"verdict": verdict})
         if scan.kind == ScanKind.SUBMISSION and scan.submission_id:
-            deliveries = _conclude_submission(s, scan, verdict, report)
+            deliveries = _conclude_submission(svc, s, scan, judged)
     for delivery_id in deliveries:
         _dispatch_delivery(svc, delivery_id)
     return True
 
 
-def _conclude_submission(
-    s: Session, scan: Scan, verdict: str, report: dict[str, object]
-) -> list[int]:
+def _conclude_submission(svc: Services, s: Session, scan: Scan, judged: Judged) -> list[int]:
+    report = judged.report
+    verdict = str(report["verdict"])
     submission = s.get_one(Submission, scan.submission_id)
     submission.verdict = verdict
     rejected = verdict == "reject"
     to = SubmissionStatus.REJECTED if rejected else SubmissionStatus.AWAITING_REVIEW
     _move_submission(s, scan, to, f"policy verdict: {verdict}")
+    enter_queue(s, submission, scan, report, svc.settings)
     data = {
         "scan_id": scan.id,
         "status": to.value,
@@ -496,7 +532,33 @@ def _conclude_submission(
     if rejected:
         events.append(enqueue_event(s, submission, "submission.rejected", data))
     s.flush()
-    return [e.id for e in events if e is not None]
+    ids = [e.id for e in events if e is not None]
+    if not rejected and autoapprove.enabled(s):
+        ids += _auto_approve(s, submission, scan, judged)
+    return ids
+
+
+def _auto_approve(s: Session, submission: Submission, scan: Scan, judged: Judged) -> list[int]:
+    """Approve a routine update of a trusted publisher as the system, with its reasons."""
+    evaluation = autoapprove.evaluate_submission(s, submission, scan, judged.facts, judged.report)
+    if not evaluation.eligible:
+        audit(
+            s,
+            autoapprove.ACTOR,
+            "auto_approval.declined",
+            "submission",
+            submission.id,
+            {"why": evaluation.reasons},
+        )
+        return []
+    reasons = [
+        {"code": "auto-approval", "title": "Approved automatically", "text": text}
+        for text in evaluation.reasons
+    ]
+    outcome = record_decision(
+        s, submission, scan, autoapprove.ACTOR, "approve", reasons, None, None, kind="system"
+    )
+    return outcome.deliveries
 
 
 def summarize(report: dict[str, object]) -> dict[str, int]:

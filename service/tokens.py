@@ -9,9 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.audit import audit
-from service.models import ApiToken, Publisher, utcnow
+from service.models import ApiToken, Publisher, User, utcnow
 
-SCOPES = frozenset({"preflight", "read", "admin"})
+# review: act at the desk as the token's user (reviewer or admin, by the user's role).
+SCOPES = frozenset({"preflight", "read", "admin", "review"})
 TOKEN_PREFIX = "gh_"  # noqa: S105 - a recognisable prefix (secret scanners), not a secret
 
 
@@ -31,10 +32,13 @@ def create_token(
     publisher: Publisher | None = None,
     hourly_limit: int | None = None,
     actor: str = "cli",
+    user: User | None = None,
 ) -> tuple[ApiToken, str]:
     unknown = scopes - SCOPES
     if unknown or not scopes:
         raise TokenError(f"scopes must be some of {', '.join(sorted(SCOPES))}")
+    if ("review" in scopes) != (user is not None):
+        raise TokenError("a review token acts for one user: give --user with --scope review")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
         name=name,
@@ -43,6 +47,7 @@ def create_token(
         scopes=" ".join(sorted(scopes)),
         publisher_id=publisher.id if publisher else None,
         hourly_limit=hourly_limit,
+        user_id=user.id if user else None,
     )
     session.add(row)
     session.flush()

@@ -73,13 +73,7 @@ def test_a_database_migrated_before_the_split_keeps_upgrading(tmp_path: Path) ->
     url = f"sqlite:///{tmp_path / 'split.db'}"
     old = create_engine(url)
     _advisory_tables_as_of_a0001(old)
-    Base.metadata.create_all(old)
-    with old.begin() as conn:
-        # The tables as they stood at 0003: without what later revisions added.
-        for column in ("repack_sha256", "repack_size", "tree_sha256"):
-            conn.execute(text(f"ALTER TABLE scans DROP COLUMN {column}"))
-        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
-        conn.execute(text("INSERT INTO alembic_version VALUES ('0003')"))
+    _service_chain_up_to(old, "0003")  # the service's tables as they were then
     old.dispose()
     engine = make_engine(url)
     migrate(engine)
@@ -87,6 +81,20 @@ def test_a_database_migrated_before_the_split_keeps_upgrading(tmp_path: Path) ->
         advisory = conn.scalar(text("SELECT version_num FROM alembic_version_advisories"))
     assert ADVISORY_VERSION_TABLE == "alembic_version_advisories"
     assert advisory == "a0002"  # adopted at a0001, then upgraded
+
+
+def _service_chain_up_to(engine: Engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from service.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        config.attributes["version_table"] = "alembic_version"
+        command.upgrade(config, revision)
 
 
 def test_no_foreign_key_cascades_deletes() -> None:

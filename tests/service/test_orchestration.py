@@ -60,7 +60,7 @@ def test_a_scan_records_stages_findings_artifacts_decision_and_report(
             "capabilities": "ok",
         }
         names = set(s.scalars(select(Artifact.name).where(Artifact.scan_id == scan_id)))
-        assert names == {"marker-trace.json", "report.sarif"}
+        assert names == {"marker-trace.json", "report.sarif", "sbom.cdx.json"}
         decision = s.scalar(select(Decision).where(Decision.scan_id == scan_id))
         assert (
             decision is not None and decision.verdict == "reject" and decision.kind == "automatic"
