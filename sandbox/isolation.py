@@ -74,6 +74,8 @@ class Jail:
         for tool in ("unshare", "nsenter") + (("setpriv",) if self.identity else ()):
             if shutil.which(tool) is None:
                 raise IsolationError(f"{tool} (util-linux) is not installed")
+        if self.identity is not None:
+            _readable_by_others(node)
         self._lock = threading.Lock()
         self._control, agent_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         unshare = ["unshare", "--net"]
@@ -85,6 +87,7 @@ class Jail:
                 pass_fds=(agent_end.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                start_new_session=True,  # killed by us, not by a terminal's Ctrl-C
                 env=_agent_environment(),
             )
         finally:
@@ -156,6 +159,18 @@ class Jail:
         path.write_text(script)
         path.chmod(stat.S_IRWXU)
         return path
+
+
+def _readable_by_others(path: Path) -> None:
+    """The driver runs as the sandbox user: it must be able to reach and run it."""
+    for part in [*reversed(path.resolve().parents), path.resolve()]:
+        mode = part.stat().st_mode
+        needed = stat.S_IXOTH | (stat.S_IROTH if part.is_file() else 0)
+        if mode & needed != needed:
+            raise IsolationError(
+                f"the sandbox user cannot run {path}: {part} is not readable by other users"
+                " (install Gatehouse where other users can read it)"
+            )
 
 
 def _agent_environment() -> dict[str, str]:

@@ -244,6 +244,10 @@ class StagePool:
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # the CLI's stdout is the report
+                # Out of the terminal's process group: a Ctrl-C is ours to handle (the
+                # worker would otherwise die mid-start-up and print a fatal error). It
+                # exits when our end of the pipe closes.
+                start_new_session=True,
             )
             conn = Connection(os.dup(ours.fileno()))
         worker = _Worker(process, conn)

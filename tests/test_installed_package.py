@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +33,12 @@ def _run(
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def venv() -> Iterator[Path]:
     """bin/ of a fresh venv holding the locked dependencies and the project's wheel."""
-    base = tmp_path_factory.mktemp("installed")
+    # Where a deployment puts it: readable by others, since the browser's driver runs from
+    # it as the unprivileged sandbox user (pytest's own temporary root is private).
+    base = Path(tempfile.mkdtemp(prefix="gatehouse-installed-"))
+    base.chmod(0o755)
     dist = base / "dist"
     built = _run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), "."],
@@ -53,6 +58,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     check = _run([*pip, "check"])
     assert check.returncode == 0, check.stdout
     yield base / "venv" / "bin"
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -77,7 +83,8 @@ def test_the_installed_package_finds_its_own_files(
     probe = (
         "import scanner, sandbox.detonation, rules\n"
         "from scanner.config import Settings\n"
-        "print(scanner.__file__, Settings().rules_dir, len(sandbox.detonation.INSTRUMENT))"
+        "js = sandbox.detonation.instrumentation('n')\n"
+        "print(scanner.__file__, Settings().rules_dir, len(js))"
     )
     out = _run([str(venv / "python"), "-c", probe], cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
