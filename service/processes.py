@@ -57,7 +57,7 @@ def serve_commands(settings: Settings, listen: str) -> dict[str, list[str]]:
 
 def serve(settings: Settings, listen: str) -> int:
     """Start clamd when needed, the workers and the web server; stop them all together."""
-    from scanner.clamd_server import ClamdServer
+    from scanner.clamd_server import ClamdServer, ClamdSupervisor
     from service.jobs import RecordingJobQueue
     from service.services import Services
     from service.webhooks import check_secrets
@@ -65,10 +65,14 @@ def serve(settings: Settings, listen: str) -> int:
     check_secrets(settings)  # refuse to start rather than accept forgeries or sign with ""
     private_dir(settings.data_dir)
     Services.from_settings(settings, RecordingJobQueue())  # migrate once, before the workers race
-    clamd = ClamdServer(settings)
-    if not settings.clamd_tcp and not clamd.is_running():
-        clamd.start()
-        print(f"serve: clamd started on {settings.clamd_socket_path}", file=sys.stderr)
+    def say(message: str) -> None:
+        print(f"serve: {message}", file=sys.stderr, flush=True)
+
+    # The embedded clamd is supervised: restarted (with a growing pause) when it dies, so
+    # scans do not wait in review for a person to restart it.
+    clamd = None if settings.clamd_tcp else ClamdSupervisor(ClamdServer(settings), say)
+    if clamd is not None:
+        clamd.ensure()
     procs = {
         name: subprocess.Popen(cmd, start_new_session=True)
         for name, cmd in serve_commands(settings, listen).items()
@@ -84,6 +88,8 @@ def serve(settings: Settings, listen: str) -> int:
     signal.signal(signal.SIGINT, stop)
     code = 0
     while not stopping:
+        if clamd is not None:
+            clamd.ensure()
         dead = [n for n, p in procs.items() if p.poll() is not None]
         if dead:
             print(f"serve: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
