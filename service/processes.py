@@ -65,6 +65,7 @@ def serve(settings: Settings, listen: str) -> int:
     check_secrets(settings)  # refuse to start rather than accept forgeries or sign with ""
     private_dir(settings.data_dir)
     Services.from_settings(settings, RecordingJobQueue())  # migrate once, before the workers race
+
     def say(message: str) -> None:
         print(f"serve: {message}", file=sys.stderr, flush=True)
 

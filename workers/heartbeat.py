@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import bootsteps
@@ -31,7 +32,8 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         def send() -> None:
             try:
                 migrate(engine)
-                heartbeats.beat(engine, worker.hostname, queues, settings.chromium_path)
+                problem = heartbeats.pool_problem(settings.data_dir / "browser-state", os.getpid())
+                heartbeats.beat(engine, worker.hostname, queues, settings.chromium_path, problem)
             except Exception as exc:  # the next beat tries again; readiness shows the gap
                 log.warning("heartbeat not recorded: %s", exc)
 
