@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from scanner.config import Settings
+from service.jobs import consumed
 from service.webhooks import new_secret, signed_headers
 
 KB = 1024
@@ -55,8 +56,9 @@ def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
     port = _free_port()
     cmds = {"web": web_command(f"127.0.0.1:{port}", 2, Settings().web_threads)}
     if workers:
-        cmds["scan"] = worker_command("scan,av,callbacks", 2, f"bench-scan-{port}")
-        cmds["browser"] = worker_command("browser", 1, f"bench-browser-{port}")
+        scan_queues = f"{consumed('scan')},{consumed('av')},callbacks"
+        cmds["scan"] = worker_command(scan_queues, 2, f"bench-scan-{port}")
+        cmds["browser"] = worker_command(consumed("browser"), 1, f"bench-browser-{port}")
     procs = []
     for name, cmd in cmds.items():
         with (logs / f"{name}.log").open("ab") as log:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from scanner.config import Settings
 from scanner.private_dirs import private_dir
+from service.jobs import consumed
 
 
 def worker_command(
@@ -31,13 +32,15 @@ def worker_command(
 def web_command(listen: str, processes: int, threads: int) -> list[str]:
     """gunicorn on the API; threads, so a long-polling GET does not hold a process.
 
-    A process takes no more connections than it has threads. Otherwise the first process
-    to wake accepted every keep-alive connection and served them all on one core while
-    the others idled (webhook intake: 157/s before, 290/s after, on two processes).
+    A process takes at most twice as many connections as it has threads: with no cap the
+    first process to wake accepted every keep-alive connection and served them all on one
+    core while the others idled (webhook intake: 157/s before, 290/s after, on two
+    processes), and with a cap equal to the threads gunicorn keeps no connection alive
+    (every answer said ``Connection: close``). The margin is the keep-alive room.
     """
     cmd = [sys.executable, "-m", "gunicorn", "--bind", listen, "--workers", str(processes)]
     cmd += ["--worker-class", "gthread", "--threads", str(threads)]
-    cmd += ["--worker-connections", str(threads), "--no-control-socket"]
+    cmd += ["--worker-connections", str(2 * threads), "--no-control-socket"]
     return [*cmd, "--access-logfile", "-", "review_ui.wsgi:build()"]
 
 
@@ -45,12 +48,12 @@ def serve_commands(settings: Settings, listen: str) -> dict[str, list[str]]:
     pid = os.getpid()
     return {
         "scan-worker": worker_command(
-            "scan,av,callbacks",
+            f"{consumed('scan')},{consumed('av')},callbacks",
             settings.worker_processes,
             f"scan-{pid}",
             settings.data_dir / "celerybeat-schedule",
         ),
-        "browser-worker": worker_command("browser", 1, f"browser-{pid}"),
+        "browser-worker": worker_command(consumed("browser"), 1, f"browser-{pid}"),
         "web": web_command(listen, settings.web_processes, settings.web_threads),
     }
 
