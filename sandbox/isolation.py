@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SANDBOX_USER = "gatehouse-sandbox"
+HOME_PREFIX, DRIVER_PREFIX = "gatehouse-browser-", "gatehouse-driver-"
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 # The driver's own variables are passed on; everything else is dropped.
 _DRIVER_VARIABLES = ("PW_LANG_NAME", "PW_LANG_NAME_VERSION", "PW_CLI_DISPLAY_VERSION")
@@ -100,8 +101,9 @@ class Jail:
             raise IsolationError(f"could not make a network namespace: {err.strip()[:300]}")
         net = Path(f"/proc/{self.agent.pid}/ns/net").stat()
         self.netns = (net.st_dev, net.st_ino)
-        self.home = Path(tempfile.mkdtemp(prefix="gatehouse-browser-"))
-        self.wrapper_dir = Path(tempfile.mkdtemp(prefix="gatehouse-driver-"))
+        # Named with our pid, so remove_orphans() can tell them from a live session's.
+        self.home = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-"))
+        self.wrapper_dir = Path(tempfile.mkdtemp(prefix=f"{DRIVER_PREFIX}{os.getpid()}-"))
         if self.identity is not None:
             os.chown(self.home, self.identity.uid, self.identity.gid)
         self.wrapper = self._write_wrapper(node)
@@ -223,6 +225,19 @@ def _readable_by_others(path: Path) -> None:
                 f"the sandbox user cannot run {path}: {part} is not readable by other users"
                 " (install Gatehouse where other users can read it)"
             )
+
+
+def remove_orphans(directory: Path | None = None) -> int:
+    """Remove jail dirs (browser homes, driver wrappers) whose process is gone: a worker
+    killed with SIGKILL never closes its session."""
+    removed = 0
+    for path in Path(directory or tempfile.gettempdir()).glob("gatehouse-[bd]*-*-*"):
+        for prefix in (HOME_PREFIX, DRIVER_PREFIX):
+            pid = path.name.removeprefix(prefix).split("-", 1)[0]
+            if path.name.startswith(prefix) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def _agent_environment() -> dict[str, str]:

@@ -64,6 +64,7 @@ def serve(settings: Settings, listen: str) -> int:
     from service.jobs import RecordingJobQueue
     from service.services import Services
     from service.webhooks import check_secrets
+    from service.workdirs import sweep_leftovers
 
     check_secrets(settings)  # refuse to start rather than accept forgeries or sign with ""
     private_dir(settings.data_dir)
@@ -91,9 +92,13 @@ def serve(settings: Settings, listen: str) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     code = 0
+    next_cleanup = 0.0
     while not stopping:
         if clamd is not None:
             clamd.ensure()
+        if time.monotonic() >= next_cleanup:  # uploads of killed web processes, and more
+            sweep_leftovers(settings)
+            next_cleanup = time.monotonic() + 60
         dead = [n for n, p in procs.items() if p.poll() is not None]
         if dead:
             print(f"serve: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
