@@ -23,7 +23,7 @@ from scanner.workspace import Workspace
 from service import callbacks, orchestration
 from service.blobs import LocalBlobStore
 from service.db import migrate
-from service.jobs import queue_of
+from service.jobs import QUEUES, queue_of
 from service.orchestration import StageRegistry
 from service.services import Services
 from service.tokens import create_token
@@ -115,7 +115,7 @@ class InlineJobQueue:
 
     def depths(self) -> dict[str, int]:
         """Held jobs wait in their queues, as messages would in a broker."""
-        out: dict[str, int] = {}
+        out: dict[str, int] = dict.fromkeys(QUEUES, 0)
         for *_, queue in self.held:
             out[queue] = out.get(queue, 0) + 1
         return out
