@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
+import logging
 import os
 import queue
 import signal
@@ -26,6 +28,8 @@ from playwright.sync_api import Error as PlaywrightError
 
 from sandbox.detonation import DetonationRequest, Detonator, Trace
 from sandbox.isolation import SANDBOX_USER, Jail
+
+log = logging.getLogger(__name__)
 
 # Chromium keeps trying to reach Google's services unless told not to; the rest keeps
 # every connection on the proxy and hides the automation.
@@ -61,39 +65,63 @@ class SandboxUnavailableError(RuntimeError):
 class BrowserSettings:
     executable: str = "/usr/bin/chromium"
     max_scans: int = 100  # restart the browser after this many detonations
-    max_rss_bytes: int = 1536 * 1024 * 1024  # ...or when its processes use more than this
+    # ...or when its processes use more than this (proportional set size)
+    max_memory_bytes: int = 1536 * 1024 * 1024
     user: str = SANDBOX_USER  # who the browser runs as when we are root
+    # Where the pool writes its state for the worker's heartbeat (None: nowhere).
+    status_dir: Path | None = None
+    # How often the memory watchdog looks during a detonation, in seconds.
+    watch_every: float = 1.0
+    # Pause before warming a fresh browser after a failure, growing up to a minute.
+    retry_pause: float = 2.0
 
 
 class BrowserPool:
+    """One thread serves detonations on a jailed browser session and keeps it healthy:
+    after a failure it starts a fresh one on its own, and a watchdog stops a detonation
+    whose browser goes over the memory cap."""
+
     def __init__(self, settings: BrowserSettings) -> None:
         self.settings = settings
         self._jobs: queue.Queue[tuple[DetonationRequest, Future[Trace]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="gatehouse-browser", daemon=True)
         self._started = False
         self._lock = threading.Lock()
+        self._session: _Session | None = None
+        self._busy = threading.Event()
+        self._over_cap = False
         self.launches = 0
         self.drivers = 0
         self.scans = 0
         self.aborts = 0
+        self.state = "starting"
+        self.state_error: str | None = None
 
     def detonate(self, request: DetonationRequest, timeout: float) -> Trace:
-        with self._lock:
-            if not self._started:
-                self._thread.start()
-                self._started = True
+        self._start()
         future: Future[Trace] = Future()
         self._jobs.put((request, future))
         return future.result(timeout=timeout)
 
+    def _start(self) -> None:
+        with self._lock:
+            if not self._started:
+                self._thread.start()
+                threading.Thread(
+                    target=self._watch, name="gatehouse-browser-watch", daemon=True
+                ).start()
+                self._started = True
+
     def abort(self) -> None:
         """Kill the browser and its driver from outside their thread: a hung page (an
         endless loop in mount) or a wedged driver blocks every Playwright call, and only
-        their death makes those calls return. The next job then gets a fresh session."""
+        their death makes those calls return. The pool then starts a fresh session."""
         self.aborts += 1
-        for pid in browser_processes(include_driver=True):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        log.warning("browser aborted (%d): killing its session", self.aborts)
+        self._set_state("down", "aborted: a detonation did not finish")
+        session = self._session
+        if session is not None and session.jail is not None:
+            session.jail.kill()
 
     def close(self) -> None:
         with self._lock:
@@ -105,34 +133,119 @@ class BrowserPool:
         deadline = time.monotonic() + 10
         while browser_processes() and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.abort()
+        for pid in browser_processes(include_driver=True):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self._set_state("stopped", None)
 
     def _loop(self) -> None:
         """Serve jobs. A session (jail, driver, browser) that fails is torn down, and the
-        job is tried once more on a fresh one; a job that still cannot run fails closed."""
-        session: _Session | None = None
+        job is tried once more on a fresh one; a job that still cannot run fails closed.
+        While idle after a failure, a fresh session is warmed so readiness comes back."""
+        pause = self.settings.retry_pause
         try:
-            while (job := self._jobs.get()) is not None:
-                request, future = job
-                for attempt in (1, 2):
-                    if session is not None and not session.healthy():
-                        session.close()
-                        session = None
-                    try:
-                        session = session or _Session(self).open()
-                        future.set_result(session.detonate(request))
-                        break
-                    except Exception as exc:
-                        if session is not None:
-                            session.close()
-                            session = None
-                        if attempt == 2:
-                            future.set_exception(
-                                SandboxUnavailableError(f"{type(exc).__name__}: {exc}")
-                            )
+            while True:
+                try:
+                    wait = pause if self.state == "down" else None
+                    job = self._jobs.get(timeout=wait)
+                except queue.Empty:
+                    pause = pause * 2 if not self._warm() else self.settings.retry_pause
+                    pause = min(pause, 60.0)
+                    continue
+                if job is None:
+                    return
+                self._serve(*job)
         finally:
-            if session is not None:
-                session.close()
+            self._drop_session()
+
+    def _serve(self, request: DetonationRequest, future: Future[Trace]) -> None:
+        for attempt in (1, 2):
+            if self._session is not None and not self._session.healthy():
+                self._drop_session()
+            try:
+                session = self._session or self._open_session()
+                session.ensure_browser()
+                self._over_cap = False
+                self._busy.set()
+                try:
+                    trace = session.detonate(request)
+                finally:
+                    self._busy.clear()
+                if self._over_cap:
+                    trace.error = (
+                        f"the browser used more than {self.settings.max_memory_bytes} bytes"
+                        " of memory and was stopped"
+                    )
+                    trace.over_memory = True
+                    session.broken = True
+                if session.broken:
+                    self._set_state("down", trace.error)
+                else:
+                    self._set_state("ready", None)
+                future.set_result(trace)
+                return
+            except Exception as exc:
+                log.warning("browser session failed (attempt %d): %s", attempt, exc)
+                self._drop_session()
+                self._set_state("down", f"{type(exc).__name__}: {exc}"[:300])
+                if attempt == 2:
+                    future.set_exception(SandboxUnavailableError(f"{type(exc).__name__}: {exc}"))
+
+    def _warm(self) -> bool:
+        """Start a fresh session and browser without a job; True when it is up."""
+        try:
+            self._drop_session()
+            self._open_session().ensure_browser()
+        except Exception as exc:
+            log.warning("browser still down: %s", exc)
+            self._drop_session()
+            self._set_state("down", f"{type(exc).__name__}: {exc}"[:300])
+            return False
+        log.warning("browser back up")
+        self._set_state("ready", None)
+        return True
+
+    def _open_session(self) -> _Session:
+        self._session = _Session(self).open()
+        return self._session
+
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _watch(self) -> None:
+        """During a detonation, stop a browser that goes over the memory cap (a page can
+        allocate gigabytes between two detonations' checks)."""
+        while True:
+            self._busy.wait()
+            session = self._session
+            jail = session.jail if session is not None else None
+            if jail is not None and jail.memory_bytes() > self.settings.max_memory_bytes:
+                log.warning("browser over its memory cap during a detonation: stopping it")
+                self._over_cap = True
+                jail.kill()
+            time.sleep(self.settings.watch_every)
+
+    def _set_state(self, state: str, error: str | None) -> None:
+        if (state, error) == (self.state, self.state_error):
+            return
+        self.state, self.state_error = state, error
+        directory = self.settings.status_dir
+        if directory is None:
+            return
+        with contextlib.suppress(OSError):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            record = {
+                "pid": os.getpid(),
+                "ppid": os.getppid(),
+                "state": state,
+                "error": error,
+                "since": time.time(),
+            }
+            tmp = directory / f".{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(record))
+            tmp.replace(directory / f"{os.getpid()}.json")
 
     def _launch(self, pw: Playwright) -> Browser:
         if not Path(self.settings.executable).exists():
@@ -145,9 +258,6 @@ class BrowserPool:
             args=list(CHROMIUM_ARGS),
             chromium_sandbox=True,
         )
-
-    def _too_big(self) -> bool:
-        return browser_rss_bytes() > self.settings.max_rss_bytes
 
 
 class _Session:
@@ -186,24 +296,30 @@ class _Session:
                 self.pw.stop()
             self.pw = None
         if self.jail is not None:
+            self.jail.kill()  # nothing of a closed session lingers
             self.jail.close()
             self.jail = None
 
-    def detonate(self, request: DetonationRequest) -> Trace:
+    def ensure_browser(self) -> Browser:
         settings = self.pool.settings
+        assert self.jail is not None
         if (
             self.browser is None
             or not self.browser.is_connected()
             or self.served >= settings.max_scans
-            or self.pool._too_big()
+            or self.jail.memory_bytes() > settings.max_memory_bytes
         ):
             _close(self.browser)
             self.browser = None
             assert self.pw is not None
             self.browser = self.pool._launch(self.pw)
             self.served = 0
+        return self.browser
+
+    def detonate(self, request: DetonationRequest) -> Trace:
+        browser = self.ensure_browser()
         assert self.jail is not None
-        trace = Detonator(self.browser, self.jail).run(request)
+        trace = Detonator(browser, self.jail).run(request)
         if trace.error and ("closed" in trace.error.lower() or "crash" in trace.error.lower()):
             self.broken = True  # the browser or its driver is gone: start afresh next time
         self.served += 1
@@ -243,16 +359,3 @@ def browser_processes(include_driver: bool = False) -> list[int]:
             if any(w in names.get(child, "") for w in wanted):
                 found.append(child)
     return found
-
-
-def browser_rss_bytes() -> int:
-    total = 0
-    for pid in browser_processes():
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total

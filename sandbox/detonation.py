@@ -123,6 +123,8 @@ class Trace:
     integrity: dict[str, Any] | None = None
     dropped: dict[str, int] = field(default_factory=dict)
     refused_connections: list[str] = field(default_factory=list)
+    # The browser went over its memory cap during this detonation and was stopped.
+    over_memory: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +138,7 @@ class Trace:
             "integrity": self.integrity,
             "dropped": self.dropped,
             "refused_connections": self.refused_connections,
+            "over_memory": self.over_memory,
             "duration_ms": round(self.duration_ms, 1),
         }
 

@@ -21,6 +21,7 @@ import fcntl
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SANDBOX_USER = "gatehouse-sandbox"
+HOME_PREFIX, DRIVER_PREFIX = "gatehouse-browser-", "gatehouse-driver-"
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 # The driver's own variables are passed on; everything else is dropped.
 _DRIVER_VARIABLES = ("PW_LANG_NAME", "PW_LANG_NAME_VERSION", "PW_CLI_DISPLAY_VERSION")
@@ -97,8 +99,11 @@ class Jail:
             err = self.agent.stderr.read().decode(errors="replace") if self.agent.stderr else ""
             self.agent.kill()
             raise IsolationError(f"could not make a network namespace: {err.strip()[:300]}")
-        self.home = Path(tempfile.mkdtemp(prefix="gatehouse-browser-"))
-        self.wrapper_dir = Path(tempfile.mkdtemp(prefix="gatehouse-driver-"))
+        net = Path(f"/proc/{self.agent.pid}/ns/net").stat()
+        self.netns = (net.st_dev, net.st_ino)
+        # Named with our pid, so remove_orphans() can tell them from a live session's.
+        self.home = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-"))
+        self.wrapper_dir = Path(tempfile.mkdtemp(prefix=f"{DRIVER_PREFIX}{os.getpid()}-"))
         if self.identity is not None:
             os.chown(self.home, self.identity.uid, self.identity.gid)
         self.wrapper = self._write_wrapper(node)
@@ -111,6 +116,55 @@ class Jail:
         if not fds:
             raise IsolationError("the namespace agent did not hand over a socket")
         return socket.socket(fileno=fds[0])
+
+    def members(self) -> list[int]:
+        """Every process of this jail: those in its network namespace (the agent, the
+        driver, the browser) and all their descendants (renderers sit in namespaces of
+        their own, made by Chromium's sandbox). Nothing of any other jail."""
+        children: dict[int, list[int]] = {}
+        inside: list[int] = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                stat_line = (entry / "stat").read_text()
+                net = (entry / "ns" / "net").stat()
+            except OSError:
+                net = None
+                try:
+                    stat_line = (entry / "stat").read_text()
+                except OSError:
+                    continue
+            fields = stat_line[stat_line.rindex(")") + 2 :].split()
+            if fields[0] == "Z":
+                continue  # exited, waiting to be reaped
+            children.setdefault(int(fields[1]), []).append(pid)
+            if net is not None and (net.st_dev, net.st_ino) == self.netns:
+                inside.append(pid)
+        found, todo = set(inside), list(inside)
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return sorted(found)
+
+    def kill(self) -> None:
+        """SIGKILL everything in the jail: every call blocked on the browser returns."""
+        for pid in self.members():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+    def memory_bytes(self) -> int:
+        """The jail's memory as proportional set size: Chromium's processes share much of
+        theirs, and summing resident sizes would count it once per process."""
+        total = 0
+        for pid in self.members():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                total += int(rollup.split("\nPss:")[1].split()[0]) * 1024
+        return total
 
     @contextlib.contextmanager
     def driver(self) -> Iterator[None]:
@@ -171,6 +225,19 @@ def _readable_by_others(path: Path) -> None:
                 f"the sandbox user cannot run {path}: {part} is not readable by other users"
                 " (install Gatehouse where other users can read it)"
             )
+
+
+def remove_orphans(directory: Path | None = None) -> int:
+    """Remove jail dirs (browser homes, driver wrappers) whose process is gone: a worker
+    killed with SIGKILL never closes its session."""
+    removed = 0
+    for path in Path(directory or tempfile.gettempdir()).glob("gatehouse-[bd]*-*-*"):
+        for prefix in (HOME_PREFIX, DRIVER_PREFIX):
+            pid = path.name.removeprefix(prefix).split("-", 1)[0]
+            if path.name.startswith(prefix) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def _agent_environment() -> dict[str, str]:

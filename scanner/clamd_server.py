@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from scanner.clamav import ClamdUnavailableError, SocketClamdClient
@@ -131,3 +132,54 @@ class ClamdServer:
             time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)
         return True
+
+
+class ClamdSupervisor:
+    """Keeps the embedded clamd running for ``gatehouse serve``: restarts it with a growing
+    pause when it dies or stops answering, and reaps what it started."""
+
+    FIRST_PAUSE = 1.0
+    MAX_PAUSE = 60.0
+    CHECK_EVERY = 5.0  # seconds between pings of a clamd we did not start ourselves
+
+    def __init__(self, server: ClamdServer, log: Callable[[str], None]) -> None:
+        self.server = server
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.failures = 0  # consecutive failed starts
+        self._next_start = 0.0
+        self._next_check = 0.0
+
+    def ensure(self, now: float | None = None) -> None:
+        """One look: start clamd when it is down and its pause is over."""
+        now = time.monotonic() if now is None else now
+        if self._alive(now):
+            return
+        if now < self._next_start:
+            return
+        try:
+            self.proc = self.server.start()
+        except ClamdStartError as exc:
+            self.failures += 1
+            pause = min(self.MAX_PAUSE, self.FIRST_PAUSE * 2 ** (self.failures - 1))
+            self._next_start = now + pause
+            self.log(f"clamd did not start ({exc}); next try in {pause:g} s")
+            return
+        self.failures = 0
+        self.restarts += 1
+        self.log(f"clamd started (pid {self.proc.pid}, start {self.restarts})")
+
+    def _alive(self, now: float) -> bool:
+        if self.proc is not None:
+            if self.proc.poll() is None:  # poll() also reaps it once it has exited
+                return True
+            self.log(f"clamd exited with {self.proc.returncode}")
+            self.proc = None
+            return False
+        if self.failures:
+            return False  # known to be down: waiting out the pause
+        if now < self._next_check:
+            return True
+        self._next_check = now + self.CHECK_EVERY
+        return self.server.is_running()

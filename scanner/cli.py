@@ -198,7 +198,8 @@ def _cmd_advisories_import(args: argparse.Namespace, settings: Settings) -> int:
         except (FeedError, ValueError, OSError) as exc:
             raise UsageError(f"{path}: cannot import: {exc}") from None
         feed.snapshot = args.snapshot or feed.snapshot
-        count = store.import_feed(feed)
+        with store.importing():  # never beside a worker importing the snapshot
+            count = store.import_feed(feed)
         elapsed = time.perf_counter() - start
         print(
             f"{feed.name}: {count} advisories, {len(feed.detectors)} detectors in {elapsed:.1f} s"

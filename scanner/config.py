@@ -150,6 +150,9 @@ class Settings:
     fetch_timeout: float = 30.0
     # Address of the HTTP API (gatehouse serve).
     listen: str = "127.0.0.1:8080"
+    # How much lower than the web server the Celery workers (and their browsers) run:
+    # scans use whatever CPU is left, webhooks are never slow because scans run.
+    worker_nice: int = 10
     # Web server processes and Celery worker processes started by gatehouse serve.
     web_processes: int = 2
     worker_processes: int = 2

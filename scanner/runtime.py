@@ -223,6 +223,15 @@ def _instrumentation(trace: dict[str, Any], role: str) -> Iterable[Finding]:
             None,
             role,
         )
+    if trace.get("over_memory"):
+        yield _f(
+            "runtime-memory-exhaustion",
+            Category.COVERAGE,
+            Severity.MEDIUM,
+            "drove the browser over its memory cap; it was stopped before the run ended",
+            None,
+            role,
+        )
     dropped = trace.get("dropped") or {}
     if dropped:
         yield _f(

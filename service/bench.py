@@ -24,8 +24,10 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from scanner.config import Settings
+from service.jobs import consumed
 from service.webhooks import new_secret, signed_headers
 
 KB = 1024
@@ -55,8 +57,9 @@ def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
     port = _free_port()
     cmds = {"web": web_command(f"127.0.0.1:{port}", 2, Settings().web_threads)}
     if workers:
-        cmds["scan"] = worker_command("scan,av,callbacks", 2, f"bench-scan-{port}")
-        cmds["browser"] = worker_command("browser", 1, f"bench-browser-{port}")
+        scan_queues = f"{consumed('scan')},{consumed('av')},callbacks"
+        cmds["scan"] = worker_command(scan_queues, 2, f"bench-scan-{port}")
+        cmds["browser"] = worker_command(consumed("browser"), 1, f"bench-browser-{port}")
     procs = []
     for name, cmd in cmds.items():
         with (logs / f"{name}.log").open("ab") as log:
@@ -135,11 +138,11 @@ def _manifest(name: str, version: str) -> bytes:
     ).encode()
 
 
-def bench_intake(env: dict[str, str], logs: Path, requests_total: int, threads: int) -> None:
-    secret = env["GATEHOUSE_WEBHOOK_SECRETS"]
-    rng = random.Random(5)  # noqa: S311 - filler bytes for bundles, not secrets
+def _webhooks(secret: str, count: int, first: int = 0) -> list[tuple[bytes, str]]:
+    """Signed-to-be webhook bodies with 100 KB inline bundles, each a new version."""
+    rng = random.Random(5 + first)  # noqa: S311 - filler bytes for bundles, not secrets
     payloads = []
-    for i in range(requests_total):
+    for i in range(first, first + count):
         js = (
             b"var Bench={mount:function(c){}};//"
             + rng.randbytes(100 * KB).hex()[: 100 * KB].encode()
@@ -149,42 +152,89 @@ def bench_intake(env: dict[str, str], logs: Path, requests_total: int, threads: 
             {"name": "bench", "version": f"1.{i}.0", "publisher_id": f"pub-{i % 50}"}, bundle
         )
         payloads.append((body, ctype))
-    with _processes(env, workers=False, logs=logs) as addr:
-        latencies: list[float] = []
-        statuses: list[int] = []
-        lock = threading.Lock()
-        chunks = [payloads[i::threads] for i in range(threads)]
+    return payloads
 
-        def client(chunk: list[tuple[bytes, str]]) -> None:
-            conn = http.client.HTTPConnection(addr, timeout=30)
-            for body, ctype in chunk:
-                headers = signed_headers(secret, "msg_" + uuid.uuid4().hex, body)
-                headers["Content-Type"] = ctype
-                start = time.perf_counter()
-                conn.request("POST", "/api/v1/submissions", body=body, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                with lock:
-                    latencies.append((time.perf_counter() - start) * 1000)
-                    statuses.append(resp.status)
 
-        start = time.perf_counter()
-        pool = [threading.Thread(target=client, args=(c,)) for c in chunks]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
-        elapsed = time.perf_counter() - start
+def _fire(
+    addr: str, secret: str, payloads: list[tuple[bytes, str]], threads: int
+) -> tuple[float, list[float], list[int]]:
+    """Send the webhooks from ``threads`` keep-alive clients: (seconds, ms each, statuses)."""
+    latencies: list[float] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+    chunks = [payloads[i::threads] for i in range(threads)]
+
+    def client(chunk: list[tuple[bytes, str]]) -> None:
+        conn = http.client.HTTPConnection(addr, timeout=30)
+        for body, ctype in chunk:
+            headers = signed_headers(secret, "msg_" + uuid.uuid4().hex, body)
+            headers["Content-Type"] = ctype
+            start = time.perf_counter()
+            conn.request("POST", "/api/v1/submissions", body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            with lock:
+                latencies.append((time.perf_counter() - start) * 1000)
+                statuses.append(resp.status)
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=client, args=(c,)) for c in chunks]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - start, latencies, statuses
+
+
+def _intake_line(what: str, count: int, fired: tuple[float, list[float], list[int]]) -> str:
+    elapsed, latencies, statuses = fired
     accepted = statuses.count(202)
     others = Counter(s for s in statuses if s != 202)
-    print(
-        f"webhook intake ({requests_total} x {len(payloads[0][0]) // KB} KB inline,"
-        f" {threads} clients,"
-        f" scans queued on the broker): {accepted / elapsed:.0f} accepted/s,"
-        f" p50 {_pct(latencies, 0.5):.1f} ms, p95 {_pct(latencies, 0.95):.1f} ms,"
-        f" {accepted}/{requests_total} answered 202"
+    return (
+        f"{what}: {accepted / elapsed:.0f} accepted/s, p50 {_pct(latencies, 0.5):.1f} ms,"
+        f" p95 {_pct(latencies, 0.95):.1f} ms, {accepted}/{count} answered 202"
         + (f" (others: {dict(others)})" if others else "")
     )
+
+
+def bench_intake(env: dict[str, str], logs: Path, requests_total: int, threads: int) -> None:
+    secret = env["GATEHOUSE_WEBHOOK_SECRETS"]
+    payloads = _webhooks(secret, requests_total)
+    with _processes(env, workers=False, logs=logs) as addr:
+        fired = _fire(addr, secret, payloads, threads)
+    print(
+        _intake_line(
+            f"webhook intake ({requests_total} x {len(payloads[0][0]) // KB} KB inline,"
+            f" {threads} clients, idle workers: scans queued on the broker)",
+            requests_total,
+            fired,
+        )
+    )
+
+
+def bench_busy(env: dict[str, str], logs: Path, backlog: int, requests_total: int) -> None:
+    """While the same box scans a registry backlog: intake, and a CI pre-flight's wait."""
+    secret = env["GATEHOUSE_WEBHOOK_SECRETS"]
+    queued = _webhooks(secret, backlog, first=10_000)
+    payloads = _webhooks(secret, requests_total, first=20_000)
+    token = _preflight_token(env)
+    with _processes(env, workers=True, logs=logs) as addr:
+        _fire(addr, secret, queued, 4)  # the backlog the workers now chew on
+        time.sleep(5)  # the workers are busy: scans, browser, clamd
+        fired = _fire(addr, secret, payloads, 8)
+        print(
+            _intake_line(
+                f"webhook intake while the box scans a backlog of {backlog} submissions"
+                f" ({requests_total} x 100 KB, 8 clients, workers niced)",
+                requests_total,
+                fired,
+            )
+        )
+        seconds, verdict = _preflight_once(addr, token, _bench_js(), 99)
+        print(
+            f"pre-flight of a 1 MB bundle behind that backlog (its own queues):"
+            f" {seconds:.1f} s to the report, verdict {verdict}"
+        )
 
 
 def _sample_report(scratch: Path) -> dict[str, object]:
@@ -267,8 +317,7 @@ def bench_get(env: dict[str, str], logs: Path, scans: int, lookups: int) -> None
     )
 
 
-def bench_preflight(env: dict[str, str], logs: Path, runs: int) -> None:
-    from scanner.bench import synthetic_minified_js
+def _preflight_token(env: dict[str, str]) -> str:
     from scanner.db import make_engine, session_scope
     from service.db import migrate
     from service.tokens import create_token
@@ -278,41 +327,53 @@ def bench_preflight(env: dict[str, str], logs: Path, runs: int) -> None:
     with session_scope(engine) as s:
         _, token = create_token(s, "bench-preflight", {"preflight"}, hourly_limit=10_000)
     engine.dispose()
+    return token
+
+
+def _bench_js() -> bytes:
+    from scanner.bench import synthetic_minified_js
+
     js = b"var Bench={mount:function(c){var p=document.createElement('p');c.appendChild(p);}};\n"
-    js += synthetic_minified_js(1024 * KB - len(js))
+    return js + synthetic_minified_js(1024 * KB - len(js))
+
+
+def _preflight_once(addr: str, token: str, js: bytes, i: int) -> tuple[float, str]:
+    """Upload a 1 MB bundle to the pre-flight API and wait for its report: (s, verdict)."""
+    bundle = _zip(
+        {"plugin.json": _manifest("bench", f"2.0.{i}"), "dist/bundle.js": js + f"//{i}".encode()}
+    )
+    body, ctype = _multipart({}, bundle)
+    conn = http.client.HTTPConnection(addr, timeout=120)
+    auth = {"Authorization": f"Bearer {token}"}
+    t0 = time.perf_counter()
+    conn.request("POST", "/api/v1/scans", body=body, headers={**auth, "Content-Type": ctype})
+    scan = json.loads(conn.getresponse().read())
+    view: dict[str, Any] = {"status": ""}
+    while view["status"] != "completed":
+        if time.perf_counter() - t0 > SCAN_DEADLINE:
+            raise BenchError(f"scan {scan['id']} still {view['status']} after {SCAN_DEADLINE} s")
+        conn.request("GET", f"/api/v1/scans/{scan['id']}?wait=30", headers=auth)
+        view = json.loads(conn.getresponse().read())
+    return time.perf_counter() - t0, str(view["verdict"])
+
+
+def bench_preflight(env: dict[str, str], logs: Path, runs: int) -> None:
+    token = _preflight_token(env)
+    js = _bench_js()
     times: list[float] = []
+    verdict = ""
     with _processes(env, workers=True, logs=logs) as addr:
         for i in range(runs + 2):
-            bundle = _zip(
-                {
-                    "plugin.json": _manifest("bench", f"2.0.{i}"),
-                    "dist/bundle.js": js + f"//{i}".encode(),
-                }
-            )
-            body, ctype = _multipart({}, bundle)
-            conn = http.client.HTTPConnection(addr, timeout=120)
-            auth = {"Authorization": f"Bearer {token}"}
-            t0 = time.perf_counter()
-            conn.request(
-                "POST", "/api/v1/scans", body=body, headers={**auth, "Content-Type": ctype}
-            )
-            resp = conn.getresponse()
-            scan = json.loads(resp.read())
-            status = ""
-            while status != "completed":
-                if time.perf_counter() - t0 > SCAN_DEADLINE:
-                    raise BenchError(
-                        f"scan {scan['id']} still {status} after {SCAN_DEADLINE} s\n" + _tails(logs)
-                    )
-                conn.request("GET", f"/api/v1/scans/{scan['id']}?wait=30", headers=auth)
-                view = json.loads(conn.getresponse().read())
-                status = view["status"]
+            try:
+                seconds, verdict = _preflight_once(addr, token, js, i)
+            except BenchError as exc:
+                raise BenchError(f"{exc}\n{_tails(logs)}") from None
             if i >= 2:  # the first two warm the workers (browser launch, rule compilation)
-                times.append(time.perf_counter() - t0)
+                times.append(seconds)
     print(
         f"end-to-end pre-flight of a 1 MB bundle (upload to report, all stages, warm workers,"
         f" {runs} runs): p50 {statistics.median(times):.2f} s, p90 {_pct(times, 0.9):.2f} s,"
-        f" last verdict {view['verdict']}"
+        f" last verdict {verdict}"
     )
 
 
@@ -379,3 +440,8 @@ def run(
         # The intake part left 1,000 scans queued: measure pre-flight on an idle queue.
         redis.Redis.from_url(broker_url).flushdb()
         bench_preflight(env, logs, 10)
+    if not only or "busy" in only:
+        import redis
+
+        redis.Redis.from_url(broker_url).flushdb()
+        bench_busy(env, logs, backlog=60, requests_total=300)

@@ -126,7 +126,7 @@ def add_commands(sub: Any) -> None:
     bench.add_argument("--scans", type=int, default=100_000)
     bench.add_argument(
         "--only",
-        choices=("intake", "get", "review", "preflight"),
+        choices=("intake", "get", "review", "preflight", "busy"),
         action="append",
         help="run only these",
     )

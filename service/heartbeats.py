@@ -6,10 +6,12 @@ server's readiness asks the records of those workers, not its own filesystem.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
@@ -42,10 +44,43 @@ def probe_browser(path: str, timeout: float = 10.0) -> BrowserProbe:
     return BrowserProbe(lines[0][:200], None)
 
 
-def beat(engine: Engine, hostname: str, queues: Iterable[str], browser_path: str) -> None:
-    """Record this worker as seen now; a worker on ``browser`` also probes its browser."""
+def pool_problem(status_dir: Path, parent_pid: int) -> str | None:
+    """Why a browser pool of this worker's child processes is down, if one is.
+
+    The pools write their state (sandbox.browser.BrowserPool) to ``status_dir``; a record
+    of a process that is gone is removed.
+    """
+    if not status_dir.is_dir():
+        return None
+    problems = []
+    for path in sorted(status_dir.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            pid, ppid = int(record["pid"]), int(record["ppid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not Path(f"/proc/{pid}").exists():
+            path.unlink(missing_ok=True)
+            continue
+        if parent_pid in (ppid, pid) and record.get("state") == "down":
+            since = datetime.fromtimestamp(float(record.get("since", 0)), UTC)
+            problems.append(f"the browser is down since {since:%H:%M:%S}Z: {record.get('error')}")
+    return problems[0][:500] if problems else None
+
+
+def beat(
+    engine: Engine,
+    hostname: str,
+    queues: Iterable[str],
+    browser_path: str,
+    browser_problem: str | None = None,
+) -> None:
+    """Record this worker as seen now; a worker on ``browser`` also probes its browser,
+    and reports its pools' trouble (``browser_problem``) as the browser's error."""
     names = sorted(set(queues))
     probe = probe_browser(browser_path) if "browser" in names else BrowserProbe(None, None)
+    if "browser" in names and browser_problem is not None:
+        probe = BrowserProbe(probe.version, browser_problem)
     now = utcnow()
     values = {
         "queues": " ".join(names),

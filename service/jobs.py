@@ -6,15 +6,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-# Queues per kind of work, so a deployment can give the browser hosts of their own.
-QUEUES = ("scan", "av", "browser", "callbacks")
+# Queues per kind of work, so a deployment can give the browser hosts of their own. A
+# CI pre-flight scan goes to the "preflight." twin of each: workers take from both in
+# turn, so a CI job gets its answer in seconds while a registry backlog drains.
+BASE_QUEUES = ("scan", "av", "browser")
+URGENT = "preflight."
+QUEUES = (*BASE_QUEUES, "callbacks", *(URGENT + q for q in BASE_QUEUES))
+# Where each stage runs (the rest on "scan").
+STAGE_QUEUES = {"runtime": "browser", "antivirus": "av"}
+
+
+def queue_of(stage: str, urgent: bool = False) -> str:
+    """The queue a stage's task goes to."""
+    return (URGENT if urgent else "") + STAGE_QUEUES.get(stage, "scan")
+
+
+def consumed(base: str) -> str:
+    """The -Q list for a worker of one kind: the urgent twin first."""
+    return f"{URGENT}{base},{base}"
 
 
 class JobQueue(Protocol):
-    def start_scan(self, scan_id: str) -> None:
+    def start_scan(self, scan_id: str, urgent: bool = False) -> None:
         """Fetch and unpack the scan's bundle, then fan its stages out."""
 
-    def run_stages(self, scan_id: str, stages: Sequence[str]) -> None:
+    def run_stages(self, scan_id: str, stages: Sequence[str], urgent: bool = False) -> None:
         """Run these stages of the scan, side by side, each on its kind of worker."""
 
     def deliver(self, delivery_id: int) -> None:
@@ -26,6 +42,10 @@ class JobQueue(Protocol):
     def depths(self) -> dict[str, int]:
         """Messages waiting per queue."""
 
+    def broker_identity(self) -> str | None:
+        """Changes when the broker restarted and may have lost its messages; None when
+        the broker cannot tell (or keeps its messages across restarts)."""
+
 
 @dataclass
 class RecordingJobQueue:
@@ -34,12 +54,19 @@ class RecordingJobQueue:
     started: list[str] = field(default_factory=list)
     stages: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     deliveries: list[int] = field(default_factory=list)
+    urgent: list[str] = field(default_factory=list)  # scan ids sent to the urgent queues
+    queue_depths: dict[str, int] | None = None  # what depths() answers, when set
+    identity: str | None = None
 
-    def start_scan(self, scan_id: str) -> None:
+    def start_scan(self, scan_id: str, urgent: bool = False) -> None:
         self.started.append(scan_id)
+        if urgent:
+            self.urgent.append(scan_id)
 
-    def run_stages(self, scan_id: str, stages: Sequence[str]) -> None:
+    def run_stages(self, scan_id: str, stages: Sequence[str], urgent: bool = False) -> None:
         self.stages.append((scan_id, tuple(stages)))
+        if urgent:
+            self.urgent.append(scan_id)
 
     def deliver(self, delivery_id: int) -> None:
         self.deliveries.append(delivery_id)
@@ -48,4 +75,9 @@ class RecordingJobQueue:
         return None
 
     def depths(self) -> dict[str, int]:
+        if self.queue_depths is not None:
+            return dict(self.queue_depths)
         return {"scan": len(self.started) + sum(len(st) for _, st in self.stages)}
+
+    def broker_identity(self) -> str | None:
+        return self.identity

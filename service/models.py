@@ -367,6 +367,19 @@ class DeliveryAttempt(Base):
     duration_ms: Mapped[float] = mapped_column(Float)
 
 
+class SweeperState(Base):
+    """What the sweeper remembers between runs (on whichever worker each runs)."""
+
+    __tablename__ = "sweeper_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # When the last sweep ran: a long gap means the broker (which carries the beat's
+    # sweeps) was away, and messages sent before may be gone.
+    last_sweep_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The broker's identity at the last sweep (Redis's run id): a change is a restart.
+    broker_identity: Mapped[str | None] = mapped_column(String(100))
+
+
 class WorkerHeartbeat(Base):
     """A Celery worker that said, at ``seen_at``, which queues it serves and how its browser is.
 

@@ -14,7 +14,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from scanner.capabilities import CapabilityCheck
+from scanner.db import insert_if_absent
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
 from scanner.intake import ArchiveViolation
 from scanner.pipeline import (
@@ -47,6 +48,7 @@ from service.blobs import BlobNotFoundError, artifact_key, bundle_key, repack_ke
 from service.bundles import bundle_info, downloaded, materialized
 from service.callbacks import due, enqueue_event
 from service.fetch import FetchError, fetch_bundle
+from service.jobs import queue_of
 from service.models import (
     STAGE_PENDING,
     STAGE_RUNNING,
@@ -60,6 +62,9 @@ from service.models import (
     StageRun,
     Submission,
     SubmissionStatus,
+    SweeperState,
+    aware,
+    iso,
     utcnow,
 )
 from service.records import fill_stage_run, record_findings, result_of
@@ -104,14 +109,14 @@ def start_scan(svc: Services, scan_id: str, registry: StageRegistry) -> None:
         scan = s.get(Scan, scan_id)
         if scan is None or scan.status not in (ScanStatus.QUEUED, ScanStatus.SCANNING):
             return
-        status = scan.status
+        status, urgent = scan.status, scan.kind == ScanKind.PREFLIGHT
         submission = s.get(Submission, scan.submission_id) if scan.submission_id else None
         needs_fetch = scan.bundle_sha256 is None and submission is not None
         if submission is not None:
             s.expunge(submission)
     if status == ScanStatus.SCANNING:
-        # Redelivered after the fan-out: dispatch what has not finished (idempotent).
-        _recover(svc, scan_id)
+        # Redelivered after the fan-out: send again what never started (idempotent).
+        _recover(svc, scan_id, urgent, depths=None, outage=True)
         return
     if needs_fetch:
         assert submission is not None
@@ -180,7 +185,7 @@ def _intake_and_fan_out(svc: Services, scan_id: str, registry: StageRegistry) ->
         _move_submission(s, scan, SubmissionStatus.SCANNING, "scan started")
         audit(s, ACTOR, "scan.started", "scan", scan_id, {"intake": run.status})
     if names:
-        svc.jobs.run_stages(scan_id, names)
+        svc.jobs.run_stages(scan_id, names, urgent=scan.kind == ScanKind.PREFLIGHT)
     else:
         conclude_scan(svc, scan_id)
 
@@ -587,32 +592,63 @@ def _dispatch_delivery(svc: Services, delivery_id: int) -> None:
 # --- sweep ---------------------------------------------------------------------------
 
 
+# A sweep this much later than its interval (plus slack) means the broker, which carries
+# the beat's sweeps, was away: what was sent before may be gone.
+OUTAGE_INTERVALS = 3
+OUTAGE_SLACK = 5.0
+# A task cannot be running past its hard time limit: a run claimed longer ago than this
+# lost its worker.
+DEAD_AFTER_LIMIT = 30.0
+
+
 def sweep(svc: Services) -> dict[str, int]:
-    """Recover what stopped moving; returns counts of what was done, for logs and tests."""
+    """Recover what stopped moving; returns counts of what was done, for logs and tests.
+
+    Queued is not stuck: a stage whose message still waits in its queue (a backlog) is
+    left alone. What is resent: a stage whose message is gone (its queue is empty yet the
+    stage never started, or the broker was away or restarted), and a stage claimed by a
+    worker for longer than a task may run.
+    """
     now = utcnow()
-    stuck = now - timedelta(seconds=svc.settings.stuck_after)
-    counts = {"requeued": 0, "redispatched": 0, "concluded": 0, "deliveries": 0, "expired": 0}
+    outage = _broker_was_away(svc, now)
+    depths = _depths(svc)
+    settings = svc.settings
+    quiet = timedelta(seconds=min(settings.stuck_after, settings.task_time_limit))
+    cutoff = now - (timedelta(seconds=OUTAGE_SLACK) if outage else quiet)
+    counts = {
+        "requeued": 0,
+        "redispatched": 0,
+        "concluded": 0,
+        "waiting": 0,
+        "deliveries": 0,
+        "expired": 0,
+    }
     with svc.session() as s:
         rows = list(
             s.execute(
-                select(Scan.id, Scan.status)
+                select(Scan.id, Scan.status, Scan.kind)
                 .where(
                     Scan.status.in_((ScanStatus.QUEUED, ScanStatus.SCANNING)),
-                    Scan.updated_at < stuck,
+                    Scan.updated_at < cutoff,
                 )
+                .order_by(Scan.updated_at)
                 .limit(500)
             )
         )
-        for scan_id, _ in rows:
-            # Touch first, so the next sweep waits a full period before trying again.
+        for scan_id, _, _ in rows:
+            # Touch first, so the next sweep waits a full period before looking again.
             s.execute(update(Scan).where(Scan.id == scan_id).values(updated_at=now))
-    for scan_id, status in rows:
+    for scan_id, status, kind in rows:
+        urgent = kind == ScanKind.PREFLIGHT
         try:
             if status == ScanStatus.QUEUED:
-                svc.jobs.start_scan(scan_id)
+                if not outage and _waiting(depths, queue_of("intake", urgent)):
+                    counts["waiting"] += 1
+                    continue
+                svc.jobs.start_scan(scan_id, urgent=urgent)
                 counts["requeued"] += 1
             else:
-                counts[_recover(svc, scan_id)] += 1
+                counts[_recover(svc, scan_id, urgent, depths, outage)] += 1
         except Exception as exc:
             log.warning("sweep: scan %s not recovered yet: %s", scan_id, exc)
     for delivery_id in due(svc):
@@ -622,15 +658,72 @@ def sweep(svc: Services) -> dict[str, int]:
     return counts
 
 
-def _recover(svc: Services, scan_id: str) -> str:
+def _broker_was_away(svc: Services, now: datetime) -> bool:
+    """Whether the broker was away or restarted since the last sweep (and record this one)."""
+    try:
+        identity = svc.jobs.broker_identity()
+    except Exception:
+        identity = None
+    gap = OUTAGE_INTERVALS * svc.settings.sweep_interval + OUTAGE_SLACK
     with svc.session() as s:
-        pending = _unfinished(s, scan_id)
-    if pending:
-        log.warning("sweep: scan %s stuck in %s, dispatching again", scan_id, pending)
-        svc.jobs.run_stages(scan_id, pending)
-        return "redispatched"
-    conclude_scan(svc, scan_id)
-    return "concluded"
+        insert_if_absent(s, SweeperState, {"id": 1})
+        state = s.get_one(SweeperState, 1, with_for_update=True)
+        last = aware(state.last_sweep_at)
+        away = last is not None and (now - last).total_seconds() > gap
+        restarted = identity is not None and state.broker_identity not in (None, identity)
+        state.last_sweep_at = now
+        if identity is not None:
+            state.broker_identity = identity
+    if away or restarted:
+        why = "restarted" if restarted else f"silent since {iso(last)}"
+        log.warning("sweep: the broker was away (%s): resending what was in flight", why)
+    return away or restarted
+
+
+def _depths(svc: Services) -> dict[str, int] | None:
+    try:
+        return svc.jobs.depths()
+    except Exception as exc:
+        log.warning("sweep: queue depths unknown: %s", exc)
+        return None
+
+
+def _waiting(depths: dict[str, int] | None, queue: str) -> bool:
+    """A message for this queue may still be waiting (a backlog, or we cannot tell)."""
+    return depths is None or depths.get(queue, 0) > 0
+
+
+def _recover(
+    svc: Services, scan_id: str, urgent: bool, depths: dict[str, int] | None, outage: bool
+) -> str:
+    now = utcnow()
+    dead = timedelta(seconds=svc.settings.task_time_limit + DEAD_AFTER_LIMIT)
+    with svc.session() as s:
+        runs = list(
+            s.execute(
+                select(StageRun.stage, StageRun.status, StageRun.started_at)
+                .where(
+                    StageRun.scan_id == scan_id,
+                    StageRun.status.in_((STAGE_PENDING, STAGE_RUNNING)),
+                )
+                .order_by(StageRun.id)
+            )
+        )
+    if not runs:
+        conclude_scan(svc, scan_id)
+        return "concluded"
+    lost = []
+    for stage, status, started_at in runs:
+        if status == STAGE_RUNNING:
+            if started_at is not None and now - (aware(started_at) or now) > dead:
+                lost.append(stage)
+        elif outage or not _waiting(depths, queue_of(stage, urgent)):
+            lost.append(stage)
+    if not lost:
+        return "waiting"
+    log.warning("sweep: scan %s lost %s, dispatching again", scan_id, lost)
+    svc.jobs.run_stages(scan_id, lost, urgent=urgent)
+    return "redispatched"
 
 
 def expire_preflights(svc: Services, limit: int = 200) -> int:

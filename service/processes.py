@@ -15,6 +15,7 @@ from pathlib import Path
 
 from scanner.config import Settings
 from scanner.private_dirs import private_dir
+from service.jobs import consumed
 
 
 def worker_command(
@@ -31,13 +32,15 @@ def worker_command(
 def web_command(listen: str, processes: int, threads: int) -> list[str]:
     """gunicorn on the API; threads, so a long-polling GET does not hold a process.
 
-    A process takes no more connections than it has threads. Otherwise the first process
-    to wake accepted every keep-alive connection and served them all on one core while
-    the others idled (webhook intake: 157/s before, 290/s after, on two processes).
+    A process takes at most twice as many connections as it has threads: with no cap the
+    first process to wake accepted every keep-alive connection and served them all on one
+    core while the others idled (webhook intake: 157/s before, 290/s after, on two
+    processes), and with a cap equal to the threads gunicorn keeps no connection alive
+    (every answer said ``Connection: close``). The margin is the keep-alive room.
     """
     cmd = [sys.executable, "-m", "gunicorn", "--bind", listen, "--workers", str(processes)]
     cmd += ["--worker-class", "gthread", "--threads", str(threads)]
-    cmd += ["--worker-connections", str(threads), "--no-control-socket"]
+    cmd += ["--worker-connections", str(2 * threads), "--no-control-socket"]
     return [*cmd, "--access-logfile", "-", "review_ui.wsgi:build()"]
 
 
@@ -45,30 +48,36 @@ def serve_commands(settings: Settings, listen: str) -> dict[str, list[str]]:
     pid = os.getpid()
     return {
         "scan-worker": worker_command(
-            "scan,av,callbacks",
+            f"{consumed('scan')},{consumed('av')},callbacks",
             settings.worker_processes,
             f"scan-{pid}",
             settings.data_dir / "celerybeat-schedule",
         ),
-        "browser-worker": worker_command("browser", 1, f"browser-{pid}"),
+        "browser-worker": worker_command(consumed("browser"), 1, f"browser-{pid}"),
         "web": web_command(listen, settings.web_processes, settings.web_threads),
     }
 
 
 def serve(settings: Settings, listen: str) -> int:
     """Start clamd when needed, the workers and the web server; stop them all together."""
-    from scanner.clamd_server import ClamdServer
+    from scanner.clamd_server import ClamdServer, ClamdSupervisor
     from service.jobs import RecordingJobQueue
     from service.services import Services
     from service.webhooks import check_secrets
+    from service.workdirs import sweep_leftovers
 
     check_secrets(settings)  # refuse to start rather than accept forgeries or sign with ""
     private_dir(settings.data_dir)
     Services.from_settings(settings, RecordingJobQueue())  # migrate once, before the workers race
-    clamd = ClamdServer(settings)
-    if not settings.clamd_tcp and not clamd.is_running():
-        clamd.start()
-        print(f"serve: clamd started on {settings.clamd_socket_path}", file=sys.stderr)
+
+    def say(message: str) -> None:
+        print(f"serve: {message}", file=sys.stderr, flush=True)
+
+    # The embedded clamd is supervised: restarted (with a growing pause) when it dies, so
+    # scans do not wait in review for a person to restart it.
+    clamd = None if settings.clamd_tcp else ClamdSupervisor(ClamdServer(settings), say)
+    if clamd is not None:
+        clamd.ensure()
     procs = {
         name: subprocess.Popen(cmd, start_new_session=True)
         for name, cmd in serve_commands(settings, listen).items()
@@ -83,7 +92,13 @@ def serve(settings: Settings, listen: str) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     code = 0
+    next_cleanup = 0.0
     while not stopping:
+        if clamd is not None:
+            clamd.ensure()
+        if time.monotonic() >= next_cleanup:  # uploads of killed web processes, and more
+            sweep_leftovers(settings)
+            next_cleanup = time.monotonic() + 60
         dead = [n for n, p in procs.items() if p.poll() is not None]
         if dead:
             print(f"serve: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)

@@ -299,7 +299,7 @@ def start_preflight(svc: Services, token_id: int, bundle: Path, filename: str) -
         s.add(scan)
         audit(s, f"token:{token_id}", "preflight.received", "scan", scan.id)
         scan_id = scan.id
-    _queue(svc, scan_id)
+    _queue(svc, scan_id, urgent=True)  # CI waits on it
     return scan_id
 
 
@@ -309,9 +309,9 @@ def _safe_name(filename: str) -> str:
     return name if name and name not in {".", ".."} else "bundle.zip"
 
 
-def _queue(svc: Services, scan_id: str) -> None:
+def _queue(svc: Services, scan_id: str, urgent: bool = False) -> None:
     try:
-        svc.jobs.start_scan(scan_id)
+        svc.jobs.start_scan(scan_id, urgent=urgent)
     except Exception as exc:
         # Accepted and committed: the sweeper queues it once the broker is back.
         log.warning("scan %s accepted but not queued yet: %s", scan_id, exc)

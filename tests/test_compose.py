@@ -46,7 +46,7 @@ def test_the_workers_consume_every_queue_and_the_browser_alone() -> None:
             consumed[name] = set(cmd[cmd.index("-Q") + 1].split(","))
     assert set().union(*consumed.values()) == set(QUEUES)
     assert [n for n, q in consumed.items() if "browser" in q] == ["browser-worker"]
-    assert consumed["browser-worker"] == {"browser"}
+    assert consumed["browser-worker"] == {"browser", "preflight.browser"}
     assert services["browser-worker"]["networks"] == ["backend"]
     assert _compose()["networks"]["backend"]["internal"] is True
 

@@ -9,14 +9,9 @@ from kombu.transport import TRANSPORT_ALIASES
 
 from scanner.config import Settings
 from scanner.private_dirs import private_file
-from service.jobs import QUEUES
+from service.jobs import QUEUES, URGENT, queue_of
 
-STAGE_QUEUES = {"runtime": "browser", "antivirus": "av"}
 EMBEDDED = "workers.embedded_broker:Transport"
-
-
-def queue_of(stage: str) -> str:
-    return STAGE_QUEUES.get(stage, "scan")
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -78,14 +73,18 @@ class CeleryJobQueue:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def start_scan(self, scan_id: str) -> None:
-        self.app.send_task("gatehouse.start_scan", args=[scan_id], queue="scan")
+    def start_scan(self, scan_id: str, urgent: bool = False) -> None:
+        queue = (URGENT if urgent else "") + "scan"
+        self.app.send_task("gatehouse.start_scan", args=[scan_id], queue=queue)
 
-    def run_stages(self, scan_id: str, stages: Sequence[str]) -> None:
+    def run_stages(self, scan_id: str, stages: Sequence[str], urgent: bool = False) -> None:
         # One task per stage, each on its queue, all at once: a slow stage delays no other.
         tasks = [
             signature(
-                "gatehouse.run_stage", args=(scan_id, name), queue=queue_of(name), app=self.app
+                "gatehouse.run_stage",
+                args=(scan_id, name),
+                queue=queue_of(name, urgent),
+                app=self.app,
             )
             for name in stages
         ]
@@ -97,6 +96,16 @@ class CeleryJobQueue:
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+
+    def broker_identity(self) -> str | None:
+        """Redis keeps nothing across a restart here (and often in production): its
+        run id tells a restart. RabbitMQ and the embedded broker keep their messages."""
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            client = getattr(conn.default_channel, "client", None)
+            if client is None or not hasattr(client, "info"):
+                return None
+            return str(client.info("server").get("run_id")) or None
 
     def depths(self) -> dict[str, int]:
         out = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import bootsteps
@@ -11,6 +12,7 @@ from scanner.config import Settings
 from scanner.db import database_url, make_engine
 from service import heartbeats
 from service.db import migrate
+from service.workdirs import sweep_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,11 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
         def send() -> None:
             try:
                 migrate(engine)
-                heartbeats.beat(engine, worker.hostname, queues, settings.chromium_path)
+                problem = heartbeats.pool_problem(settings.data_dir / "browser-state", os.getpid())
+                heartbeats.beat(engine, worker.hostname, queues, settings.chromium_path, problem)
+                removed = sweep_leftovers(settings)  # what killed tasks on this host left
+                if removed:
+                    log.warning("removed %d work dirs left by killed tasks", removed)
             except Exception as exc:  # the next beat tries again; readiness shows the gap
                 log.warning("heartbeat not recorded: %s", exc)
 

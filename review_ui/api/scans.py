@@ -64,11 +64,13 @@ def get_scan(scan_id: str) -> Response:
         except ValueError as exc:
             raise ApiProblemError(400, "bad-category", "Bad Request", str(exc)) from None
     try:
-        wait = min(MAX_WAIT, max(0.0, float(request.args.get("wait", "0"))))
+        wait = float(request.args.get("wait", "0"))
     except ValueError:
+        wait = -1.0
+    if not 0.0 <= wait <= MAX_WAIT:  # NaN fails too: the document says 0 to 60, so do we
         raise ApiProblemError(
-            400, "bad-wait", "Bad Request", "wait is a number of seconds"
-        ) from None
+            400, "bad-wait", "Bad Request", f"wait is a number of seconds from 0 to {MAX_WAIT:g}"
+        )
     view = _load(svc, scan_id, caller)
     deadline = time.monotonic() + wait
     while (

@@ -102,6 +102,9 @@ def ensure_snapshot(store: AdvisoryStore, rules_dir: Path) -> bool:
     """Import the shipped snapshot into an empty database; True when it did."""
     if not store.is_empty():
         return False
-    for feed in snapshot_feeds(rules_dir):
-        store.import_feed(feed)
+    with store.importing():
+        if not store.is_empty():  # another process imported it while we waited
+            return False
+        for feed in snapshot_feeds(rules_dir):
+            store.import_feed(feed)
     return True

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fcntl
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from scanner.advisories.feeds import RETIRE_ECOSYSTEM, Detector, Feed, normalise_name
@@ -72,10 +76,41 @@ def import_warnings(feed: Feed) -> list[str]:
     return out
 
 
+_IMPORT_LOCK_ID = 0x6761_7465  # "gate": one PostgreSQL advisory lock for imports
+_in_process = threading.Lock()
+
+
 class AdvisoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         migrate_advisories(engine)
+
+    @contextmanager
+    def importing(self) -> Iterator[None]:
+        """Held by one importer at a time, across processes: on a fresh database every
+        worker would otherwise import the snapshot at once and all but one fail on the
+        unique names (a failed dependency stage, a bundle sent to review for nothing)."""
+        with _in_process:
+            if self.engine.dialect.name == "postgresql":
+                with self.engine.connect() as conn:
+                    conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _IMPORT_LOCK_ID})
+                    try:
+                        yield
+                    finally:
+                        conn.execute(
+                            text("SELECT pg_advisory_unlock(:id)"), {"id": _IMPORT_LOCK_ID}
+                        )
+                return
+            database = self.engine.url.database
+            if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+                yield
+                return
+            with Path(f"{database}.import-lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def import_feed(self, feed: Feed) -> int:
         """Replace everything from this feed's source in one transaction; returns advisories."""

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import logging
+import time
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
 
-from scanner.clamav import ClamdClient, SocketClamdClient
+from scanner.clamav import ClamdClient, ClamdUnavailableError, ClamdVerdict, SocketClamdClient
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
 from scanner.workspace import Workspace
 
 # With AlertExceedsMax, clamd names content it could not fully scan like this.
 LIMIT_PREFIX = "Heuristics.Limits.Exceeded"
+# Pauses before retrying an unreachable clamd: a supervised clamd that died is back within
+# seconds, and a scan should not go to review for that.
+RETRY_PAUSES = (0.5, 2.0, 5.0)
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class AntivirusStage:
     name: ClassVar[str] = "antivirus"
     version: ClassVar[int] = 1
 
-    def __init__(self, client: ClamdClient) -> None:
+    def __init__(
+        self,
+        client: ClamdClient,
+        pauses: tuple[float, ...] = RETRY_PAUSES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
+        self.pauses = pauses
+        self.sleep = sleep
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """A transient failure (clamd unreachable) is retried; the last one is raised, and
+        the pipeline records the stage as an error (fail closed)."""
+        for pause in self.pauses:
+            try:
+                return call()
+            except ClamdUnavailableError as exc:
+                log.warning("clamd unreachable, retrying in %g s: %s", pause, exc)
+                self.sleep(pause)
+        return call()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AntivirusStage:
@@ -27,11 +53,11 @@ class AntivirusStage:
     def run(self, workspace: Workspace) -> StageResult:
         # Unreachable clamd raises ClamdUnavailableError: the pipeline records a stage error.
         result = StageResult(
-            self.name, self.version, tool_versions={"clamav": self.client.version()}
+            self.name, self.version, tool_versions={"clamav": self._retrying(self.client.version)}
         )
         errors = []
         for f in workspace.files:
-            verdict = self.client.scan_bytes(workspace.read_bytes(f.path))
+            verdict = self._scan(workspace.read_bytes(f.path))
             if verdict.status == "OK":
                 result.coverage.scanned.append(f.path)
             elif (
@@ -66,6 +92,9 @@ class AntivirusStage:
             result.status = StageStatus.ERROR
             result.error = "; ".join(errors)[:500]
         return result
+
+    def _scan(self, data: bytes) -> ClamdVerdict:
+        return self._retrying(lambda: self.client.scan_bytes(data))
 
     def _gap(self, path: str, message: str) -> Finding:
         return Finding(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 from functools import lru_cache
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 from sandbox.browser import BrowserPool, BrowserSettings, SandboxUnavailableError
@@ -26,10 +27,21 @@ class DetonationPool(Protocol):
     def abort(self) -> None: ...
 
 
+# What a detonation may take on top of its own time limit: starting a jail, driver and
+# browser when none is warm. Past it the detonation is cut and its browser killed.
+START_GRACE = 15.0
+
+
 @lru_cache(maxsize=2)
-def shared_pool(executable: str, max_scans: int, user: str) -> BrowserPool:
+def shared_pool(
+    executable: str, max_scans: int, user: str, status_dir: Path | None = None
+) -> BrowserPool:
     """One warm browser per process, whatever the number of scans."""
-    pool = BrowserPool(BrowserSettings(executable=executable, max_scans=max_scans, user=user))
+    pool = BrowserPool(
+        BrowserSettings(
+            executable=executable, max_scans=max_scans, user=user, status_dir=status_dir
+        )
+    )
     atexit.register(pool.close)  # no Chromium outlives the process
     return pool
 
@@ -48,7 +60,12 @@ class RuntimeStage:
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeStage:
         return cls(
-            shared_pool(settings.chromium_path, settings.browser_max_scans, settings.sandbox_user),
+            shared_pool(
+                settings.chromium_path,
+                settings.browser_max_scans,
+                settings.sandbox_user,
+                settings.data_dir / "browser-state",
+            ),
             settings.detonation_timeout,
             settings.detonation_origin,
         )
@@ -79,12 +96,13 @@ class RuntimeStage:
                 origin=self.origin,
             )
             try:
-                trace = self.detonator.detonate(request, timeout=self.time_limit * 2 + 15)
+                trace = self.detonator.detonate(request, timeout=self.time_limit + START_GRACE)
             except TimeoutError:
                 self.detonator.abort()
                 result.status, result.error = (
                     StageStatus.TIMEOUT,
-                    f"detonation as {role} did not finish",
+                    f"detonation as {role} did not finish within"
+                    f" {self.time_limit + START_GRACE:g} s",
                 )
                 return result
             except SandboxUnavailableError as exc:

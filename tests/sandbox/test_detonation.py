@@ -166,18 +166,6 @@ def test_endless_mount_times_out_and_the_pool_recovers(pool: BrowserPool, tmp_pa
     assert after.status is StageStatus.OK
 
 
-def test_browser_over_its_memory_cap_is_restarted(tmp_path: Path) -> None:
-    ws = _plugin(tmp_path, "container.textContent = 'hello';")
-    pool = BrowserPool(BrowserSettings(max_rss_bytes=1))  # every browser is over a 1-byte cap
-    request = _hello_request(ws)
-    try:
-        for _ in range(3):
-            assert pool.detonate(request, timeout=60).mount_error is None
-        assert pool.launches == 3
-    finally:
-        pool.close()
-
-
 def test_no_browser_or_profile_left_after_100_scans(tmp_path: Path) -> None:
     """Profiles live in the jail's private home, which goes with the session."""
     homes_before = set(Path(tempfile.gettempdir()).glob("gatehouse-browser-*"))
@@ -198,3 +186,82 @@ def test_no_browser_or_profile_left_after_100_scans(tmp_path: Path) -> None:
     leftovers = set(Path(tempfile.gettempdir()).glob("gatehouse-browser-*")) - homes_before
     assert leftovers == set(), leftovers
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_chromium_killed_again_and_again_under_load_never_wedges_the_pool(
+    tmp_path: Path,
+) -> None:
+    """The wedge of issue 15: kills 1.4 s apart while detonations run. Every call comes
+    back within its bound, the pool reports itself down and comes back on its own."""
+    import os
+    import signal
+    import threading
+    import time
+
+    states = tmp_path / "states"
+    pool = BrowserPool(BrowserSettings(status_dir=states, retry_pause=0.5))
+    ws = _plugin(tmp_path, "container.textContent = 'hello';")
+    request = _hello_request(ws)
+    outcomes: list[str] = []
+    stop = threading.Event()
+    seen_down = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            start = time.monotonic()
+            try:
+                trace = pool.detonate(request, timeout=30)
+                outcomes.append("ok" if trace.error is None else "error")
+            except TimeoutError:
+                pool.abort()
+                outcomes.append("timeout")
+            except Exception:
+                outcomes.append("unavailable")
+            assert time.monotonic() - start < 31
+
+    def chromium() -> list[int]:
+        session = pool._session
+        jail = session.jail if session is not None else None
+        members = jail.members() if jail is not None else []
+        return [p for p in members if "chrom" in Path(f"/proc/{p}/comm").read_text()]
+
+    worker = threading.Thread(target=load)
+    try:
+        pool.detonate(request, timeout=60)  # warm
+        worker.start()
+        for pause in (1.0, 1.4, 2.0, 1.4, 3.0, 1.4):
+            time.sleep(pause)
+            for pid in chromium():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+            if pool.state == "down":
+                seen_down.set()
+        stop.set()
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "a detonation hung"
+        assert outcomes, "nothing ran under load"
+        after = [pool.detonate(request, timeout=60) for _ in range(3)]
+        assert all(t.error is None and t.mount_error is None for t in after)
+        record = json.loads((states / f"{os.getpid()}.json").read_text())
+        assert record["state"] == "ready"
+    finally:
+        stop.set()
+        pool.close()
+
+
+def test_a_memory_hog_is_stopped_during_the_detonation(tmp_path: Path) -> None:
+    cap = 600 * 1024 * 1024
+    pool = BrowserPool(BrowserSettings(max_memory_bytes=cap, watch_every=0.1))
+    hog = (
+        "var keep = []; var t = Date.now();"
+        " while (Date.now() - t < 8000) { keep.push(new Float64Array(4 * 1024 * 1024).fill(1)); }"
+    )
+    try:
+        result = RuntimeStage(pool, 15.0).run(_plugin(tmp_path, hog))
+    finally:
+        pool.close()
+    assert result.status is StageStatus.ERROR
+    assert "memory" in (result.error or "")
+    assert "runtime-memory-exhaustion" in {f.rule_id for f in result.findings}

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
-from scanner.clamd_server import ClamdServer
+import pytest
+
+from scanner.clamd_server import ClamdServer, ClamdStartError, ClamdSupervisor
 from scanner.config import Settings
+from tests.paths import RULES_DIR
 
 
 def test_config_alerts_on_limits_and_uses_a_private_socket(settings: Settings) -> None:
@@ -42,3 +48,57 @@ def test_missing_official_database_is_fine(settings: Settings, tmp_path: Path) -
     server.write_config()
     assert [p.name for p in server.db.iterdir()] == ["gatehouse.ndb"]
     assert not server.is_running()
+
+
+class _Down:
+    """A clamd that never comes up."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        raise ClamdStartError("clamd exited with 1")
+
+    def is_running(self) -> bool:
+        return False
+
+
+def test_the_supervisor_backs_off_when_clamd_keeps_failing() -> None:
+    down = _Down()
+    lines: list[str] = []
+    supervisor = ClamdSupervisor(down, lines.append)  # type: ignore[arg-type]
+    for second in range(0, 20):
+        supervisor.ensure(now=float(second))
+    # Started at 0, 1, 3, 7, 15: a pause of 1, 2, 4, 8, 16 s after each failure.
+    assert down.starts == 5
+    assert "next try in 16 s" in lines[-1]
+
+
+@pytest.mark.integration
+def test_the_supervisor_restarts_a_killed_clamd_and_reaps_it(tmp_path: Path) -> None:
+    settings = replace(
+        Settings(),
+        data_dir=tmp_path / "d",
+        rules_dir=RULES_DIR,
+        official_clamav_db=tmp_path / "none",
+    )
+    lines: list[str] = []
+    supervisor = ClamdSupervisor(ClamdServer(settings), lines.append)
+    try:
+        supervisor.ensure()
+        first = supervisor.proc
+        assert first is not None and ClamdServer(settings).is_running()
+        os.kill(first.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while supervisor.restarts < 2 and time.monotonic() < deadline:
+            supervisor.ensure()
+            time.sleep(0.1)
+        assert supervisor.restarts == 2, lines
+        assert ClamdServer(settings).is_running()
+        assert first.returncode == -signal.SIGKILL  # reaped, not a zombie
+        assert any("exited with -9" in line for line in lines)
+    finally:
+        ClamdServer(settings).stop()
+        if supervisor.proc is not None:
+            supervisor.proc.wait(timeout=30)

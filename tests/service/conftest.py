@@ -23,6 +23,7 @@ from scanner.workspace import Workspace
 from service import callbacks, orchestration
 from service.blobs import LocalBlobStore
 from service.db import migrate
+from service.jobs import QUEUES, queue_of
 from service.orchestration import StageRegistry
 from service.services import Services
 from service.tokens import create_token
@@ -79,17 +80,24 @@ class InlineJobQueue:
     registry: StageRegistry = field(default_factory=lambda: StageRegistry(FAKE_FACTORIES))
     hold: bool = False
     held: list[tuple[str, Any]] = field(default_factory=list)
+    identity: str | None = None  # what broker_identity() answers
+    urgent: list[str] = field(default_factory=list)
 
-    def start_scan(self, scan_id: str) -> None:
+    def start_scan(self, scan_id: str, urgent: bool = False) -> None:
+        if urgent:
+            self.urgent.append(scan_id)
         if self.hold:
-            self.held.append(("start", scan_id))
+            self.held.append(("start", scan_id, queue_of("intake", urgent)))
             return
         assert self.svc is not None
         orchestration.start_scan(self.svc, scan_id, self.registry)
 
-    def run_stages(self, scan_id: str, stages: Sequence[str]) -> None:
+    def run_stages(self, scan_id: str, stages: Sequence[str], urgent: bool = False) -> None:
+        if urgent:
+            self.urgent.append(scan_id)
         if self.hold:
-            self.held.append(("stages", (scan_id, tuple(stages))))
+            for name in stages:
+                self.held.append(("stages", (scan_id, (name,)), queue_of(name, urgent)))
             return
         assert self.svc is not None
         for name in stages:
@@ -97,7 +105,7 @@ class InlineJobQueue:
 
     def deliver(self, delivery_id: int) -> None:
         if self.hold:
-            self.held.append(("deliver", delivery_id))
+            self.held.append(("deliver", delivery_id, "callbacks"))
             return
         assert self.svc is not None
         callbacks.attempt(self.svc, delivery_id)
@@ -106,7 +114,14 @@ class InlineJobQueue:
         return None
 
     def depths(self) -> dict[str, int]:
-        return {"scan": len(self.held)}
+        """Held jobs wait in their queues, as messages would in a broker."""
+        out: dict[str, int] = dict.fromkeys(QUEUES, 0)
+        for *_, queue in self.held:
+            out[queue] = out.get(queue, 0) + 1
+        return out
+
+    def broker_identity(self) -> str | None:
+        return self.identity
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -60,6 +63,33 @@ def test_readyz_browser_wants_a_recent_browser_worker_whose_browser_runs(svc: Se
     with svc.session() as s:  # silent for longer than three intervals
         s.execute(update(WorkerHeartbeat).values(seen_at=utcnow() - timedelta(minutes=2)))
     assert "no worker on the browser queue" in str(_browser_check(svc)["error"])
+
+
+def test_a_pool_that_reports_its_browser_down_makes_readiness_false(
+    svc: Services, tmp_path: Path
+) -> None:
+    """The pool in a worker's child writes its state; the worker's beat carries it."""
+    states = tmp_path / "browser-state"
+    states.mkdir()
+    me, parent = os.getpid(), os.getppid()
+    record = {"pid": me, "ppid": parent, "state": "down", "error": "aborted", "since": 0}
+    (states / f"{me}.json").write_text(json.dumps(record))
+    gone = {"pid": 2**22 + 7, "ppid": parent, "state": "down", "error": "old", "since": 0}
+    (states / "stale.json").write_text(json.dumps(gone))
+    problem = heartbeats.pool_problem(states, parent)
+    assert problem is not None and "aborted" in problem
+    assert not (states / "stale.json").exists()  # a record of a dead process is dropped
+    assert heartbeats.pool_problem(states, parent + 1) is None  # another worker's child
+    chromium = svc.settings.chromium_path
+    heartbeats.beat(svc.engine, "browser-1@host", ["browser"], chromium, problem)
+    check = _browser_check(svc)
+    assert not check["ok"] and "the browser is down" in str(check["error"])
+    record["state"] = "ready"
+    (states / f"{me}.json").write_text(json.dumps(record))
+    heartbeats.beat(
+        svc.engine, "browser-1@host", ["browser"], chromium, heartbeats.pool_problem(states, parent)
+    )
+    assert _browser_check(svc)["ok"]
 
 
 def test_heartbeats_forget_workers_gone_for_a_day(svc: Services) -> None:

@@ -18,6 +18,7 @@ from service.models import (
     Scan,
     StageRun,
     Submission,
+    SweeperState,
     WebhookDelivery,
     utcnow,
 )
@@ -163,23 +164,99 @@ def test_a_malformed_archive_is_rejected_with_a_finding(client: FlaskClient, svc
     assert {st["name"]: st["status"] for st in scan.report["stages"]}["marker"] == "skipped"
 
 
-def test_sweeper_requeues_lost_starts_and_redispatches_stuck_stages(
+def test_sweeper_requeues_lost_starts_and_redispatches_lost_stages(
     client: FlaskClient, svc: Services, jobs: InlineJobQueue
 ) -> None:
     jobs.hold = True
     scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
     jobs.held.clear()  # the broker lost the message
     svc.settings = replace(svc.settings, stuck_after=60)
-    assert orchestration.sweep(svc)["requeued"] == 0  # not stuck yet
+    assert orchestration.sweep(svc)["requeued"] == 0  # not quiet long enough yet
     _age(svc, scan_id)
     assert orchestration.sweep(svc)["requeued"] == 1
-    assert jobs.held == [("start", scan_id)]
+    assert jobs.held == [("start", scan_id, "scan")]
     jobs.held.clear()
     orchestration.start_scan(svc, scan_id, jobs.registry)  # fans out; the broker loses it
     _age(svc, scan_id)
     jobs.held.clear()
     assert orchestration.sweep(svc)["redispatched"] == 1
-    assert jobs.held == [("stages", (scan_id, ("marker", "counting")))]
+    assert [h[1] for h in jobs.held] == [(scan_id, ("marker",)), (scan_id, ("counting",))]
+
+
+def test_a_backlog_is_queued_not_stuck(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    """Messages still waiting in their queues are left there, however old: resending them
+    would only lengthen the queue and, with two browser workers, detonate twice."""
+    jobs.hold = True
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    _age(svc, scan_id)
+    assert orchestration.sweep(svc)["waiting"] == 1  # its start is still in the queue
+    jobs.held.clear()
+    orchestration.start_scan(svc, scan_id, jobs.registry)
+    _age(svc, scan_id)
+    held = list(jobs.held)
+    counts = orchestration.sweep(svc)
+    assert counts["waiting"] == 1 and counts["redispatched"] == 0
+    assert jobs.held == held  # nothing sent twice
+
+
+def test_after_a_broker_outage_in_flight_work_is_resent_at_once(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    """The sweeps stop with the broker; the first one after it is back resends what was
+    in flight at once, not after GATEHOUSE_STUCK_AFTER."""
+    jobs.hold = True
+    orchestration.sweep(svc)  # a sweep before the outage
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    orchestration.start_scan(svc, scan_id, jobs.registry)
+    jobs.held.clear()  # the broker went away with its messages
+    with svc.session() as s:  # ...for longer than three sweep intervals
+        s.execute(update(SweeperState).values(last_sweep_at=utcnow() - timedelta(minutes=5)))
+        s.execute(  # the scan itself moved a moment ago: not quiet by the usual measure
+            update(Scan)
+            .where(Scan.id == scan_id)
+            .values(updated_at=utcnow() - timedelta(seconds=10))
+        )
+    assert orchestration.sweep(svc)["redispatched"] == 1
+    assert {h[1][1][0] for h in jobs.held} == {"marker", "counting"}
+
+
+def test_a_restarted_redis_is_an_outage_even_between_sweeps(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    jobs.hold = True
+    jobs.identity = "run-1"
+    orchestration.sweep(svc)
+    scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
+    with svc.session() as s:
+        s.execute(
+            update(Scan)
+            .where(Scan.id == scan_id)
+            .values(updated_at=utcnow() - timedelta(seconds=10))
+        )
+    jobs.held.clear()
+    jobs.identity = "run-2"  # restarted: its lists are empty
+    assert orchestration.sweep(svc)["requeued"] == 1
+
+
+def test_preflight_scans_go_to_the_urgent_queues(
+    client: FlaskClient, svc: Services, jobs: InlineJobQueue
+) -> None:
+    from service.submissions import start_preflight
+    from service.tokens import create_token
+
+    jobs.hold = True
+    with svc.session() as s:
+        token, _ = create_token(s, "ci", {"preflight"})
+        token_id = token.id
+    bundle = svc.settings.work_root.parent / "pre.zip"
+    bundle.write_bytes(zip_bytes())
+    scan_id = start_preflight(svc, token_id, bundle, "pre.zip")
+    assert jobs.held == [("start", scan_id, "preflight.scan")]
+    jobs.held.clear()
+    orchestration.start_scan(svc, scan_id, jobs.registry)
+    assert {queue for *_, queue in jobs.held} == {"preflight.scan"}
 
 
 def _age(svc: Services, scan_id: str) -> None:
@@ -226,7 +303,7 @@ def test_an_archive_that_crashed_intake_concludes_with_a_refusal(
 def test_an_intake_over_budget_concludes_and_leaves_nothing(
     client: FlaskClient, svc: Services
 ) -> None:
-    svc.settings = replace(svc.settings, archive=replace(svc.settings.archive, max_seconds=0.05))
+    svc.settings = replace(svc.settings, archive=replace(svc.settings.archive, max_seconds=0.001))
     scan_id = post_submission(client, bundle=zip_bytes()).get_json()["scan_id"]
     scan = _scan(svc, scan_id)
     assert scan.status == "completed" and scan.verdict == "reject"

@@ -83,7 +83,9 @@ def test_unfinished_scans_wait_and_have_no_sarif_yet(
     assert view["status"] == "queued" and view["report"] is None
     conflict = client.get(f"/api/v1/scans/{scan_id}?format=sarif", headers=_auth(ci))
     assert conflict.status_code == 409
-    assert client.get(f"/api/v1/scans/{scan_id}?wait=x", headers=_auth(ci)).status_code == 400
+    for bad in ("x", "61", "-1", "nan"):  # out of the documented 0-60: refused, not capped
+        answer = client.get(f"/api/v1/scans/{scan_id}?wait={bad}", headers=_auth(ci))
+        assert answer.status_code == 400 and answer.get_json()["type"].endswith("bad-wait")
     assert client.get(f"/api/v1/scans/{scan_id}?format=pdf", headers=_auth(ci)).status_code == 400
 
 

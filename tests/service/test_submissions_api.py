@@ -53,7 +53,7 @@ def test_signed_submission_is_accepted_queued_and_scanned(
     body = r.get_json()
     assert body["status"] == "received" and body["duplicate"] is False
     assert r.headers["Location"] == body["status_url"]
-    assert jobs.held == [("start", body["scan_id"])]
+    assert jobs.held == [("start", body["scan_id"], "scan")]
     with svc.session() as s:
         assert s.get_one(Scan, body["scan_id"]).status == "queued"
 

@@ -263,3 +263,57 @@ def test_the_shipped_ember_advisories_fire(engine: Engine) -> None:
     statuses = {s.name: s for s in store.status()}
     npm = statuses["snapshot:retirejs-npmrepository.json"]
     assert npm.warning_count == 1 and "simple-server" in npm.warnings[0]
+
+
+_RACE = """
+import sys
+from scanner.advisories.snapshot import ensure_snapshot
+from scanner.advisories.store import AdvisoryStore
+from scanner.db import make_engine
+from pathlib import Path
+store = AdvisoryStore(make_engine(sys.argv[1]))
+print(ensure_snapshot(store, Path(sys.argv[2])))
+"""
+
+
+def _race(url: str) -> tuple[list[str], int]:
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACE, url, str(PROJECT_ROOT / "rules")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+        results.append(out.strip())
+    engine = make_engine(url)
+    count = sum(s.advisories for s in AdvisoryStore(engine).status())
+    engine.dispose()
+    return sorted(results), count
+
+
+def test_workers_racing_on_a_fresh_sqlite_database_import_the_snapshot_once(
+    tmp_path: Path,
+) -> None:
+    results, count = _race(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert results == ["False", "False", "True"]
+    single = sum(len(f.records) for f in snapshot_feeds(PROJECT_ROOT / "rules"))
+    assert count == single
+
+
+@pytest.mark.integration
+def test_workers_racing_on_a_fresh_postgresql_database_import_the_snapshot_once() -> None:
+    from tests.service.live import postgres_database
+
+    with postgres_database() as url:
+        results, count = _race(url)
+    assert results == ["False", "False", "True"]
+    assert count == sum(len(f.records) for f in snapshot_feeds(PROJECT_ROOT / "rules"))

@@ -71,8 +71,24 @@ def test_an_error_answer_fails_the_stage(tmp_path: Path) -> None:
 
 
 def test_unreachable_clamd_raises_so_the_pipeline_records_an_error(tmp_path: Path) -> None:
+    pauses: list[float] = []
     with pytest.raises(ClamdUnavailableError):
-        AntivirusStage(FakeClamd(down=True)).run(_workspace(tmp_path, {"a.js": b"1"}))
+        AntivirusStage(FakeClamd(down=True), sleep=pauses.append).run(
+            _workspace(tmp_path, {"a.js": b"1"})
+        )
+    assert pauses == [0.5, 2.0, 5.0]  # retried before giving up
+
+
+def test_a_clamd_that_comes_back_is_retried_not_recorded_as_an_error(tmp_path: Path) -> None:
+    """clamd restarted by its supervisor mid-scan: the EICAR file is still found."""
+    fake = FakeClamd({EICAR: ClamdVerdict("FOUND", "Eicar-Signature")}, down=True)
+
+    def pause(_: float) -> None:
+        fake.down = False  # back after the first pause
+
+    result = AntivirusStage(fake, sleep=pause).run(_workspace(tmp_path, {"e.txt": EICAR}))
+    assert result.status is StageStatus.OK
+    assert [f.category for f in result.findings] == [Category.MALWARE]
 
 
 def test_real_client_reports_a_missing_socket(settings: Settings) -> None:
