@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from scanner.capabilities import CapabilityCheck
 from scanner.db import insert_if_absent
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
-from scanner.intake import ArchiveViolation
 from scanner.pipeline import (
     ARCHIVE_STAGE,
     OpenedBundle,
@@ -36,7 +35,7 @@ from scanner.pipeline import (
 )
 from scanner.pipeline import run_stages as run_in_threads
 from scanner.private_dirs import private_dir
-from scanner.repack import Repack, RepackError
+from scanner.repack import Repack
 from scanner.reports.json import report_dict
 from scanner.reports.sarif import render_sarif
 from scanner.sbom import build_sbom
