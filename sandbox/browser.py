@@ -54,6 +54,9 @@ CHROMIUM_ARGS = (
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     # navigator.webdriver stays false, as in a browser a person uses.
     "--disable-blink-features=AutomationControlled",
+    # No popup windows: a window the plugin opens would be a realm of natives outside
+    # the reporting channel (window.open answers null; the attempt is recorded).
+    "--block-new-web-contents",
 )
 
 

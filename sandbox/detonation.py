@@ -23,9 +23,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from playwright.sync_api import Browser, BrowserContext, CDPSession, Page
+from playwright.sync_api import Browser, BrowserContext, CDPSession, JSHandle, Page
 from playwright.sync_api import Error as PlaywrightError
 
+from sandbox.canaries import carried
 from sandbox.proxy import ProxyRequest, ProxyResponse, RecordingProxy
 
 DEFAULT_ORIGIN = "https://app.example.com"
@@ -34,9 +35,11 @@ _INSTRUMENT = importlib.resources.files("sandbox").joinpath("instrument.js").rea
 CLOCK_STEPS_MS = (1_000, 10_000, 60_000, 600_000, 3_600_000, 6 * 3_600_000)
 MAX_EVENTS = 5000  # a page that floods the report channel is cut off, and that is recorded
 MAX_REQUESTS = 2000
-RAW_BINDING, PLAYWRIGHT_BINDING = "__ghRaw", "__ghReport"
-CHECK_ATTRIBUTE = "data-gh-check"
+STREAM_BYTES = 2 * 1024 * 1024  # per origin, searched as one text for split secrets
+RAW_BINDING = "__ghRaw"
+OBJECT_GROUP = "gatehouse-channel"
 FIELDS_TO_FILL = 12
+MOUSE_MOVES = 30
 TEXT_FIELDS = "input:not([type=hidden]):not([type=checkbox]):not([type=radio]), textarea"
 # Types the module scripts and styles of a bundle need; the rest come from mimetypes.
 CONTENT_TYPES = {
@@ -51,13 +54,29 @@ CONTENT_TYPES = {
 }
 
 
-def instrumentation(nonce: str) -> str:
-    return _INSTRUMENT.replace("__GH_NONCE__", nonce)
+def instrumentation(nonce: str, channel: str = "gh-channel") -> str:
+    return _INSTRUMENT.replace("__GH_NONCE__", nonce).replace("__GH_CHANNEL__", channel)
+
+
+FIRST_NAMES = ("Maria", "James", "Priya", "Lukas", "Sofia", "Daniel", "Amara", "Chen")
+LAST_NAMES = ("Garcia", "Smith", "Patel", "Müller", "Rossi", "Okafor", "Nguyen", "Larsen")
+
+
+def _card_number() -> str:
+    """A random 16-digit Visa-shaped number with a valid Luhn check digit."""
+    digits = [4] + [secrets.randbelow(10) for _ in range(14)]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        d = d * 2 if i % 2 == 0 else d
+        total += d - 9 if d > 9 else d
+    return "".join(map(str, digits)) + str((10 - total % 10) % 10)
 
 
 @dataclass(frozen=True)
 class Canaries:
-    """Fake but realistic secrets; finding one in a request proves where data went."""
+    """Fake but realistic secrets and a made-up user, new for every detonation (a fixed
+    one would tell a plugin it is being watched); finding one in a request proves where
+    the data went."""
 
     cookie: str
     storage: str
@@ -66,18 +85,23 @@ class Canaries:
     card: str
     email: str
     inside: str  # typed into the plugin's own fields: its to send to its declared origins
+    user_id: str = "u-1001"
+    user_name: str = "Alex Doe"
 
     @classmethod
     def fresh(cls) -> Canaries:
-        tag = secrets.token_hex(4)
+        first = FIRST_NAMES[secrets.randbelow(len(FIRST_NAMES))]
+        last = LAST_NAMES[secrets.randbelow(len(LAST_NAMES))]
         return cls(
-            cookie=f"ghsess{tag}c0ffee",
-            storage=f"ghstore{tag}beef",
-            token=f"ghtok{tag}cafe",
-            password=f"Hunter2!{tag}",
-            card="4111111111111111",
-            email=f"alex.{tag}@example.com",
-            inside=f"note{tag}plugin",
+            cookie=secrets.token_urlsafe(24),
+            storage="eyJ" + secrets.token_urlsafe(30),
+            token=secrets.token_urlsafe(32),
+            password=f"{last.lower()[:4].title()}{secrets.randbelow(9000) + 1000}!{secrets.token_hex(2)}",
+            card=_card_number(),
+            email=f"{first.lower()}.{last.lower()}{secrets.randbelow(90) + 10}@example.com",
+            inside=f"Notes {secrets.token_hex(5)}",
+            user_id=f"u-{secrets.randbelow(900000) + 100000}",
+            user_name=f"{first} {last}",
         )
 
     def values(self) -> dict[str, str]:
@@ -125,6 +149,10 @@ class Trace:
     refused_connections: list[str] = field(default_factory=list)
     # The browser went over its memory cap during this detonation and was stopped.
     over_memory: bool = False
+    # CPU the browser spent while the plugin ran (after mounting): workers' too.
+    cpu_seconds: float = 0.0
+    # Origins whose received bytes, put together, hold canaries (names): split secrets.
+    flows: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +167,8 @@ class Trace:
             "dropped": self.dropped,
             "refused_connections": self.refused_connections,
             "over_memory": self.over_memory,
+            "flows": self.flows,
+            "cpu_seconds": self.cpu_seconds,
             "duration_ms": round(self.duration_ms, 1),
         }
 
@@ -149,23 +179,21 @@ def host_page(req: DetonationRequest) -> str:
     def src(rel: str) -> str:
         return html.escape("/bundle/" + quote(rel, safe="/"), quote=True)
 
-    styles = "".join(
-        f'<link rel="stylesheet" href="{src(s)}" data-gatehouse-host>' for s in req.styles
-    )
+    styles = "".join(f'<link rel="stylesheet" href="{src(s)}">' for s in req.styles)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Plugins</title>{styles}</head>
 <body>
-<header data-gatehouse-host><nav><a href="/">Home</a> <input id="host-search" name="q" placeholder="Search"></nav></header>
-<form id="host-login" data-gatehouse-host action="/login" method="post">
+<header><nav><a href="/">Home</a> <input id="host-search" name="q" placeholder="Search"></nav></header>
+<form id="host-login" action="/login" method="post">
   <input name="email" type="email" autocomplete="email"><input name="password" type="password" autocomplete="current-password">
   <button type="submit">Sign in</button>
 </form>
-<form id="host-checkout" data-gatehouse-host action="/checkout" method="post">
+<form id="host-checkout" action="/checkout" method="post">
   <input name="cardnumber" autocomplete="cc-number"><input name="cvc" autocomplete="cc-csc">
   <button type="submit">Pay</button>
 </form>
-<main data-gatehouse-host><div id="plugin-root"></div></main>
-<script src="{src(req.entry)}" data-gatehouse-host data-gatehouse-entry></script>
+<main><div id="plugin-root"></div></main>
+<script src="{src(req.entry)}"></script>
 </body></html>"""
 
 
@@ -181,6 +209,9 @@ def ordinary_user_agent(browser_version: str) -> str:
 class ListenerFactory(Protocol):
     def listen(self) -> Any:
         """A listening socket the browser can reach (inside its network namespace)."""
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the browser's processes."""
 
 
 class Detonator:
@@ -199,8 +230,9 @@ class Detonator:
         context: BrowserContext | None = None
         try:
             context = self._context(req, proxy, canaries)
+            self._instrument(context, recorder, canaries)
             page = context.new_page()
-            session = self._instrument(context, page, recorder, canaries)
+            session = self._raw_binding(context, page, recorder)
             self._detonate(page, session, req, canaries, trace, recorder, start)
         except PlaywrightError as exc:
             trace.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
@@ -209,6 +241,7 @@ class Detonator:
                 with contextlib.suppress(PlaywrightError):
                     context.close()
             proxy.close()
+            recorder.finish()
             trace.duration_ms = (time.monotonic() - start) * 1000
         return trace
 
@@ -220,7 +253,8 @@ class Detonator:
             proxy={"server": proxy.server, "bypass": "<-loopback>"},
             ignore_https_errors=True,
             service_workers="block",
-            viewport={"width": 1024, "height": 768},
+            viewport={"width": 1280, "height": 800},
+            timezone_id="America/New_York",
             accept_downloads=False,
             user_agent=ordinary_user_agent(self.browser.version),
             locale="en-US",
@@ -228,19 +262,21 @@ class Detonator:
         context.add_cookies([{"name": "session", "value": c.cookie, "url": req.origin + "/"}])
         return context
 
-    def _instrument(
-        self, context: BrowserContext, page: Page, recorder: _Exchange, c: Canaries
-    ) -> CDPSession:
-        # The fake clock first, so our hooks wrap its timers (and not the other way round).
-        page.clock.install()
-        context.expose_binding(PLAYWRIGHT_BINDING, lambda _source, payload: recorder.event(payload))
+    def _instrument(self, context: BrowserContext, recorder: _Exchange, c: Canaries) -> None:
+        """For every page of the context, popups included: a window the plugin opens is
+        instrumented like the host page (its natives would otherwise be unhooked)."""
+        # Data the host app already has: a plugin that reads it did not write it.
+        context.add_init_script(_seed_storage(c.storage))
+        context.add_init_script(instrumentation(recorder.nonce, recorder.channel))
+        context.on("page", lambda p: recorder.add_event({"type": "window", "url": p.url[:500]}))
+
+    def _raw_binding(self, context: BrowserContext, page: Page, recorder: _Exchange) -> CDPSession:
+        """The main page reports through a raw DevTools binding (native, nothing of the
+        page's involved); other pages fall back to Playwright's."""
         session = context.new_cdp_session(page)
         session.on("Runtime.bindingCalled", lambda e: recorder.event(e.get("payload")))
         session.send("Runtime.enable")
         session.send("Runtime.addBinding", {"name": RAW_BINDING})
-        # Data the host app already has: a plugin that reads it did not write it.
-        page.add_init_script(_seed_storage(c.storage))
-        page.add_init_script(instrumentation(recorder.nonce))
         return session
 
     def _detonate(
@@ -262,21 +298,40 @@ class Detonator:
             "pageerror", lambda e: recorder.add_event({"type": "error", "message": str(e)[:500]})
         )
         page.goto(req.origin + "/", wait_until="load")
-        self._mount(page, req, c, trace)
-        if trace.mount_error is not None:
+        mounted = self._mount(page, req, c, trace)
+        if mounted is None:
             return
-        _provoke(page, c, deadline=start + req.time_limit_s)
-        trace.integrity = _check_integrity(page, session, recorder)
+        cpu_before = self.sockets.cpu_seconds()
+        channel = Channel(session, recorder.nonce, recorder.channel)
+        mounted_look = channel.check()  # what it shows at first
+        if not _provoke(page, channel, c, deadline=start + req.time_limit_s):
+            # The page kept us busy past the deadline: later clock steps never ran.
+            recorder.add_event({"type": "provocation-cut", "message": "ran out of time"})
+        trace.cpu_seconds = round(self.sockets.cpu_seconds() - cpu_before, 2)
+        before = channel.check()
         trace.screenshot = page.screenshot(type="png", caret="initial", animations="allow")
-        self._unmount(page, trace)
+        self._unmount(page, channel, trace)
+        # Once more after unmount: hooks replaced on the way out count as well.
+        after = channel.check()
+        trace.integrity = _merge_checks(mounted_look, before, after)
+        with contextlib.suppress(PlaywrightError):
+            calls = int(mounted.evaluate("m => m.tokenCalls()"))
+            if calls:
+                recorder.add_event({"type": "token-read", "count": calls})
 
-    def _mount(self, page: Page, req: DetonationRequest, c: Canaries, trace: Trace) -> None:
-        script = """([name, role, token]) => {
+    def _mount(
+        self, page: Page, req: DetonationRequest, c: Canaries, trace: Trace
+    ) -> JSHandle | None:
+        """Mount the plugin; a handle that counts its calls of ``ctx.auth.getToken()``
+        (kept in a closure of ours, out of the plugin's reach), or None when it failed."""
+        script = """([name, role, token, person]) => {
+          let calls = 0;
+          const result = (error) => ({error, tokenCalls: () => calls});
           const plugin = window[name];
-          if (!plugin || typeof plugin.mount !== "function") return "window." + name + ".mount is not a function";
-          const user = {id: "u-1001", name: "Alex Doe", email: "alex@example.com", role};
+          if (!plugin || typeof plugin.mount !== "function") return result("window." + name + ".mount is not a function");
+          const user = {id: person.id, name: person.name, email: person.email, role};
           const ctx = {
-            auth: {getUser: () => user, getToken: () => token},
+            auth: {getUser: () => user, getToken: () => { calls += 1; return token; }},
             navigate: (path) => {},
             notifications: {show: () => {}, error: () => {}},
             api: {fetch: (path, opts) => fetch("/api" + path, opts)},
@@ -284,18 +339,21 @@ class Detonator:
           try {
             const unmount = plugin.mount(document.getElementById("plugin-root"), ctx);
             window.__ghUnmount = typeof unmount === "function" ? unmount : null;
-          } catch (e) { return "mount threw: " + (e && (e.stack || e.message) || e); }
-          return null;
+          } catch (e) { return result("mount threw: " + (e && (e.stack || e.message) || e)); }
+          return result(null);
         }"""
-        result = page.evaluate(script, [req.global_name, req.role, c.token])
-        trace.mount_error = str(result)[:500] if result else None
+        person = {"id": c.user_id, "name": c.user_name, "email": c.email}
+        handle = page.evaluate_handle(script, [req.global_name, req.role, c.token, person])
+        error = handle.evaluate("m => m.error")
+        trace.mount_error = str(error)[:500] if error else None
+        return handle if error is None else None
 
-    def _unmount(self, page: Page, trace: Trace) -> None:
+    def _unmount(self, page: Page, channel: Channel, trace: Trace) -> None:
         error = page.evaluate("""() => { try { if (window.__ghUnmount) window.__ghUnmount(); return null; }
                                  catch (e) { return String(e && e.message || e); } }""")
         if error:
             trace.events.append({"type": "unmount-error", "message": str(error)[:300]})
-        page.clock.fast_forward(60_000)
+        channel.clock(60_000)
 
 
 def _seed_storage(value: str) -> str:
@@ -311,33 +369,91 @@ def _seed_storage(value: str) -> str:
     )
 
 
-def _check_integrity(page: Page, session: CDPSession, recorder: _Exchange) -> dict[str, Any] | None:
-    """Ask the instrumentation to check its hooks, through a DOM change made by the DevTools
-    protocol (page script cannot stop it); only a report with our nonce counts."""
-    challenge = secrets.token_hex(8)
-    try:
-        root = session.send("DOM.getDocument", {"depth": 1})["root"]
-        element = next((n for n in root.get("children", []) if n.get("nodeType") == 1), None)
-        if element is None:
+class Channel:
+    """Commands to the instrumentation, outside the page's reach: a listener of its, for an
+    event type only we know, found and called through the DevTools protocol (no attribute,
+    global or event the page could see, call or stop)."""
+
+    def __init__(self, session: CDPSession, nonce: str, event_type: str) -> None:
+        self.session = session
+        self.nonce = nonce
+        self.event_type = event_type
+
+    def check(self) -> dict[str, Any] | None:
+        """The hooks still ours, and what the plugin shows; None if nothing answered."""
+        result = self._call("check")
+        if not isinstance(result, dict):
             return None
-        session.send(
-            "DOM.setAttributeValue",
-            {"nodeId": element["nodeId"], "name": CHECK_ATTRIBUTE, "value": challenge},
-        )
-    except PlaywrightError:
+        return {
+            "hooks": result.get("hooks"),
+            "overrides": _names(result.get("overrides")),
+            "tampered": _names(result.get("tampered")),
+            "passwords": int(result.get("passwords") or 0),
+            "overlay": bool(result.get("overlay")),
+        }
+
+    def clock(self, ms: int) -> bool:
+        """Jump simulated time; True when the instrumentation moved it."""
+        return isinstance(self._call("clock", ms=ms), dict)
+
+    def _call(self, op: str, **args: Any) -> Any:
+        try:
+            return self._call_in_group(op, args)
+        finally:
+            # The remote objects of a call are dropped with it, or they would pile up.
+            with contextlib.suppress(PlaywrightError):
+                self.session.send("Runtime.releaseObjectGroup", {"objectGroup": OBJECT_GROUP})
+
+    def _call_in_group(self, op: str, args: dict[str, Any]) -> Any:
+        try:
+            # An object group makes DevTools return the listeners' functions themselves.
+            window = self.session.send(
+                "Runtime.evaluate", {"expression": "window", "objectGroup": OBJECT_GROUP}
+            )["result"]
+            listeners = self.session.send(
+                "DOMDebugger.getEventListeners", {"objectId": window["objectId"]}
+            )["listeners"]
+            handler = next(
+                (entry["handler"] for entry in listeners if entry.get("type") == self.event_type),
+                None,
+            )
+            if handler is None or "objectId" not in handler:
+                return None
+            answer = self.session.send(
+                "Runtime.callFunctionOn",
+                {
+                    "functionDeclaration": "function (command) { return this(command); }",
+                    "objectId": handler["objectId"],
+                    "arguments": [{"value": {"nonce": self.nonce, "op": op, **args}}],
+                    "returnByValue": True,
+                },
+            )
+        except (PlaywrightError, KeyError, TypeError):
+            return None
+        if answer.get("exceptionDetails"):
+            return None
+        return answer.get("result", {}).get("value")
+
+
+def _merge_checks(*checks: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Both integrity checks answered, with what either found; None if one did not."""
+    if any(c is None for c in checks):
         return None
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        found = recorder.check(challenge)
-        if found is not None:
-            return found
-        page.wait_for_timeout(25)  # lets Playwright deliver the binding's calls
-    return None
+    merged: dict[str, Any] = {"hooks": 0, "overrides": [], "tampered": []}
+    merged |= {"passwords": 0, "overlay": False}
+    for check in checks:
+        assert check is not None
+        merged["hooks"] = max(merged["hooks"], check.get("hooks") or 0)
+        merged["passwords"] = max(merged["passwords"], check.get("passwords") or 0)
+        merged["overlay"] = merged["overlay"] or bool(check.get("overlay"))
+        for key in ("overrides", "tampered"):
+            merged[key] = sorted(set(merged[key]) | set(check.get(key) or []))
+    return merged
 
 
-def _provoke(page: Page, c: Canaries, deadline: float) -> None:
+def _provoke(page: Page, channel: Channel, c: Canaries, deadline: float) -> bool:
     """Act like a user, with trusted input: type into fields, press keys, click, submit,
-    and let time pass."""
+    and let time pass. False when the deadline cut it short."""
     fields = page.evaluate(
         """([c, max, sel]) => {
       const root = document.getElementById("plugin-root");
@@ -360,7 +476,7 @@ def _provoke(page: Page, c: Canaries, deadline: float) -> None:
     fields_locator = page.locator(TEXT_FIELDS)
     for index, value in fields:
         if time.monotonic() > deadline:
-            return
+            return False
         with contextlib.suppress(PlaywrightError):
             fields_locator.nth(int(index)).focus(timeout=500)
             page.keyboard.insert_text(str(value))
@@ -373,6 +489,11 @@ def _provoke(page: Page, c: Canaries, deadline: float) -> None:
     with contextlib.suppress(PlaywrightError):
         page.focus("#host-checkout input[name=cvc]", timeout=500)
         page.keyboard.press("Enter")
+    # A person moves the mouse and scrolls before clicking: some payloads wait for that.
+    with contextlib.suppress(PlaywrightError):
+        for i in range(MOUSE_MOVES):
+            page.mouse.move(40 + i * 23 % 900, 60 + i * 37 % 600)
+        page.mouse.wheel(0, 240)
     for button in page.locator("#plugin-root button, #plugin-root [role=button]").all()[:10]:
         if time.monotonic() > deadline:
             break
@@ -380,8 +501,10 @@ def _provoke(page: Page, c: Canaries, deadline: float) -> None:
             button.click(timeout=1000, no_wait_after=True)
     for step in CLOCK_STEPS_MS:
         if time.monotonic() > deadline:
-            break
-        page.clock.fast_forward(step)
+            return False
+        if not channel.clock(step):
+            return False  # the instrumentation did not answer: time did not move
+    return True
 
 
 class _Exchange:
@@ -394,10 +517,12 @@ class _Exchange:
         self.req = req
         self.trace = trace
         self.nonce = secrets.token_hex(16)
+        # The event type of the command channel: any name a page could use, but unguessable.
+        self.channel = "x" + secrets.token_hex(12)
         self.files = frozenset(req.files)
         self.host = urlsplit(req.origin).netloc.lower()
         self._lock = threading.Lock()
-        self._checks: dict[str, dict[str, Any]] = {}
+        self._streams: dict[str, list[str]] = {}
 
     # --- the report channel ------------------------------------------------------
 
@@ -408,15 +533,6 @@ class _Exchange:
             data = None
         if not isinstance(data, dict):
             return
-        if data.get("type") == "check":
-            if data.get("nonce") == self.nonce:  # only our instrumentation knows it
-                with self._lock:
-                    self._checks[str(data.get("challenge"))] = {
-                        "hooks": data.get("hooks"),
-                        "overrides": _names(data.get("overrides")),
-                        "tampered": _names(data.get("tampered")),
-                    }
-            return
         self.add_event(data)
 
     def add_event(self, data: dict[str, Any]) -> None:
@@ -425,10 +541,6 @@ class _Exchange:
                 self.trace.dropped["events"] = self.trace.dropped.get("events", 0) + 1
                 return
             self.trace.events.append(data)
-
-    def check(self, challenge: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._checks.get(challenge)
 
     # --- the proxy's Exchange protocol ----------------------------------------------
 
@@ -447,9 +559,14 @@ class _Exchange:
         return ProxyResponse(204) if declared else None
 
     def message(self, request: ProxyRequest, data: str) -> None:
+        found = carried(data, self.trace.canaries)
+        self._sent(request.url, data)
         with self._lock:
             entry = next((r for r in reversed(self.trace.requests) if r["id"] == id(request)), None)
-            if entry is not None and len(entry["messages"]) < 50:
+            if entry is None:
+                return
+            entry["carried"] = sorted(set(entry.get("carried", [])) | set(found))
+            if len(entry["messages"]) < 50:
                 entry["messages"].append(data[:2000])
 
     def tunnel(self, target: str) -> None:
@@ -492,6 +609,12 @@ class _Exchange:
         url = request.url
         if request.websocket:
             url = re.sub(r"^http", "ws", url)
+        # Searched whole, here: the trace keeps only samples of what was sent.
+        headers = "\n".join(f"{k}: {v}" for k, v in request.headers)
+        body = request.body.decode("utf-8", "replace")
+        whole = f"{url}\n{headers}\n{body}"
+        if outcome != "host":
+            self._sent(url, f"{urlsplit(url).path}?{urlsplit(url).query}\n{body}")
         entry: dict[str, Any] = {
             "id": id(request),
             "method": "WEBSOCKET" if request.websocket else request.method,
@@ -503,8 +626,27 @@ class _Exchange:
             "messages": [],
             "outcome": outcome,
             "navigation": mode == "navigate",
+            "carried": carried(whole, self.trace.canaries),
         }
         self._append(entry)
+
+    def _sent(self, url: str, payload: str) -> None:
+        """Everything sent to one origin, in order, so a secret split over requests is
+        found in the whole (bounded per origin)."""
+        origin = _origin_of(url)
+        with self._lock:
+            kept = self._streams.setdefault(origin, [])
+            if sum(len(s) for s in kept) < STREAM_BYTES:
+                kept.append(payload[:STREAM_BYTES])
+
+    def finish(self) -> None:
+        """Search what each origin received, put together (after the detonation)."""
+        with self._lock:
+            streams = {o: "".join(parts) for o, parts in self._streams.items()}
+        for origin, text in streams.items():
+            found = carried(text, self.trace.canaries)
+            if found:
+                self.trace.flows[origin] = found
 
     def _append(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -512,6 +654,11 @@ class _Exchange:
                 self.trace.dropped["requests"] = self.trace.dropped.get("requests", 0) + 1
                 return
             self.trace.requests.append(entry)
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _names(value: Any) -> list[str]:

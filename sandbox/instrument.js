@@ -1,22 +1,22 @@
 // Gatehouse runtime instrumentation: runs before any plugin code in every frame.
 //
-// Nothing here is reachable from the page. The report channel (a Playwright binding) is
-// captured and deleted from the window before the page runs; every intrinsic the hooks
-// rely on is captured too, so a page that later replaces JSON.stringify, Function.prototype
-// or the binding cannot silence or forge what is recorded. Integrity checks run when the
-// host sets an attribute through the DevTools protocol (not from page script), and their
-// report carries a nonce that exists only in this closure: a page can neither stop a check
-// nor fake its result. Hooks record and pass through: the plugin behaves as it would for a
-// user, and what it tries is what the trace shows. The proxy records the network anyway;
-// these hooks add what never reaches the network (reads, DOM changes, code made at run time).
+// Nothing here is reachable from the page, and nothing here is visible to it. Reports go
+// through a raw DevTools binding (native code), captured and deleted from the window before
+// the page runs; every intrinsic the hooks rely on is captured too, so a page that later
+// replaces JSON.stringify, Function.prototype or Map cannot silence or forge a report.
+// Hooks are proxies of the natives they wrap and say so when asked (toString), so a plugin
+// that checks for instrumentation before stealing finds none. The host drives integrity
+// checks and simulated time by calling a listener of ours through the DevTools protocol
+// (an event type only it knows): page script can neither see, call, stop nor fake them.
+// Hooks record and pass through: the plugin behaves as it would for a user. The proxy
+// records the network anyway; these hooks add what never reaches it (reads, DOM changes,
+// code made at run time).
 (() => {
-  const NONCE = "__GH_NONCE__", CHECK = "data-gh-check";
-  // The raw DevTools binding is native code that needs nothing of the page; Playwright's
-  // binding (used where the raw one is absent: frames in other processes) is the fallback.
-  const raw = window.__ghRaw, viaPlaywright = window.__ghReport;
+  const NONCE = "__GH_NONCE__", CHANNEL = "__GH_CHANNEL__";
+  const report = window.__ghRaw;
   try { delete window.__ghRaw; } catch (e) {}
-  try { delete window.__ghReport; } catch (e) {}
-  const report = typeof raw === "function" ? raw : viaPlaywright;
+  // No binding here (a frame of another origin, in another process): it cannot reach the
+  // host's data either; the proxy still sees its traffic.
   if (typeof report !== "function") return;
 
   // Intrinsics, captured before the page can touch them.
@@ -28,9 +28,11 @@
   const StrSlice = String.prototype.slice, StrLower = String.prototype.toLowerCase;
   const ArrJoin = Array.prototype.join, ArrPush = Array.prototype.push, ArrSlice = Array.prototype.slice;
   const StrSplit = String.prototype.split, RegTest = RegExp.prototype.test, NullObject = Object.create;
+  const MapCtor = Map, MapGet = Map.prototype.get, MapSet = Map.prototype.set, MapDelete = Map.prototype.delete;
+  const MapHas = Map.prototype.has, MapForEach = Map.prototype.forEach, MathMax = Math.max;
+  const WMGet = WeakMap.prototype.get, WMSet = WeakMap.prototype.set, WMHas = WeakMap.prototype.has;
   const call = (fn, self, ...args) => RApply(fn, self, args);
   const AddListener = EventTarget.prototype.addEventListener, PreventDefault = Event.prototype.preventDefault;
-  const ElClosest = Element.prototype.closest;
   const str = (v) => { try { return String(v); } catch (e) { return "?"; } };
   const cut = (s, n) => call(StrSlice, s, 0, n);
 
@@ -69,29 +71,41 @@
 
   // Storage objects are handed out behind a proxy; hooks unwrap it before calling natives.
   const storages = new WeakMapCtor();  // proxy -> real Storage
-  const unwrapStorage = (v) => (v && storages.has(v) ? storages.get(v) : v);
+  const unwrapStorage = (v) => (v && call(WMHas, storages, v) ? call(WMGet, storages, v) : v);
   let realLocal = null;
 
   // Every hook we put in place, so an integrity check can tell whether it is still there.
   const installed = [];
   const mine = new WeakMapCtor();  // our wrapper -> the original it wraps
+  // A hook is a proxy of the native it wraps: same name, length and prototype, and (with the
+  // toString hook below) the same source text.
+  const disguise = (orig, apply) => {
+    const hook = new ProxyCtor(orig, { apply });
+    call(WMSet, mine, hook, orig);
+    return hook;
+  };
   const wrap = (obj, name, before, label) => {
     const orig = obj && obj[name];
     if (typeof orig !== "function") return;
-    const wrapped = function (...args) {
-      try { call(before, this, args); } catch (e) {}
-      return RApply(orig, unwrapStorage(this), args);
-    };
-    try { DefProp(wrapped, "name", { value: name }); } catch (e) {}
-    mine.set(wrapped, orig);
+    const wrapped = disguise(orig, (target, self, args) => {
+      try { call(before, self, args); } catch (e) {}
+      return RApply(target, unwrapStorage(self), args);
+    });
     obj[name] = wrapped;
     call(ArrPush, installed, { label: label || name, obj, name, value: wrapped, accessor: null });
   };
   const hookProperty = (proto, prop, onGet, onSet, label) => {
     const d = GetDesc(proto, prop);
     if (!d || !d.configurable) return;
-    const get = d.get && function () { const v = call(d.get, this); try { onGet && call(onGet, this, v); } catch (e) {} return v; };
-    const set = d.set && function (v) { try { onSet && call(onSet, this, v); } catch (e) {} return call(d.set, this, v); };
+    const get = d.get && disguise(d.get, (target, self, args) => {
+      const v = RApply(target, self, args);
+      try { onGet && call(onGet, self, v); } catch (e) {}
+      return v;
+    });
+    const set = d.set && disguise(d.set, (target, self, args) => {
+      try { onSet && call(onSet, self, args[0]); } catch (e) {}
+      return RApply(target, self, args);
+    });
     DefProp(proto, prop, { configurable: true, enumerable: d.enumerable, get, set });
     call(ArrPush, installed, { label: label || prop, obj: proto, name: prop, value: null, accessor: get || set });
   };
@@ -103,7 +117,7 @@
       apply(target, self, args) { try { onConstruct(args); } catch (e) {} return RApply(target, self, args); },
     });
     window[name] = P;
-    mine.set(P, Orig);
+    call(WMSet, mine, P, Orig);
     call(ArrPush, installed, { label: name, obj: window, name, value: P, accessor: null });
   };
 
@@ -134,7 +148,7 @@
       },
       defineProperty(target, prop, desc) { emit("storage", { op: "set", area, key: sample(str(prop)) }); return RDefine(target, prop, desc); },
     });
-    storages.set(p, real);
+    call(WMSet, storages, p, real);
     return p;
   };
   for (const [prop, area] of [["localStorage", "local"], ["sessionStorage", "session"]]) {
@@ -145,7 +159,7 @@
     const get = function () {
       const real = call(d.get, this === undefined ? window : this);
       if (area === "local") realLocal = real;
-      if (!cached || storages.get(cached) !== real) cached = proxyStorage(real, area);
+      if (!cached || call(WMGet, storages, cached) !== real) cached = proxyStorage(real, area);
       return cached;
     };
     DefProp(owner, prop, { configurable: true, enumerable: d.enumerable, get });
@@ -170,9 +184,11 @@
   // Playwright evaluates through the page's eval from its UtilityScript: not the plugin.
   // Stack lines: "Error", this function, the eval wrapper, then the wrapper's caller.
   const fromDriver = () => /^\s*at UtilityScript\./.test(str(new ErrorCtor().stack || "").split("\n")[3] || "");
-  const evalHook = function (code) { if (!fromDriver()) emit("eval", { code: sample(code) }); return origEval(code); };
+  const evalHook = disguise(origEval, (target, self, args) => {
+    if (!fromDriver()) emit("eval", { code: sample(args[0]) });
+    return RApply(target, self, args);
+  });
   window.eval = evalHook;
-  mine.set(evalHook, origEval);
   call(ArrPush, installed, { label: "eval", obj: window, name: "eval", value: evalHook, accessor: null });
   construct("Function", (args) => emit("function", { code: sample(args[args.length - 1]) }));
   // (function(){}).constructor is another way to the Function constructor, and so are the
@@ -187,11 +203,8 @@
         apply(target, self, args) { emit("function", { code: sample(args[args.length - 1]) }); return RApply(target, self, args); },
       });
       DefProp(proto, "constructor", { value: P, configurable: true, writable: true });
-      mine.set(P, Orig);
+      call(WMSet, mine, P, Orig);
     } catch (e) {}
-  }
-  for (const t of ["setTimeout", "setInterval"]) {
-    wrap(window, t, (args) => { if (typeof args[0] === "string") emit("string-timer", { code: sample(args[0]) }); });
   }
 
   // Network sinks, recorded before the proxy or the CSP sees them.
@@ -202,9 +215,9 @@
     emit("request", { api: "fetch", url: sample(url), method: sample(init.method || "GET"), body: sample(init.body) });
   });
   const xhrTarget = new WeakMapCtor();
-  wrap(XMLHttpRequest.prototype, "open", function (args) { xhrTarget.set(this, [str(args[0]), str(args[1])]); }, "XMLHttpRequest.open");
+  wrap(XMLHttpRequest.prototype, "open", function (args) { call(WMSet, xhrTarget, this, [str(args[0]), str(args[1])]); }, "XMLHttpRequest.open");
   wrap(XMLHttpRequest.prototype, "send", function (args) {
-    const [method, url] = xhrTarget.get(this) || ["", ""];
+    const [method, url] = call(WMGet, xhrTarget, this) || ["", ""];
     emit("request", { api: "xhr", url: sample(url), method: sample(method), body: sample(args[0]) });
   }, "XMLHttpRequest.send");
   if (navigator.sendBeacon) {
@@ -239,11 +252,36 @@
     call(ArrPush, installed, { label: C, obj: window, name: C, value: P, accessor: null });
   }
 
-  // Listeners on the whole page.
+  // Listeners on the page outside the plugin's container: the whole page, or one of the
+  // host's own elements (a key listener on the host's password field is a keylogger).
+  const NodeContains = Node.prototype.contains, IsConnected = GetDesc(Node.prototype, "isConnected").get;
+  const hostElement = (el) => {
+    // The host's own elements are in the page; one the plugin made and has not attached yet is not.
+    try { return root !== null && el instanceof Element && call(IsConnected, el) && !call(NodeContains, root, el); } catch (e) { return false; }
+  };
+  const describe = (el) => { try { return call(StrLower, str(el.tagName)) + (el.id ? "#" + el.id : el.name ? "[name=" + el.name + "]" : ""); } catch (e) { return "?"; } };
   wrap(EventTarget.prototype, "addEventListener", function (args) {
-    const t = this === window ? "window" : this === document ? "document" : this === document.documentElement ? "html" : this === document.body ? "body" : null;
+    const t = this === window ? "window" : this === document ? "document" : this === document.documentElement ? "html" : this === document.body ? "body" : hostElement(this) ? "host:" + describe(this) : null;
     if (t) emit("page-listener", { event: str(args[0]), target: t });
   }, "addEventListener");
+
+  // What the user typed into the host's fields: reading it is reading their credentials.
+  const reported = new WeakMapCtor();
+  const fieldRead = (el, how) => {
+    if (!hostElement(el) || call(WMHas, reported, el)) return;
+    call(WMSet, reported, el, true);
+    emit("field-read", { field: describe(el), kind: str(el.type || ""), how });
+  };
+  hookProperty(HTMLInputElement.prototype, "value", function () { fieldRead(this, "value"); }, null, "input.value");
+  hookProperty(HTMLTextAreaElement.prototype, "value", function () { fieldRead(this, "value"); }, null, "textarea.value");
+  construct("FormData", (args) => {
+    const form = args[0];
+    if (form && form.elements) for (const el of form.elements) fieldRead(el, "FormData");
+  });
+  // A service worker outlives the plugin and sees the host's traffic.
+  if (window.ServiceWorkerContainer) {
+    wrap(ServiceWorkerContainer.prototype, "register", (args) => emit("service-worker", { url: sample(str(args[0])) }), "serviceWorker.register");
+  }
 
   // Background code and miners.
   construct("Worker", (args) => emit("worker", { kind: "Worker", url: sample(str(args[0])) }));
@@ -274,14 +312,14 @@
   // The host's own forms stay on the page when submitted, as a single-page app's do; the
   // submit event itself is the browser's, trusted, and every listener still gets it.
   call(AddListener, document, "submit", (e) => {
-    try { if (e.target && call(ElClosest, e.target, "[data-gatehouse-host]")) call(PreventDefault, e); } catch (err) {}
+    try { if (e.target && !call(NodeContains, root, e.target)) call(PreventDefault, e); } catch (err) {}
   }, true);
 
   // Integrity: is every hook still ours? A value that is not ours is either the plugin's
   // own wrapper (an override) or a native function put back (our hook removed: tampering).
   const NATIVE = /\{\s*\[native code\]\s*\}\s*$/;
   const isNative = (fn) => { try { return call(RegTest, NATIVE, call(FnToString, fn)); } catch (e) { return false; } };
-  const check = (challenge) => {
+  const check = () => {
     const overrides = [], tampered = [];
     for (const h of installed) {
       let now;
@@ -295,11 +333,31 @@
         now = h.obj[h.name];
       } catch (e) { call(ArrPush, tampered, h.label); continue; }
       if (now === h.value) continue;
-      if (typeof now === "function" && !isNative(now) && !mine.has(now)) call(ArrPush, overrides, h.label);
+      if (typeof now === "function" && !isNative(now) && !call(WMHas, mine, now)) call(ArrPush, overrides, h.label);
       else call(ArrPush, tampered, h.label);
     }
     for (const name of overrides) emit("override", { name });
-    emit("check", { nonce: NONCE, challenge, hooks: installed.length, overrides: call(ArrJoin, overrides, ","), tampered: call(ArrJoin, tampered, ",") });
+    const shown = looks();
+    return { hooks: installed.length, overrides: call(ArrJoin, overrides, ","), tampered: call(ArrJoin, tampered, ","), passwords: shown.passwords, overlay: shown.overlay };
+  };
+  // What the plugin shows, measured with the browser's own functions (captured): a
+  // password field, and whether something of it covers most of the page.
+  const QueryAll = Element.prototype.querySelectorAll, Rect = Element.prototype.getBoundingClientRect;
+  const Style = window.getComputedStyle;
+  const looks = () => {
+    const out = { passwords: 0, overlay: false };
+    try {
+      if (!root) return out;
+      out.passwords = call(QueryAll, root, "input[type=password]").length;
+      const area = window.innerWidth * window.innerHeight;
+      for (const el of call(QueryAll, root, "*")) {
+        const position = call(Style, window, el).position;
+        if (position !== "fixed" && position !== "absolute") continue;
+        const r = call(Rect, el);
+        if (r.width * r.height > area / 2) { out.overlay = true; break; }
+      }
+    } catch (e) {}
+    return out;
   };
 
   // DOM changes outside the container. The host page is ours and fixed: everything up to
@@ -309,9 +367,6 @@
   // request is found first, with captured accessors, and each record is handled on its
   // own: a page that makes one record throw cannot make the check disappear.
   const getter = (proto, name) => { const d = GetDesc(proto, name); return d && d.get; };
-  const MR = MutationRecord.prototype;
-  const recType = getter(MR, "type"), recTarget = getter(MR, "target"), recAttr = getter(MR, "attributeName");
-  const docElement = getter(Document.prototype, "documentElement"), getAttr = Element.prototype.getAttribute;
   let ready = false, root = null, entrySeen = false;
   const handle = (r) => {
     if (!ready) {
@@ -320,7 +375,8 @@
     }
     const added = [];
     for (const n of r.addedNodes || []) {
-      if (!entrySeen && n.tagName === "SCRIPT" && n.hasAttribute("data-gatehouse-entry")) { entrySeen = true; continue; }
+      // The first script after the container is the host's own: the plugin's entry.
+      if (!entrySeen && n.tagName === "SCRIPT") { entrySeen = true; continue; }
       if (n.isConnected && !(n.nodeType === 3 && !n.textContent.trim())) call(ArrPush, added, n);
     }
     if (root && (r.target === root || root.contains(r.target))) return;
@@ -336,21 +392,94 @@
     });
   };
   const observer = new MutationObserver((records) => {
-    let challenge = null;
     for (const r of records) {
-      try {
-        const html = call(docElement, document);
-        if (call(recType, r) === "attributes" && call(recAttr, r) === CHECK && call(recTarget, r) === html) {
-          challenge = str(call(getAttr, html, CHECK));
-        }
-      } catch (e) {}
+      try { handle(r); } catch (e) { emit("observer-error", { message: sample(str(e)) }); }
     }
-    for (const r of records) {
-      try {
-        if (call(recAttr, r) !== CHECK) handle(r);
-      } catch (e) { emit("observer-error", { message: sample(str(e)) }); }
-    }
-    if (challenge !== null) check(challenge);
   });
   observer.observe(document, { childList: true, subtree: true, attributes: true, characterData: true });
+
+  // Simulated time: the host jumps the clock over the command channel; due timers fire in
+  // order, and running animations are moved on by the same amount. Real time goes on as
+  // usual in between, so a page sees one clock, never a fake one it could name.
+  const OrigDate = Date, RealNow = Date.now, RealSetTimeout = window.setTimeout;
+  const RealClearTimeout = window.clearTimeout, PerfNow = Performance.prototype.now;
+  const GetAnimations = Document.prototype.getAnimations;
+  const animTime = GetDesc(Animation.prototype, "currentTime"), animState = getter(Animation.prototype, "playState");
+  let skew = 0;
+  const vnow = () => call(RealNow, OrigDate) + skew;
+  const timers = new MapCtor();  // id -> {fn, args, due, every, real}
+  const arm = (rec) => {
+    rec.real = call(RealSetTimeout, window, () => fire(rec), call(MathMax, Math, 0, rec.due - vnow()));
+  };
+  const fire = (rec) => {
+    if (call(MapGet, timers, rec.id) !== rec) return;
+    call(RealClearTimeout, window, rec.real);
+    if (rec.every) { rec.due += rec.every; arm(rec); } else call(MapDelete, timers, rec.id);
+    try {
+      if (typeof rec.fn === "function") RApply(rec.fn, window, rec.args);
+      else call(origEval, window, str(rec.fn));
+    } catch (e) { emit("error", { message: sample(e && (e.stack || e.message) || e) }); }
+  };
+  const schedule = (every) => (target, self, args) => {
+    const [fn, delay, ...rest] = args;
+    if (typeof fn === "string") emit("string-timer", { code: sample(fn) });
+    const ms = call(MathMax, Math, 0, +delay || 0);
+    const rec = { fn, args: rest, due: vnow() + ms, every: every ? call(MathMax, Math, 1, ms) : 0, real: 0, id: 0 };
+    arm(rec);
+    rec.id = rec.real;  // the id the page holds stays the same however often it is re-armed
+    call(MapSet, timers, rec.id, rec);
+    return rec.id;
+  };
+  const cancel = (target, self, args) => {
+    const rec = call(MapGet, timers, args[0]);
+    if (rec) { call(RealClearTimeout, window, rec.real); call(MapDelete, timers, args[0]); return undefined; }
+    return RApply(target, self, args);
+  };
+  for (const [name, hook] of [["setTimeout", schedule(false)], ["setInterval", schedule(true)], ["clearTimeout", cancel], ["clearInterval", cancel]]) {
+    const h = disguise(window[name], hook);
+    window[name] = h;
+    call(ArrPush, installed, { label: name, obj: window, name, value: h, accessor: null });
+  }
+  const DateHook = new ProxyCtor(OrigDate, {
+    construct(target, args, nt) { return RConstruct(target, args.length ? args : [vnow()], nt === DateHook ? target : nt); },
+    apply() { return call(OrigDate.prototype.toString, new OrigDate(vnow())); },
+  });
+  call(WMSet, mine, DateHook, OrigDate);
+  const nowHook = disguise(RealNow, () => vnow());
+  DefProp(OrigDate, "now", { value: nowHook, writable: true, configurable: true, enumerable: false });
+  DefProp(OrigDate.prototype, "constructor", { value: DateHook, writable: true, configurable: true, enumerable: false });
+  window.Date = DateHook;
+  Performance.prototype.now = disguise(PerfNow, (target, self, args) => RApply(target, self, args) + skew);
+  const advance = (ms) => {
+    skew += ms;
+    let fired = 0;
+    for (let round = 0; round < 10000; round++) {
+      let next = null;
+      call(MapForEach, timers, (rec) => { if (rec.due <= vnow() && (!next || rec.due < next.due)) next = rec; });
+      if (!next) break;
+      fire(next);
+      fired++;
+    }
+    try {
+      for (const a of call(GetAnimations, document)) {
+        if (call(animState, a) === "running") call(animTime.set, a, (call(animTime.get, a) || 0) + ms);
+      }
+    } catch (e) {}
+    return fired;
+  };
+
+  // The host's commands, called through the DevTools protocol on this listener (its event
+  // type is known to the host alone; a command without the nonce is ignored).
+  const noop = () => {};
+  call(AddListener, window, CHANNEL, (cmd) => {
+    if (!cmd || cmd.nonce !== NONCE) return noop();
+    if (cmd.op === "check") return check();
+    if (cmd.op === "clock") return { fired: advance(+cmd.ms || 0) };
+    return null;
+  });
+
+  // Last: source text of every hook is its native's (hooks of hooks included).
+  const toStringHook = disguise(FnToString, (target, self, args) => RApply(target, call(WMHas, mine, self) ? call(WMGet, mine, self) : self, args));
+  DefProp(Function.prototype, "toString", { value: toStringHook, writable: true, configurable: true, enumerable: false });
+  call(ArrPush, installed, { label: "Function.toString", obj: Function.prototype, name: "toString", value: toStringHook, accessor: null });
 })();

@@ -156,6 +156,16 @@ class Jail:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the jail's processes (a page's workers run in them)."""
+        ticks = 0
+        for pid in self.members():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                line = Path(f"/proc/{pid}/stat").read_text()
+                fields = line[line.rindex(")") + 2 :].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def memory_bytes(self) -> int:
         """The jail's memory as proportional set size: Chromium's processes share much of
         theirs, and summing resident sizes would count it once per process."""

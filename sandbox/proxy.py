@@ -24,7 +24,9 @@ from sandbox.tls import server_context
 
 MAX_HEAD = 64 * 1024  # request line and headers
 MAX_BODY = 16 * 1024 * 1024  # read and counted; only the start is kept
-KEEP_BODY = 64 * 1024
+KEEP_BODY = 1024 * 1024  # searched whole for planted secrets (the trace keeps less)
+# Bytes one detonation may send in all: past this its connections are cut (and counted).
+MAX_BYTES = 256 * 1024 * 1024
 MAX_CONNECTIONS = 256  # per detonation; past this, connections are counted and closed
 IDLE_TIMEOUT = 10.0
 MAX_FRAMES = 200  # WebSocket messages kept per connection
@@ -86,6 +88,7 @@ class RecordingProxy:
         self._lock = threading.Lock()
         self._open: set[_Connection] = set()
         self._accepted = 0
+        self.received = _Tally(MAX_BYTES)
         self._closed = False
         self._thread = threading.Thread(target=self._accept, name="gatehouse-proxy", daemon=True)
         self._thread.start()
@@ -120,7 +123,7 @@ class RecordingProxy:
                     conn.close()
                     self.exchange.refused("too many connections")
                     continue
-                connection = _Connection(conn, self.exchange)
+                connection = _Connection(conn, self.exchange, self.received)
                 self._open.add(connection)
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
@@ -145,9 +148,10 @@ class RecordingProxy:
 class _Connection:
     """One client connection: plain requests, or a CONNECT tunnel with or without TLS."""
 
-    def __init__(self, sock: socket.socket, exchange: Exchange) -> None:
+    def __init__(self, sock: socket.socket, exchange: Exchange, tally: _Tally) -> None:
         self.sock: socket.socket = sock
         self.exchange = exchange
+        self.tally = tally
         self.buffer = b""
         self.tunnel: str | None = None
         self.scheme = "http"
@@ -225,7 +229,7 @@ class _Connection:
                 kept += 1
 
     def _frames(self) -> _FrameIter:
-        return _FrameIter(self._read_exact)
+        return _FrameIter(self._read_exact, self._consume)
 
     # --- reading ---------------------------------------------------------------
 
@@ -233,8 +237,26 @@ class _Connection:
         chunk = self.sock.recv(65536)
         if not chunk:
             return False
+        self.tally.add(len(chunk))
         self.buffer += chunk
         return True
+
+    def _consume(self, n: int, keep: int) -> bytes:
+        """Read ``n`` bytes, keeping the first ``keep``: a large body streams through
+        (never a growing buffer), and only what is searched stays in memory."""
+        kept = bytearray(self.buffer[: min(n, keep)])
+        taken = min(n, len(self.buffer))
+        self.buffer = self.buffer[taken:]
+        left = n - taken
+        while left > 0:
+            chunk = self.sock.recv(min(65536, left))
+            if not chunk:
+                raise ProxyProtocolError("connection closed mid-message")
+            self.tally.add(len(chunk))
+            if len(kept) < keep:
+                kept += chunk[: keep - len(kept)]
+            left -= len(chunk)
+        return bytes(kept)
 
     def _read_exact(self, n: int) -> bytes:
         while len(self.buffer) < n:
@@ -272,8 +294,7 @@ class _Connection:
         length = int(lowered.get("content-length", "0") or 0)
         if length < 0 or length > MAX_BODY:
             raise ProxyProtocolError(f"body of {length} bytes")
-        body = self._read_exact(length)
-        return body[:KEEP_BODY], length
+        return self._consume(length, KEEP_BODY), length
 
     def _read_chunked(self) -> tuple[bytes, int]:
         kept, size = b"", 0
@@ -287,10 +308,8 @@ class _Connection:
             size += chunk
             if size > MAX_BODY:
                 raise ProxyProtocolError("chunked body too large")
-            data = self._read_exact(chunk)
+            kept += self._consume(chunk, KEEP_BODY - len(kept))
             self._read_exact(2)
-            if len(kept) < KEEP_BODY:
-                kept += data[: KEEP_BODY - len(kept)]
 
     def _read_line(self) -> bytes:
         while b"\r\n" not in self.buffer:
@@ -300,11 +319,27 @@ class _Connection:
         return line
 
 
+class _Tally:
+    """Bytes received by one proxy, across its connections, against a budget."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.total += n
+            if self.total > self.limit:
+                raise ProxyProtocolError(f"the page sent more than {self.limit} bytes")
+
+
 class _FrameIter:
     """Client WebSocket frames as text, until a close frame or the socket ends."""
 
-    def __init__(self, read: Callable[[int], bytes]) -> None:
+    def __init__(self, read: Callable[[int], bytes], consume: Callable[[int, int], bytes]) -> None:
         self.read = read
+        self.consume = consume
         self.parts: list[bytes] = []
 
     def __iter__(self) -> _FrameIter:
@@ -324,7 +359,7 @@ class _FrameIter:
             if length > MAX_BODY:
                 raise StopIteration
             mask = self.read(4) if b1 & 0x80 else b"\0\0\0\0"
-            payload = _unmask(self.read(length), mask)
+            payload = _unmask(self.consume(length, KEEP_BODY), mask)
             if opcode == 0x8:
                 raise StopIteration
             if opcode in (0x9, 0xA):

@@ -215,7 +215,13 @@ def load_manifest(root: Path, paths: frozenset[str]) -> ManifestLoad:
         return _fatal("manifest-unreadable", f"{MANIFEST_NAME} is not UTF-8")
     except (json.JSONDecodeError, _DuplicateKeyError) as exc:
         return _fatal("manifest-unreadable", f"{MANIFEST_NAME} is not valid JSON: {exc}")
-    return validate_manifest(data, paths)
+    except RecursionError:
+        # Thousands of nested brackets in a few kilobytes: refused, never a crash.
+        return _fatal("manifest-unreadable", f"{MANIFEST_NAME} is nested too deeply")
+    try:
+        return validate_manifest(data, paths)
+    except RecursionError:
+        return _fatal("manifest-unreadable", f"{MANIFEST_NAME} is nested too deeply")
 
 
 def _fatal(rule: str, message: str) -> ManifestLoad:

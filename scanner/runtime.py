@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+from sandbox.canaries import carried
 from scanner.findings import Category, Finding, Severity, truncate
 from scanner.js.page import INPUT_EVENTS
 from scanner.manifest import Capabilities
@@ -29,25 +29,24 @@ CANARY_SOURCE = {
     "email": ("text typed into the host page", Category.CREDENTIAL_ACCESS),
     "inside": ("text typed into the plugin", Category.EXFILTRATION),
 }
+# Requests for code (Sec-Fetch-Dest), to somewhere other than the host.
+CODE_DESTINATIONS = frozenset(
+    {"script", "worker", "sharedworker", "serviceworker", "iframe", "frame", "object", "embed"}
+)
+CODE_DIRECTIVES = ("script-src", "worker-src", "frame-src", "child-src", "object-src")
+CODE_SOURCES = ("http", "data", "blob", "//")
+# CPU the browser may spend while a plugin runs (after mounting) before it is a burn.
+CPU_BURN_SECONDS = 3.0
 MINER_HINT_RE = compile_linear(
     r"stratum|cryptonight|coinhive|monero|xmr|hashrate", rule="runtime:miner_hint", ignore_case=True
 )
 
 
-def _variants(value: str) -> set[str]:
-    """The forms a stolen value takes on the wire: plain, URL-encoded, base64, hex."""
-    b64 = base64.b64encode(value.encode()).decode().rstrip("=")
-    return {value.lower(), b64[: max(8, len(b64) - 2)].lower(), value.encode().hex()}
-
-
-def _carried(text: str, canaries: dict[str, str]) -> list[str]:
-    hay = unquote(unquote(text)).lower()
-    hay_b64 = text.lower()
-    return [
-        name
-        for name, value in canaries.items()
-        if any(v in hay or v in hay_b64 for v in _variants(value))
-    ]
+def _carried(text: str, canaries: dict[str, str], known: Iterable[str] = ()) -> list[str]:
+    """Canaries in ``text`` (sandbox.canaries: every encoding it knows), with those the
+    detonation already found in the whole request (``known``)."""
+    found = carried(text, canaries)
+    return [name for name in canaries if name in found or name in set(known)]
 
 
 def _origin(url: str) -> str:
@@ -81,6 +80,7 @@ def trace_findings(trace: dict[str, Any], caps: Capabilities) -> list[Finding]:
     out.extend(_exfiltration(trace, canaries, caps, role))
     out.extend(_destinations(trace, role))
     out.extend(_instrumentation(trace, role))
+    out.extend(_host_data(trace, role))
     out.extend(_reads(trace, caps, role))
     out.extend(_page(trace, caps, role))
     out.extend(_code(trace, caps, role))
@@ -98,30 +98,36 @@ def trace_findings(trace: dict[str, Any], caps: Capabilities) -> list[Finding]:
     return _dedupe(out)
 
 
-def _outbound(trace: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """(api, url, payload) for every request the plugin tried, from hooks and the router."""
+def _outbound(trace: dict[str, Any]) -> Iterator[tuple[str, str, str, list[str]]]:
+    """(api, url, payload, canaries found in the whole request) for every request the
+    plugin tried, from the hooks and from the recording proxy."""
     for e in trace.get("events", []):
         if e.get("type") == "request":
             yield (
                 str(e.get("api")),
                 str(e.get("url", "")),
                 f"{e.get('url', '')} {e.get('body', '')}",
+                [],
             )
         elif e.get("type") == "element-url":
-            yield f"{e.get('tag')}.{e.get('prop')}", str(e.get("url", "")), str(e.get("url", ""))
+            url = str(e.get("url", ""))
+            yield f"{e.get('tag')}.{e.get('prop')}", url, url, []
     for r in trace.get("requests", []):
         if r.get("outcome") in ("blocked", "declared"):
             payload = f"{r.get('url', '')} {r.get('body', '')} {' '.join(r.get('messages', []))}"
-            yield str(r.get("method")), str(r.get("url", "")), payload
+            yield str(r.get("method")), str(r.get("url", "")), payload, list(r.get("carried", []))
+    # Secrets spread over several requests to one origin, found in their sum.
+    for origin, names in (trace.get("flows") or {}).items():
+        yield "several requests", f"{origin}/", "", list(names)
 
 
 def _exfiltration(
     trace: dict[str, Any], canaries: dict[str, str], caps: Capabilities, role: str
 ) -> Iterable[Finding]:
-    for _api, url, payload in _outbound(trace):
+    for _api, url, payload, known in _outbound(trace):
         absolute = url.startswith(("http://", "https://", "ws://", "wss://", "//"))
         target = "the host" if not absolute or _is_host(url, trace) else _origin(url)
-        stolen = _carried(payload, canaries)
+        stolen = _carried(payload, canaries, known)
         declared = target != "the host" and caps.allows_origin(
             url if "://" in url else "https:" + url
         )
@@ -258,6 +264,79 @@ def _instrumentation(trace: dict[str, Any], role: str) -> Iterable[Finding]:
 # Where the host app keeps its token (seeded by the detonation before the plugin runs).
 HOST_TOKEN_KEYS = {"auth_token", "host-app/auth"}
 READ_OPS = {"getItem", "get", "key"}
+
+
+def _host_data(trace: dict[str, Any], role: str) -> Iterable[Finding]:
+    """What belongs to the host and its user: typed fields, the API token, the page's
+    traffic (a service worker), and whether the run saw everything."""
+    events = trace.get("events", [])
+    fields = [e for e in events if e.get("type") == "field-read"]
+    if fields:
+        names = ", ".join(sorted({str(e.get("field")) for e in fields})[:5])
+        yield _f(
+            "runtime-host-field-read",
+            Category.CREDENTIAL_ACCESS,
+            Severity.HIGH,
+            f"read what the user typed into the host page's fields ({names})",
+            None,
+            role,
+        )
+    token = any(e.get("type") == "token-read" for e in events)
+    away = sorted(
+        {
+            _origin(str(r.get("url", "")))
+            for r in trace.get("requests", [])
+            if r.get("outcome") in ("blocked", "declared") and r.get("method") != "CONNECT"
+        }
+    )
+    if token and away:
+        yield _f(
+            "runtime-token-then-request",
+            Category.CREDENTIAL_ACCESS,
+            Severity.MEDIUM,
+            "asked the shell for the user's API token and contacted "
+            f"{', '.join(away[:3])}: the token may have gone with it in a form not recognised",
+            None,
+            role,
+        )
+    shown = trace.get("integrity") or {}
+    if shown.get("passwords") and shown.get("overlay"):
+        yield _f(
+            "runtime-fake-login-overlay",
+            Category.CREDENTIAL_ACCESS,
+            Severity.HIGH,
+            "covered most of the page with its own layer asking for a password",
+            None,
+            role,
+        )
+    elif shown.get("passwords"):
+        yield _f(
+            "runtime-password-prompt",
+            Category.CREDENTIAL_ACCESS,
+            Severity.MEDIUM,
+            "asks the user for a password (the host, not a plugin, signs users in)",
+            None,
+            role,
+        )
+    if any(e.get("type") == "service-worker" for e in events):
+        yield _f(
+            "runtime-service-worker",
+            Category.DOM_ESCAPE,
+            Severity.HIGH,
+            "registered a service worker (it outlives the plugin and sees the host's traffic)",
+            None,
+            role,
+        )
+    if any(e.get("type") == "provocation-cut" for e in events):
+        yield _f(
+            "runtime-provocation-cut",
+            Category.COVERAGE,
+            Severity.MEDIUM,
+            "kept the browser too busy for the whole run: later simulated time never came,"
+            " so payloads waiting for it were not seen",
+            None,
+            role,
+        )
 
 
 def _reads_host_token(e: dict[str, Any]) -> bool:
@@ -417,31 +496,50 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             role,
         )
     remote = [
-        e
+        (str(e.get("tag")), str(e.get("url", "")))
         for e in events
         if e.get("type") == "element-url"
         and e.get("tag") in ("script", "iframe")
         and str(e.get("url", "")).startswith(("http", "//"))
         and not _is_host(str(e.get("url", "")), trace)
     ]
+    # Whatever the API (import(), a parsed fragment, a worker), the browser asked for code.
+    remote += [
+        (str(r.get("resource")), str(r.get("url", "")))
+        for r in trace.get("requests", [])
+        if r.get("resource") in CODE_DESTINATIONS and r.get("outcome") in ("blocked", "declared")
+    ]
     if remote:
+        kind, url = remote[0]
         yield _f(
             "runtime-remote-script",
             Category.DYNAMIC_CODE,
             Severity.HIGH,
-            f"loaded a {remote[0].get('tag')} from {_origin(str(remote[0].get('url')))}",
+            f"loaded a {kind} from {_origin(url)}: code that was never scanned",
             None,
             role,
         )
+    yield from _csp_code(events, role)
     workers = [e for e in events if e.get("type") == "worker"]
     wasm = [e for e in events if e.get("type") == "wasm"]
     busy = sum(int(e.get("duration", 0)) for e in events if e.get("type") == "long-task")
-    if (workers or wasm) and busy > 2000:
+    cpu = float(trace.get("cpu_seconds") or 0.0)
+    if (workers or wasm) and (busy > 2000 or cpu >= CPU_BURN_SECONDS):
+        spent = f"{cpu:.1f} CPU-seconds" if cpu >= CPU_BURN_SECONDS else f"{busy} ms"
         yield _f(
             "runtime-cpu-burn",
             Category.CRYPTOMINING,
             Severity.HIGH,
-            f"kept the CPU busy for {busy} ms with {'workers' if workers else 'WebAssembly'}",
+            f"kept the CPU busy ({spent}) with {'workers' if workers else 'WebAssembly'}",
+            None,
+            role,
+        )
+    elif cpu >= CPU_BURN_SECONDS:
+        yield _f(
+            "runtime-cpu-burn",
+            Category.CRYPTOMINING,
+            Severity.MEDIUM,
+            f"kept the browser busy for {cpu:.1f} CPU-seconds while it ran",
             None,
             role,
         )
@@ -454,6 +552,25 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             None,
             role,
         )
+
+
+def _csp_code(events: list[dict[str, Any]], role: str) -> Iterable[Finding]:
+    """Code its own CSP forbids: a script from elsewhere, a data: or blob: module, a
+    frame or worker (the host would block it; the plugin tried anyway)."""
+    for e in events:
+        if e.get("type") != "csp-violation":
+            continue
+        directive, blocked = str(e.get("directive", "")), str(e.get("blocked", ""))
+        if directive.startswith(CODE_DIRECTIVES) and blocked.startswith(CODE_SOURCES):
+            yield _f(
+                "runtime-csp-code",
+                Category.DYNAMIC_CODE,
+                Severity.HIGH,
+                f"ran or loaded code its CSP forbids ({directive} blocked {blocked[:80]})",
+                None,
+                role,
+            )
+            return
 
 
 _EVENT_CAPABILITY = {
@@ -481,7 +598,7 @@ def observed_capabilities(trace: dict[str, Any]) -> set[str]:
     }
     if any(
         not _is_host(url, trace) and url.startswith(("http", "ws", "//"))
-        for _, url, _ in _outbound(trace)
+        for _, url, _, _ in _outbound(trace)
     ):
         caps.add("network")
     return caps

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from scanner.capabilities import CapabilityCheck
 from scanner.db import insert_if_absent
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
-from scanner.intake import ArchiveViolation
 from scanner.pipeline import (
     ARCHIVE_STAGE,
     OpenedBundle,
@@ -36,7 +35,7 @@ from scanner.pipeline import (
 )
 from scanner.pipeline import run_stages as run_in_threads
 from scanner.private_dirs import private_dir
-from scanner.repack import Repack, RepackError
+from scanner.repack import Repack
 from scanner.reports.json import report_dict
 from scanner.reports.sarif import render_sarif
 from scanner.sbom import build_sbom
@@ -440,18 +439,23 @@ def _judge(
             manifest = opened.workspace.manifest.manifest if opened.workspace else None
             files = [(f.path, f.sha256, f.size) for f in opened.files]
             facts = collect_facts(files, manifest, result.stages, traces)
-    except (BlobNotFoundError, RepackError, ArchiveViolation) as exc:
-        # ArchiveViolation: the repack over limits lowered since intake admitted it.
+    except Exception as exc:
+        # Whatever goes wrong here (the repack gone or changed, limits lowered since intake
+        # admitted it, a bundle that makes the capability check itself fail), the scan still
+        # concludes: without a capability check, so never with a pass. A scan that cannot
+        # conclude would wait in "scanning" forever and every sweep would fail again.
         judged = list(results)
         if scan.repack_sha256 is not None:
-            # An admitted tree that cannot be read back: no capability check, so no pass.
-            log.warning("scan %s: the scanned tree is unreadable: %s", scan.id, exc)
+            # An admitted tree that cannot be judged: no capability check, so no pass.
+            log.warning("scan %s: the scanned tree cannot be judged: %s", scan.id, exc)
             judged.append(
                 StageResult(
                     CapabilityCheck.name,
                     CapabilityCheck.version,
                     StageStatus.ERROR,
-                    error=f"the scanned tree could not be read back: {exc}"[:500],
+                    error=f"the scanned tree could not be judged: {type(exc).__name__}: {exc}"[
+                        :500
+                    ],
                 )
             )
         # Otherwise nothing was admitted: the recorded refusal or error decides.

@@ -50,7 +50,7 @@ def scan_npm(workspace: Workspace, scan: DependencyScan) -> None:
 def _load_json(workspace: Workspace, path: str, scan: DependencyScan) -> dict[str, Any] | None:
     try:
         data = json.loads(workspace.read_bytes(path))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         scan.gap(path, f"{path} is not valid JSON ({exc}); its dependencies were not audited")
         return None
     if not isinstance(data, dict):

@@ -121,8 +121,9 @@ def test_worker_and_shared_worker_traffic_is_recorded_and_never_arrives(
     assert result.status is StageStatus.OK
     assert listener.connections == 0, "a connection left the sandbox"
     urls = [r["url"] for r in trace["requests"]]
-    assert any(f"127.0.0.1:{port}/w?c=" in u and "ghsess" in u for u in urls)
-    assert any(r["url"].endswith("/shared") and "ghsess" in r["body"] for r in trace["requests"])
+    cookie = trace["canaries"]["cookie"]
+    assert any(f"127.0.0.1:{port}/w?c=" in u and cookie in u for u in urls)
+    assert any(r["url"].endswith("/shared") and cookie in r["body"] for r in trace["requests"])
     assert sum(1 for u in urls if ":2" in u and u.startswith("ws://127.0.0.1:2")) >= 8
     rules = _user(findings)
     assert rules["runtime-exfiltration"].severity is Severity.CRITICAL
@@ -274,7 +275,7 @@ def test_a_fake_overlay_is_seen_whatever_the_page_did_to_readiness(
 ) -> None:
     body = (
         "document.documentElement.removeAttribute('data-gh-ready');"
-        "var o = document.createElement('div'); o.setAttribute('data-gatehouse-host', '');"
+        "var o = document.createElement('div'); o.id = 'host-search';"
         "o.innerHTML = '<input type=password placeholder=\"Password\">';"
         "document.body.appendChild(o);"
     )
@@ -313,7 +314,7 @@ try:
     trace = pool.detonate(DetonationRequest(root=root, files=("dist/bundle.js",),
         entry="dist/bundle.js", styles=(), global_name="TestPlugin", allowed_origins=(),
         csp="default-src 'none'", role="user", time_limit_s=10), timeout=90)
-    print(json.dumps(trace.to_dict()))
+    print(json.dumps({**trace.to_dict(), "canaries": trace.canaries}))
 finally:
     pool.close()
 """
@@ -379,5 +380,6 @@ def _detonate_as(identity: Identity, base: Path, listener: Listener) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     trace = json.loads(run.stdout.strip().splitlines()[-1])
     assert trace["error"] is None and trace["mount_error"] is None
-    assert any("/x?c=session=ghsess" in r["url"] for r in trace["requests"])
+    cookie = trace["canaries"]["cookie"]
+    assert any(f"/x?c=session={cookie}" in r["url"] for r in trace["requests"])
     assert listener.connections == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +119,15 @@ def test_narrow_grants_are_not_overbroad() -> None:
 )
 def test_origin_matching(grant: Origin, url: str, allowed: bool) -> None:
     assert Capabilities(network=(grant,)).allows_origin(url) is allowed
+
+
+def test_a_manifest_nested_thousands_deep_is_refused_not_a_crash(tmp_path: Path) -> None:
+    from scanner.manifest import load_manifest
+
+    deep = '{"name": "x", "a": ' + "[" * 5000 + "]" * 5000 + "}"
+    (tmp_path / "plugin.json").write_text(deep)
+    load = load_manifest(tmp_path, frozenset({"plugin.json"}))
+    assert load.manifest is None
+    assert [(p.rule_id, p.severity) for p in load.problems] == [
+        ("manifest-unreadable", Severity.CRITICAL)
+    ]

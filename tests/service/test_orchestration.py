@@ -287,6 +287,17 @@ def test_callbacks_are_recorded_with_the_outcome(
 # --- intake never crashes and never spins; later steps read the repack (issue 11) ------
 
 
+def test_a_manifest_that_crashes_the_parser_still_concludes(
+    client: FlaskClient, svc: Services
+) -> None:
+    """5,000 nested brackets in plugin.json once left a scan in "scanning" forever."""
+    deep = '{"name": "x", "a": ' + "[" * 5000 + "]" * 5000 + "}"
+    scan_id = post_submission(client, bundle=zip_bytes({"plugin.json": deep})).get_json()["scan_id"]
+    scan = _scan(svc, scan_id)
+    # Concluded, and not clean (these test stages have no manifest stage to reject it).
+    assert scan.status == "completed" and scan.verdict in ("review", "reject")
+
+
 @pytest.mark.parametrize("case", ["bad-utf8", "unknown-version"])
 def test_an_archive_that_crashed_intake_concludes_with_a_refusal(
     client: FlaskClient, svc: Services, case: str

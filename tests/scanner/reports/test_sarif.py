@@ -181,5 +181,5 @@ def test_two_scans_of_the_same_bundle_give_the_same_fingerprints(
     assert_valid_sarif(logs[0])
     runtime = [r for r in logs[0]["runs"][0]["results"] if r["properties"]["stage"] == "runtime"]
     assert runtime, "the runtime stage saw the cookie leave"
-    assert any("ghsess" in (r["properties"]["evidence"] or "") for r in runtime)
+    assert any("c?d=session" in (r["properties"]["evidence"] or "") for r in runtime)
     assert _fingerprints(logs[0]) == _fingerprints(logs[1])
