@@ -15,8 +15,10 @@ STAGE_QUEUES = {"runtime": "browser", "antivirus": "av"}
 EMBEDDED = "workers.embedded_broker:Transport"
 
 
-def queue_of(stage: str) -> str:
-    return STAGE_QUEUES.get(stage, "scan")
+def queue_of(stage: str, background: bool = False) -> str:
+    """A stage's queue; a retro-scan's CPU-bound stages go to ``retro`` (the browser and
+    clamd stay on their own queues: only those workers can run them)."""
+    return STAGE_QUEUES.get(stage, "retro" if background else "scan")
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -81,18 +83,27 @@ class CeleryJobQueue:
     def start_scan(self, scan_id: str) -> None:
         self.app.send_task("gatehouse.start_scan", args=[scan_id], queue="scan")
 
-    def run_stages(self, scan_id: str, stages: Sequence[str]) -> None:
+    def run_stages(self, scan_id: str, stages: Sequence[str], background: bool = False) -> None:
         # One task per stage, each on its queue, all at once: a slow stage delays no other.
         tasks = [
             signature(
-                "gatehouse.run_stage", args=(scan_id, name), queue=queue_of(name), app=self.app
+                "gatehouse.run_stage",
+                args=(scan_id, name),
+                queue=queue_of(name, background),
+                app=self.app,
             )
             for name in stages
         ]
         group(tasks).apply_async()
 
+    def start_retro(self, scan_id: str) -> None:
+        self.app.send_task("gatehouse.start_scan", args=[scan_id], queue="retro")
+
     def deliver(self, delivery_id: int) -> None:
         self.app.send_task("gatehouse.deliver", args=[delivery_id], queue="callbacks")
+
+    def promote(self, promotion_id: int) -> None:
+        self.app.send_task("gatehouse.promote", args=[promotion_id], queue="cdn")
 
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import islice
 
@@ -72,6 +74,16 @@ def import_warnings(feed: Feed) -> list[str]:
     return out
 
 
+def feed_digest(feed: Feed) -> str:
+    """sha256 of what an import stores from a feed (its records and detectors)."""
+    data = {
+        "kind": feed.kind,
+        "records": [asdict(r) for r in feed.records],
+        "detectors": [asdict(d) for d in feed.detectors],
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class AdvisoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -99,6 +111,7 @@ class AdvisoryStore:
             warnings = import_warnings(feed)
             source.warning_count = len(warnings)
             source.warnings = warnings[:KEPT_WARNINGS]
+            source.digest = feed_digest(feed)
             s.flush()
             self._insert_records(s, source.id, feed)
         return len(feed.records)
@@ -198,6 +211,11 @@ class AdvisoryStore:
                 for d in s.scalars(select(JsDetector))
             ]
 
+    def snapshot_identity(self) -> str:
+        """One name for the advisory data a scan is judged with: it changes when any
+        source is imported with other content, and only then."""
+        return snapshot_identity(self.engine)
+
     def is_empty(self) -> bool:
         with session_scope(self.engine) as s:
             return not s.scalar(select(func.count()).select_from(AdvisorySource))
@@ -230,3 +248,23 @@ class AdvisoryStore:
                     )
                 )
             return out
+
+
+def snapshot_identity(engine: Engine) -> str:
+    """``adv:`` and a digest over every source's name and content digest (sources
+    imported before digests were recorded count by their counts and dates instead)."""
+    digest = hashlib.sha256()
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(
+                AdvisorySource.name,
+                AdvisorySource.digest,
+                AdvisorySource.snapshot,
+                AdvisorySource.newest_modified,
+                AdvisorySource.advisory_count,
+            ).order_by(AdvisorySource.name)
+        )
+        for name, content, snapshot, newest, count in rows:
+            part = content or f"{snapshot}|{newest}|{count}"
+            digest.update(f"{name}\0{part}\n".encode())
+    return "adv:" + digest.hexdigest()[:32]

@@ -41,4 +41,11 @@ def test_depths_count_every_queue_even_after_a_missing_one(broker: str) -> None:
     # Two on browser; av and callbacks were never published to, so were never declared:
     # a missing queue counts as empty and does not hide the queues counted after it.
     jobs.run_stages("scan-1", ["runtime", "runtime"])
-    assert jobs.depths() == {"scan": 1, "av": 0, "browser": 2, "callbacks": 0}
+    assert jobs.depths() == {
+        "scan": 1,
+        "av": 0,
+        "browser": 2,
+        "callbacks": 0,
+        "cdn": 0,
+        "retro": 0,
+    }

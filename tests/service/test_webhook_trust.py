@@ -268,7 +268,9 @@ def test_a_read_token_tied_to_a_publisher_reads_only_its_submissions(
         client, fields=submission_fields(publisher_id="acme"), bundle=zip_bytes()
     )
     theirs = post_submission(
-        client, fields=submission_fields(publisher_id="other"), bundle=zip_bytes({"o": "1"})
+        client,
+        fields=submission_fields(publisher_id="other", name="theirs"),
+        bundle=zip_bytes({"o": "1"}),
     )
     auth = {"Authorization": f"Bearer {_publisher_token(svc, 'ACME')}"}
     ok = client.get(f"/api/v1/submissions/{mine.get_json()['id']}", headers=auth)
