@@ -85,6 +85,8 @@ class InlineJobQueue:
     hold: bool = False
     held: list[tuple[str, Any]] = field(default_factory=list)
     cdn: bool = False
+    # Scans whose stages were sent as background (retro) work.
+    background: list[str] = field(default_factory=list)
 
     def start_scan(self, scan_id: str) -> None:
         if self.hold:
@@ -94,6 +96,8 @@ class InlineJobQueue:
         orchestration.start_scan(self.svc, scan_id, self.registry)
 
     def run_stages(self, scan_id: str, stages: Sequence[str], background: bool = False) -> None:
+        if background:
+            self.background.append(scan_id)
         if self.hold:
             self.held.append(("stages", (scan_id, tuple(stages))))
             return

@@ -45,19 +45,21 @@ class RulesMarkerStage:
         return cls(settings.rules_dir)
 
     def run(self, workspace: Workspace) -> StageResult:
+        """Each word is ``WORD[:category[:severity]]`` (critical malware by default)."""
         result = StageResult(self.name, self.version)
         path = self.rules_dir / WORDS
         words = path.read_text().split() if path.exists() else []
         for f in workspace.files:
             data = workspace.read_bytes(f.path)
-            for word in words:
+            for spec in words:
+                word, category, severity = [*spec.split(":"), "malware", "critical"][:3]
                 if word.encode() in data:
                     result.findings.append(
                         Finding(
                             self.name,
-                            "sleeper",
-                            Category.MALWARE,
-                            Severity.CRITICAL,
+                            f"sleeper-{word.lower()}",
+                            Category(category),
+                            Severity.parse(severity),
                             f"{word} wakes up",
                             f.path,
                         )
