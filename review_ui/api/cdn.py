@@ -93,6 +93,8 @@ def api_promotion(submission_id: str) -> Response:
 
 def promotion_dict(svc: Services, p: Promotion) -> dict[str, Any]:
     files = [PublishedFile.from_dict(f) for f in (p.files or []) if "integrity" in f]
+    where = promoted_data(svc, p, files)
+    where.pop("status")  # the submission's; a yanked version says so in yanked_at
     return {
         "state": p.state,
         "in_sync": p.store_synced,
@@ -101,7 +103,7 @@ def promotion_dict(svc: Services, p: Promotion) -> dict[str, Any]:
         "yank_reason": p.yank_reason,
         "error": p.error,
         "hits": p.hits,
-        **promoted_data(svc, p, files),
+        **where,
     }
 
 
