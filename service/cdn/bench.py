@@ -366,3 +366,65 @@ def bench_retro(
         f" p50 {statistics.median(started):.1f} s, max {max(started):.1f} s;"
         f" completed p50 {statistics.median(finished):.1f} s, max {max(finished):.1f} s"
     )
+    print("  CPU per stage on one small plugin (64 KB, 20 files), each stage alone, 5 runs:")
+    for line in stage_cpu(Settings.from_env(env)):
+        print(f"    {line}")
+
+
+def _tree_cpu(root: int) -> float:
+    """CPU seconds of every live process below ``root`` (itself excluded), with what each
+    one's reaped children used (/proc stat utime, stime, cutime, cstime)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
+
+    def below(pid: int) -> bool:
+        seen = 0
+        while pid in parents and seen < 64:
+            pid, seen = parents[pid], seen + 1
+            if pid == root:
+                return True
+        return False
+
+    return sum(c for pid, c in cpu.items() if below(pid))
+
+
+def stage_cpu(settings: Settings, runs: int = 5) -> list[str]:
+    """CPU seconds per stage on one small plugin, each stage run alone in this process
+    (the browser's and clamd's CPU counted where it is spent: the browser's process
+    tree, and clamd's own process)."""
+    from scanner.pipeline import default_stage_factories, opened_bundle, stage_name
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "b.zip"
+        path.write_bytes(_zip(bundle_of_20("1.0.0", 64 * KB)))
+        lines = []
+        with opened_bundle(path, settings) as opened:
+            assert opened.workspace is not None
+            for factory in default_stage_factories():
+                stage = factory(settings)
+                stage.run(opened.workspace)  # warm: rules compiled, browser started
+                me, tree = time.process_time(), _tree_cpu(os.getpid())
+                wall = time.perf_counter()
+                for _ in range(runs):
+                    stage.run(opened.workspace)
+                own = (time.process_time() - me) / runs
+                other = (_tree_cpu(os.getpid()) - tree) / runs
+                wall = (time.perf_counter() - wall) / runs
+                close = getattr(stage, "close", None)
+                if callable(close):
+                    close()
+                lines.append(
+                    f"{stage_name(factory)}: {own + other:.3f} CPU s"
+                    f" ({own:.3f} here, {other:.3f} in child processes), {wall:.3f} s wall"
+                )
+    return lines
