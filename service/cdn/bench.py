@@ -145,6 +145,21 @@ def bench_cdn(env: dict[str, str], logs: Path, runs: int, pct: Percentile) -> No
     )
 
 
+def _multipart(fields: dict[str, str], bundle: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="bundle"; filename="b.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n".encode()
+        + bundle
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
 def _zip(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -298,7 +313,6 @@ def _done(engine: Engine) -> int:
 def _probe(addr: str, secret: str, engine: Engine, n: int) -> tuple[float, float]:
     """A new submission while the rescans run: seconds until its scan started, and until
     it completed."""
-    from service.bench import _multipart
     from service.webhooks import signed_headers
 
     files = bundle_of_20(f"9.0.{n}", 64 * KB)

@@ -54,6 +54,9 @@ def _publishers(svc: Services) -> list[str]:
         ("webhook_secrets", "whsec_not*base64"),
         ("webhook_secrets", f"{SECRET} whsec_"),
         ("callback_secret", "whsec_"),
+        ("cdn_purge_secret", "whsec_short"),
+        ("cdn_signing_key", "not-a-seed"),
+        ("cdn_signing_key", base64.b64encode(b"sixteen bytes!!!").decode()),
     ],
 )
 def test_unusable_secrets_stop_the_app_at_start(svc: Services, variable: str, value: str) -> None:
