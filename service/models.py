@@ -682,7 +682,7 @@ class RetroItem(Base):
     # planned | running | done | skipped
     state: Mapped[str] = mapped_column(String(10), default="planned")
     scan_id: Mapped[str | None] = mapped_column(ForeignKey("scans.id"))
-    # worse | same | better | error, once done
+    # worse | same | better | skipped (no longer promoted), once done
     outcome: Mapped[str | None] = mapped_column(String(10))
     planned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -250,7 +250,10 @@ def concluded(
     """Judge a retro-scan against the approved scan (the concluding transaction)."""
     item = s.scalar(select(RetroItem).where(RetroItem.scan_id == scan.id).with_for_update())
     promotion = s.scalar(select(Promotion).where(Promotion.submission_id == scan.submission_id))
-    if promotion is None:
+    submission = s.get(Submission, scan.submission_id)
+    if promotion is None or submission is None or submission.status != SubmissionStatus.PROMOTED:
+        if item is not None:  # yanked while it was rescanned: nothing left to judge
+            item.state, item.outcome, item.finished_at = "done", "skipped", utcnow()
         return RetroVerdict()
     approved = s.get_one(Scan, promotion.scan_id)
     before = approved.report or {}
@@ -337,15 +340,6 @@ def _delta(
         "stage_problems": stages,
         "suggested_yank": suggestion[:1000],
     }
-
-
-def failed(s: Session, scan_id: str) -> None:
-    """A retro-scan that could not conclude normally frees its slot."""
-    s.execute(
-        update(RetroItem)
-        .where(RetroItem.scan_id == scan_id, RetroItem.state == "running")
-        .values(state="done", outcome="error", finished_at=utcnow())
-    )
 
 
 @dataclass(frozen=True)
