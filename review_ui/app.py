@@ -15,6 +15,7 @@ from service.webhooks import check_secrets
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the app; ``services`` carries the database, blobs and job queue to use."""
     from review_ui.api import bp as api_bp
+    from review_ui.cdn import bp as cdn_bp
     from review_ui.health import bp as health_bp
     from review_ui.problems import register_error_handlers
     from review_ui.security import csrf, init_security
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # session checks its CSRF header itself (review_ui.actors).
     csrf.exempt(api_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(cdn_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(desk_bp)
     app.jinja_env.globals["iso"] = iso

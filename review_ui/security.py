@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, Response, current_app, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFProtect
 
@@ -75,8 +76,19 @@ def secret_key(settings: Settings) -> str:
     return key
 
 
+class Sessions(SecureCookieSessionInterface):
+    """The desk's cookie sessions, kept off the CDN origin: public files carry no cookie
+    and no ``Vary: Cookie`` (a CDN would cache one copy per visitor's cookie)."""
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if request.blueprint == "cdn":
+            return
+        super().save_session(app, session, response)
+
+
 def init_security(app: Flask, settings: Settings) -> None:
     app.secret_key = secret_key(settings)
+    app.session_interface = Sessions()
     app.config.update(
         SESSION_COOKIE_NAME="gatehouse_session",
         SESSION_COOKIE_SECURE=settings.cookie_secure,

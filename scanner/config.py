@@ -187,6 +187,25 @@ class Settings:
     precision_threshold: float = 0.5
     review_min_marks: int = 5
 
+    # --- the CDN: promotion, yank, retro-scans ---
+    # Where promoted files go: empty means <data_dir>/cdn, served by the service at /cdn;
+    # or s3://bucket/prefix on any S3-compatible store (GATEHOUSE_S3_ENDPOINT_URL).
+    cdn_url: str = ""
+    # The public URL the CDN's files are reached at (callbacks, purge hooks, the index);
+    # empty means http://<GATEHOUSE_LISTEN>/cdn, the service's own origin.
+    cdn_base_url: str = ""
+    # Ed25519 key that signs manifests and the blocklist: the 32-byte seed in base64.
+    # Empty means a key made on first use and kept in <data_dir>/cdn-signing-key (0600),
+    # shared by every process on this machine; set it when hosts are several.
+    cdn_signing_key: str = ""
+    # Purge webhooks of the CDNs in front of the origin (space-separated URLs), called
+    # with retries on every yank and un-yank, signed with cdn_purge_secret (whsec_...).
+    cdn_purge_urls: str = ""
+    cdn_purge_secret: str = ""
+    # Retro-scans in flight at once: each is a whole scan on the low-priority queues, so
+    # this bounds how much of the workers a rule change can take from new submissions.
+    retro_concurrency: int = 2
+
     @property
     def clamd_socket_path(self) -> Path:
         return (
@@ -219,6 +238,15 @@ class Settings:
     def callback_origin_list(self) -> tuple[str, ...]:
         return tuple(o.rstrip("/") for o in self.callback_origins.split())
 
+    @property
+    def cdn_purge_url_list(self) -> tuple[str, ...]:
+        return tuple(self.cdn_purge_urls.split())
+
+    @property
+    def cdn_public_url(self) -> str:
+        """Base URL of promoted files, without a trailing slash."""
+        return (self.cdn_base_url or f"http://{self.listen}/cdn").rstrip("/")
+
     def check(self) -> Settings:
         """Refuse combinations that would break delivery guarantees; returns self."""
         if self.task_time_limit >= self.broker_visibility_timeout:
@@ -244,7 +272,13 @@ class Settings:
             raise SettingsError(
                 "GATEHOUSE_ALLOWLIST_MAX_DAYS and GATEHOUSE_CLAIM_MINUTES must be positive"
             )
-        for name in ("web_processes", "web_threads", "worker_processes", "stage_processes"):
+        if self.cdn_purge_url_list and not self.cdn_purge_secret:
+            raise SettingsError(
+                "GATEHOUSE_CDN_PURGE_URLS is set but GATEHOUSE_CDN_PURGE_SECRET is not:"
+                " purge requests would go out unsigned"
+            )
+        names = ("web_processes", "web_threads", "worker_processes", "stage_processes")
+        for name in (*names, "retro_concurrency"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"GATEHOUSE_{name.upper()} must be at least 1")
         return self

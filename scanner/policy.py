@@ -34,12 +34,29 @@ class Verdict(enum.IntEnum):
 
 
 @dataclass(frozen=True)
+class KillSwitch:
+    """Which findings of a rescan withdraw a version already on the CDN without waiting
+    for a person (the service yanks it and pages the queue). Off unless the policy says."""
+
+    categories: frozenset[Category] = frozenset()
+    severity: Severity = Severity.CRITICAL
+
+    def triggers(self, category: str, severity: str) -> bool:
+        try:
+            cat, sev = Category(category), Severity.parse(severity)
+        except ValueError:
+            return False
+        return cat in self.categories and sev >= self.severity
+
+
+@dataclass(frozen=True)
 class Policy:
     severity: Mapping[Severity, Verdict]
     stage_status: Mapping[StageStatus, Verdict]
     category_min: Mapping[Category, Verdict] = field(default_factory=dict)
     category_max: Mapping[Category, Verdict] = field(default_factory=dict)
     rules: Mapping[str, Verdict] = field(default_factory=dict)
+    kill_switch: KillSwitch = field(default_factory=KillSwitch)
 
     @classmethod
     def load(cls, path: Path) -> Policy:
@@ -64,6 +81,7 @@ class Policy:
             rules = {
                 rid: Verdict.parse(spec["action"]) for rid, spec in data.get("rule", {}).items()
             }
+            kill = _kill_switch(data.get("kill_switch", {}))
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise PolicyError(f"malformed policy: {exc}") from None
         missing = set(Severity) - set(severity)
@@ -77,7 +95,16 @@ class Policy:
                 raise PolicyError(f"stage status {status.value!r} must not map to pass")
         if cmin.get(Category.COVERAGE, Verdict.PASS) is Verdict.PASS:
             raise PolicyError("category coverage needs min = review or reject")
-        return cls(severity, statuses, cmin, cmax, rules)
+        return cls(severity, statuses, cmin, cmax, rules, kill)
+
+
+def _kill_switch(spec: Mapping[str, Any]) -> KillSwitch:
+    if not spec.get("enabled", False):
+        return KillSwitch()
+    return KillSwitch(
+        frozenset(Category(c) for c in spec["categories"]),
+        Severity.parse(spec.get("severity", "critical")),
+    )
 
 
 @dataclass(frozen=True)

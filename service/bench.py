@@ -434,6 +434,17 @@ def run(
         bench_get(env, logs, scans, 2000)
     if not only or "review" in only:
         bench_review(env, logs, 10_000, 200)
+    if not only or "cdn" in only:
+        from service.cdn.bench import bench_cdn
+
+        bench_cdn(env, logs, 15, _pct)
+    if not only or "retro" in only:
+        import redis
+
+        from service.cdn.bench import bench_retro
+
+        redis.Redis.from_url(broker_url).flushdb()
+        bench_retro(env, logs, 500, 180.0, 5, _pct)
     if not only or "preflight" in only:
         import redis
 

@@ -30,7 +30,11 @@ EVENTS = (
     "submission.approved",
     "submission.changes_requested",
     "submission.promoted",
+    "submission.yanked",
 )
+# Not a registry callback: a CDN's purge webhook (service.cdn.purge), sent through the same
+# rows, retries and sweeper, and signed with GATEHOUSE_CDN_PURGE_SECRET instead.
+PURGE_EVENT = "cdn.purge"
 FIRST_DELAY = 10.0
 MAX_DELAY = 6 * 3600.0
 # Longest wait for the registry's response once connected; the whole call is capped too.
@@ -78,7 +82,10 @@ def attempt(svc: Services, delivery_id: int, rng: random.Random | None = None) -
         if delivery is None or delivery.status != "pending":
             return "gone" if delivery is None else delivery.status
         url, body, message_id = delivery.url, delivery.body.encode(), delivery.message_id
-    status_code, error, elapsed = _post(svc, url, message_id, body)
+        purge = delivery.event_type == PURGE_EVENT
+    secret = svc.settings.cdn_purge_secret if purge else svc.settings.callback_secret
+    name = "GATEHOUSE_CDN_PURGE_SECRET" if purge else "GATEHOUSE_CALLBACK_SECRET"
+    status_code, error, elapsed = _post(svc, url, message_id, body, secret, name)
     now = utcnow()
     with svc.session() as s:
         delivery = s.get(WebhookDelivery, delivery_id, with_for_update=True)
@@ -110,14 +117,14 @@ def attempt(svc: Services, delivery_id: int, rng: random.Random | None = None) -
 
 
 def _post(
-    svc: Services, url: str, message_id: str, body: bytes
+    svc: Services, url: str, message_id: str, body: bytes, secret: str, secret_name: str
 ) -> tuple[int | None, str | None, float]:
     start = time.perf_counter()
     try:
-        headers = signed_headers(svc.settings.callback_secret, message_id, body)
+        headers = signed_headers(secret, message_id, body)
     except SecretError as exc:
         # Fail closed: an unsigned (or empty-key) callback would let anyone forge ours.
-        return None, f"not sent: GATEHOUSE_CALLBACK_SECRET is unusable ({exc})", 0.0
+        return None, f"not sent: {secret_name} is unusable ({exc})", 0.0
     headers["content-type"] = "application/json"
     headers["user-agent"] = "gatehouse-callbacks"
     timeout = svc.settings.callback_timeout

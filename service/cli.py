@@ -104,6 +104,15 @@ def add_commands(sub: Any) -> None:
     reset.add_argument("name")
     reset.set_defaults(func=cmd_users_reset)
 
+    retro_cmd = sub.add_parser("retro", help="retro-scans of promoted versions")
+    rsub = retro_cmd.add_subparsers(required=True, metavar="ACTION")
+    rsub.add_parser("status", help="stale promoted versions and the plan").set_defaults(
+        func=cmd_retro_status
+    )
+    rsub.add_parser(
+        "plan", help="plan a rescan of every stale promoted version now (the workers run it)"
+    ).set_defaults(func=cmd_retro_plan)
+
     pre = sub.add_parser("preflight", help="scan a bundle on a Gatehouse server (CI)")
     pre.add_argument("bundle", type=Path)
     pre.add_argument("--server", required=True, help="https://gatehouse.example")
@@ -126,7 +135,7 @@ def add_commands(sub: Any) -> None:
     bench.add_argument("--scans", type=int, default=100_000)
     bench.add_argument(
         "--only",
-        choices=("intake", "get", "review", "preflight", "busy"),
+        choices=("intake", "get", "review", "preflight", "busy", "cdn", "retro"),
         action="append",
         help="run only these",
     )
@@ -276,6 +285,36 @@ def cmd_users_reset(args: argparse.Namespace, settings: Settings) -> int:
             raise ServiceCommandError(f"no user {args.name}")
         password = reset_password(s, user, "cli")
     print(password)
+    return EXIT_OK
+
+
+def cmd_retro_status(args: argparse.Namespace, settings: Settings) -> int:
+    from service.cdn import retro
+
+    p = retro.progress(_services(settings))
+    rate = f"{p.per_hour:.0f}/h" if p.per_hour else "no rescan finished in the last hour"
+    print(
+        f"rules {p.current_ruleset} advisories {p.current_advisories}\n"
+        f"plan {p.generation} ({p.reason}): {p.running} running, {p.planned} waiting,"
+        f" {p.done} done; {rate}; {len(p.stale)} of {p.total_promoted} promoted stale"
+    )
+    for v in p.stale:
+        eta = v.eta.isoformat(timespec="minutes") if v.eta else "-"
+        print(f"{v.plugin}@{v.version}\t{v.state or 'unplanned'}\t{eta}\t{v.retro_state or ''}")
+    return EXIT_OK
+
+
+def cmd_retro_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from service.audit import audit
+    from service.cdn import retro
+
+    svc = _services(settings)
+    generation = retro.detect(svc, reason="manual")
+    with svc.session() as s:
+        audit(s, "cli", "retro.requested", "retro", generation or 0)
+    print(
+        f"retro plan {generation}: the workers rescan stale promoted versions from the next sweep"
+    )
     return EXIT_OK
 
 

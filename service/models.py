@@ -61,6 +61,9 @@ class SubmissionStatus(enum.StrEnum):
     PROMOTED = "promoted"
     # A reviewer asked the publisher for a new version; this one leaves the queue for good.
     CHANGES_REQUESTED = "changes_requested"
+    # An admin (or the kill switch) withdrew an approved or promoted version: the CDN
+    # answers 410 for its files. Only an explicit, audited un-yank brings it back.
+    YANKED = "yanked"
 
 
 # The only moves a submission can make; anything else is a bug, refused loudly.
@@ -78,9 +81,13 @@ TRANSITIONS: dict[SubmissionStatus, frozenset[SubmissionStatus]] = {
         }
     ),
     SubmissionStatus.REJECTED: frozenset({SubmissionStatus.SCANNING}),
-    SubmissionStatus.APPROVED: frozenset({SubmissionStatus.PROMOTED, SubmissionStatus.REJECTED}),
-    SubmissionStatus.PROMOTED: frozenset(),
+    SubmissionStatus.APPROVED: frozenset(
+        {SubmissionStatus.PROMOTED, SubmissionStatus.REJECTED, SubmissionStatus.YANKED}
+    ),
+    SubmissionStatus.PROMOTED: frozenset({SubmissionStatus.YANKED}),
     SubmissionStatus.CHANGES_REQUESTED: frozenset(),
+    # Un-yank: approved again, then published again from the scanned tree.
+    SubmissionStatus.YANKED: frozenset({SubmissionStatus.APPROVED}),
 }
 
 
@@ -94,6 +101,9 @@ class ScanStatus(enum.StrEnum):
 class ScanKind(enum.StrEnum):
     SUBMISSION = "submission"
     PREFLIGHT = "preflight"
+    # A promoted version scanned again because the rules or the advisories changed; it
+    # never moves the submission's status, and runs on the low-priority queues.
+    RETRO = "retro"
 
 
 # Stage run states before a StageStatus (ok/error/timeout/skipped) is recorded.
@@ -159,6 +169,8 @@ class Submission(Base):
             name="uq_submissions_identity",
         ),
         Index("ix_submissions_publisher_created", "publisher_id", "created_at"),
+        # A plugin version is immutable across publishers: the webhook looks it up.
+        Index("ix_submissions_plugin_version", "plugin_name", "plugin_version"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -229,6 +241,9 @@ class Scan(Base):
     repack_size: Mapped[int | None] = mapped_column(BigInteger)
     # sha256 over the admitted tree's sorted "path, size, sha256" lines.
     tree_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The advisory database the scan was judged with (scanner.advisories.store
+    # .snapshot_identity); with ``ruleset`` it says whether the scan is stale.
+    advisories: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -463,6 +478,14 @@ class ReviewItem(Base):
     claimed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A retro-scan of the promoted version judged it worse: flagged (waiting for a person,
+    # with the delta and a pre-filled yank), yanked (by the kill switch or a person) or
+    # cleared (a later rescan was no worse than the approved scan).
+    retro_state: Mapped[str | None] = mapped_column(String(12), index=True)
+    retro_scan_id: Mapped[str | None] = mapped_column(ForeignKey("scans.id"))
+    # Only what the new rules found: findings of the retro scan beyond the approved scan's.
+    retro_delta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    retro_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ScanFacts(Base):
@@ -550,6 +573,135 @@ class DeskSwitch(Base):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class CdnPlugin(Base):
+    """A plugin name on the CDN and the publisher it belongs to (the first to promote it).
+
+    Its row is also the lock under which the plugin's index.json is rebuilt and written.
+    """
+
+    __tablename__ = "cdn_plugins"
+
+    name: Mapped[str] = mapped_column(String(214), primary_key=True)
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("publishers.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PromotionState(enum.StrEnum):
+    PENDING = "pending"  # approved; not (yet) published
+    PUBLISHED = "published"  # every file verified in storage, the manifest written
+    FAILED = "failed"  # could not be published; what was uploaded was removed
+
+
+class Promotion(Base):
+    """One plugin version on its way to, or on, the CDN: exactly the scanned tree.
+
+    A plugin version is promoted once, ever (the unique constraint): the same version
+    with other bytes can never overwrite it, whatever races past the webhook's check.
+    """
+
+    __tablename__ = "promotions"
+    __table_args__ = (
+        UniqueConstraint("plugin_name", "plugin_version", name="uq_promotions_plugin_version"),
+        Index("ix_promotions_synced_updated", "store_synced", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    # The scan and decision the approval was bound to: what is published is its tree.
+    scan_id: Mapped[str] = mapped_column(ForeignKey("scans.id"))
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("publishers.id"))
+    plugin_name: Mapped[str] = mapped_column(String(214))
+    plugin_version: Mapped[str] = mapped_column(String(64))
+    repack_sha256: Mapped[str] = mapped_column(String(64))
+    tree_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12), default=PromotionState.PENDING)
+    # False while storage must still be brought in line with this row (a new promotion,
+    # a yank, an un-yank); the promotion task sets it, the sweeper re-dispatches it.
+    store_synced: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Every published file: path, size, sha256, SRI, content type (the manifest's list).
+    files: Mapped[list[Any] | None] = mapped_column(JSON)
+    entry: Mapped[str | None] = mapped_column(Text)
+    csp: Mapped[str | None] = mapped_column(Text)
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    # Files served by the origin (cache misses behind a CDN): how much a version is used,
+    # for the retro-scan order.
+    hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    yanked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    yank_reason: Mapped[str | None] = mapped_column(Text)
+    yanked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class YankEvent(Base):
+    """A yank or un-yank, written once; the blocklist's version is the newest event's id."""
+
+    __tablename__ = "yank_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(8))  # yank | unyank
+    # admin | kill-switch
+    kind: Mapped[str] = mapped_column(String(12))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CdnDocument(Base):
+    """A service document in CDN storage (the blocklist) and the serial last written, so
+    two writers racing can never put an older one back."""
+
+    __tablename__ = "cdn_documents"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    serial: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RetroGeneration(Base):
+    """The rules and advisories promoted versions are being brought up to."""
+
+    __tablename__ = "retro_generations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ruleset: Mapped[str] = mapped_column(String(80))
+    advisories: Mapped[str] = mapped_column(String(80))
+    # rules | advisories | rules+advisories | manual
+    reason: Mapped[str] = mapped_column(String(40))
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RetroItem(Base):
+    """One promoted version to rescan for a generation, in priority order."""
+
+    __tablename__ = "retro_items"
+    __table_args__ = (
+        UniqueConstraint("generation_id", "submission_id", name="uq_retro_items_generation"),
+        Index("ix_retro_items_state_rank", "state", "rank"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("retro_generations.id"))
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    # Lower first: the newest version of each plugin by use, then the older ones.
+    rank: Mapped[int] = mapped_column(Integer)
+    # planned | running | done | skipped
+    state: Mapped[str] = mapped_column(String(10), default="planned")
+    scan_id: Mapped[str | None] = mapped_column(ForeignKey("scans.id"))
+    # worse | same | better | skipped (no longer promoted), once done
+    outcome: Mapped[str | None] = mapped_column(String(10))
+    planned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class AppendOnlyError(RuntimeError):
     """Something tried to change or delete a history record."""
 
@@ -563,6 +715,7 @@ APPEND_ONLY = (
     AllowlistEntry,
     AllowlistRevocation,
     LoginAttempt,
+    YankEvent,
 )
 
 

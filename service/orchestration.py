@@ -13,7 +13,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from scanner.advisories.store import snapshot_identity
 from scanner.capabilities import CapabilityCheck
 from scanner.db import insert_if_absent
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
@@ -46,6 +47,10 @@ from service.audit import audit, transition
 from service.blobs import BlobNotFoundError, artifact_key, bundle_key, repack_key
 from service.bundles import bundle_info, downloaded, materialized
 from service.callbacks import due, enqueue_event
+from service.cdn import promote as cdn_promote
+from service.cdn import retro
+from service.cdn import sync as cdn_sync
+from service.cdn import yank as cdn_yank
 from service.fetch import FetchError, fetch_bundle
 from service.jobs import queue_of
 from service.models import (
@@ -108,14 +113,15 @@ def start_scan(svc: Services, scan_id: str, registry: StageRegistry) -> None:
         scan = s.get(Scan, scan_id)
         if scan is None or scan.status not in (ScanStatus.QUEUED, ScanStatus.SCANNING):
             return
-        status, urgent = scan.status, scan.kind == ScanKind.PREFLIGHT
+        status, kind = scan.status, scan.kind
         submission = s.get(Submission, scan.submission_id) if scan.submission_id else None
         needs_fetch = scan.bundle_sha256 is None and submission is not None
         if submission is not None:
             s.expunge(submission)
     if status == ScanStatus.SCANNING:
         # Redelivered after the fan-out: send again what never started (idempotent).
-        _recover(svc, scan_id, urgent, depths=None, outage=True)
+        urgent, background = kind == ScanKind.PREFLIGHT, kind == ScanKind.RETRO
+        _recover(svc, scan_id, urgent, depths=None, outage=True, background=background)
         return
     if needs_fetch:
         assert submission is not None
@@ -169,6 +175,10 @@ def _intake_and_fan_out(svc: Services, scan_id: str, registry: StageRegistry) ->
         if repack is not None:
             scan.repack_sha256, scan.repack_size = repack.sha256, repack.size
             scan.tree_sha256 = repack.tree_sha256
+        # The advisory data the dependency stage is about to read (checked again at the
+        # conclusion: an import in between leaves the scan's snapshot unknown, so stale).
+        scan.advisories = snapshot_identity(svc.engine)
+        background = scan.kind == ScanKind.RETRO
         run = _record(s, scan_id, intake)
         for name in registry.names:
             status = STAGE_PENDING if admitted else StageStatus.SKIPPED.value
@@ -184,7 +194,9 @@ def _intake_and_fan_out(svc: Services, scan_id: str, registry: StageRegistry) ->
         _move_submission(s, scan, SubmissionStatus.SCANNING, "scan started")
         audit(s, ACTOR, "scan.started", "scan", scan_id, {"intake": run.status})
     if names:
-        svc.jobs.run_stages(scan_id, names, urgent=scan.kind == ScanKind.PREFLIGHT)
+        svc.jobs.run_stages(
+            scan_id, names, urgent=scan.kind == ScanKind.PREFLIGHT, background=background
+        )
     else:
         conclude_scan(svc, scan_id)
 
@@ -473,14 +485,24 @@ def _judge(
     )
 
 
+@dataclass
+class After:
+    """What a conclusion asks for once its transaction has committed."""
+
+    deliveries: list[int] = field(default_factory=list)
+    promotions: list[int] = field(default_factory=list)
+    retro: retro.RetroVerdict | None = None
+
+
 def _write_outcome(svc: Services, scan_id: str, judged: Judged) -> bool:
-    deliveries = []
+    after = After()
     report, sarif, capability = judged.report, judged.sarif, judged.capability
     sarif_key = artifact_key(scan_id, "report.sarif")
     svc.blobs.put_bytes(sarif_key, sarif.encode())
     sbom_key = artifact_key(scan_id, SBOM_NAME)
     if judged.sbom is not None:
         svc.blobs.put_bytes(sbom_key, judged.sbom.encode())
+    advisories = snapshot_identity(svc.engine)
     with svc.session() as s:
         claimed = s.execute(
             update(Scan)
@@ -497,6 +519,8 @@ def _write_outcome(svc: Services, scan_id: str, judged: Judged) -> bool:
         scan.risk_score = int(report["risk_score"])
         scan.ruleset = str(report["ruleset"])
         scan.tool_versions = report["tool_versions"]
+        if scan.advisories != advisories:
+            scan.advisories = None  # imported mid-scan: which data it saw is unknown
         _add_artifact(s, scan_id, None, "report.sarif", sarif_key, sarif.encode())
         if judged.sbom is not None:
             _add_artifact(s, scan_id, None, SBOM_NAME, sbom_key, judged.sbom.encode())
@@ -515,13 +539,34 @@ def _write_outcome(svc: Services, scan_id: str, judged: Judged) -> bool:
         )
         audit(s, ACTOR, "scan.completed", "scan", scan_id, {"verdict": verdict})
         if scan.kind == ScanKind.SUBMISSION and scan.submission_id:
-            deliveries = _conclude_submission(svc, s, scan, judged)
-    for delivery_id in deliveries:
-        _dispatch_delivery(svc, delivery_id)
+            after = _conclude_submission(svc, s, scan, judged)
+        elif scan.kind == ScanKind.RETRO:
+            after.retro = retro.concluded(s, scan, report, svc.policy.kill_switch)
+    _follow_up(svc, after)
     return True
 
 
-def _conclude_submission(svc: Services, s: Session, scan: Scan, judged: Judged) -> list[int]:
+def _follow_up(svc: Services, after: After) -> None:
+    for delivery_id in after.deliveries:
+        _dispatch_delivery(svc, delivery_id)
+    for promotion_id in after.promotions:
+        try:
+            svc.jobs.promote(promotion_id)
+        except Exception as exc:  # the sweeper syncs it once the broker answers
+            log.warning("promotion %d not dispatched now: %s", promotion_id, exc)
+    if after.retro is None:
+        return
+    if after.retro.submission_id and after.retro.yank_reason:
+        try:
+            cdn_yank.yank(
+                svc, after.retro.submission_id, cdn_yank.KILL_SWITCH, after.retro.yank_reason
+            )
+        except cdn_yank.YankError as exc:  # yanked already, by a person or another rescan
+            log.warning("kill switch: %s not yanked: %s", after.retro.submission_id, exc)
+    retro.tick(svc)  # this rescan's slot is free: start the next one
+
+
+def _conclude_submission(svc: Services, s: Session, scan: Scan, judged: Judged) -> After:
     report = judged.report
     verdict = str(report["verdict"])
     submission = s.get_one(Submission, scan.submission_id)
@@ -541,25 +586,33 @@ def _conclude_submission(svc: Services, s: Session, scan: Scan, judged: Judged) 
     if rejected:
         events.append(enqueue_event(s, submission, "submission.rejected", data))
     s.flush()
-    ids = [e.id for e in events if e is not None]
+    after = After(deliveries=[e.id for e in events if e is not None])
     if not rejected and autoapprove.enabled(s):
-        ids += _auto_approve(s, submission, scan, judged)
-    return ids
+        _auto_approve(s, submission, scan, judged, after)
+    return after
 
 
-def _auto_approve(s: Session, submission: Submission, scan: Scan, judged: Judged) -> list[int]:
+def _auto_approve(
+    s: Session, submission: Submission, scan: Scan, judged: Judged, after: After
+) -> None:
     """Approve a routine update of a trusted publisher as the system, with its reasons."""
     evaluation = autoapprove.evaluate_submission(s, submission, scan, judged.facts, judged.report)
-    if not evaluation.eligible:
+    eligible, why = evaluation.eligible, list(evaluation.reasons)
+    if eligible:
+        try:
+            cdn_promote.check(s, submission, scan)
+        except cdn_promote.NotPromotableError as exc:
+            eligible, why = False, [f"cannot go to the CDN: {exc}"]
+    if not eligible:
         audit(
             s,
             autoapprove.ACTOR,
             "auto_approval.declined",
             "submission",
             submission.id,
-            {"why": evaluation.reasons},
+            {"why": why},
         )
-        return []
+        return
     reasons = [
         {"code": "auto-approval", "title": "Approved automatically", "text": text}
         for text in evaluation.reasons
@@ -567,7 +620,8 @@ def _auto_approve(s: Session, submission: Submission, scan: Scan, judged: Judged
     outcome = record_decision(
         s, submission, scan, autoapprove.ACTOR, "approve", reasons, None, None, kind="system"
     )
-    return outcome.deliveries
+    after.deliveries += outcome.deliveries
+    after.promotions += outcome.promotions
 
 
 def summarize(report: dict[str, object]) -> dict[str, int]:
@@ -626,6 +680,8 @@ def sweep(svc: Services) -> dict[str, int]:
         "waiting": 0,
         "deliveries": 0,
         "expired": 0,
+        "promotions": 0,
+        "retro": 0,
     }
     with svc.session() as s:
         rows = list(
@@ -643,22 +699,27 @@ def sweep(svc: Services) -> dict[str, int]:
             # Touch first, so the next sweep waits a full period before looking again.
             s.execute(update(Scan).where(Scan.id == scan_id).values(updated_at=now))
     for scan_id, status, kind in rows:
-        urgent = kind == ScanKind.PREFLIGHT
+        urgent, background = kind == ScanKind.PREFLIGHT, kind == ScanKind.RETRO
         try:
             if status == ScanStatus.QUEUED:
-                if not outage and _waiting(depths, queue_of("intake", urgent)):
+                start_queue = "retro" if background else queue_of("intake", urgent)
+                if not outage and _waiting(depths, start_queue):
                     counts["waiting"] += 1
                     continue
-                svc.jobs.start_scan(scan_id, urgent=urgent)
+                if background:
+                    svc.jobs.start_retro(scan_id)
+                else:
+                    svc.jobs.start_scan(scan_id, urgent=urgent)
                 counts["requeued"] += 1
             else:
-                counts[_recover(svc, scan_id, urgent, depths, outage)] += 1
+                counts[_recover(svc, scan_id, urgent, depths, outage, background)] += 1
         except Exception as exc:
             log.warning("sweep: scan %s not recovered yet: %s", scan_id, exc)
     for delivery_id in due(svc):
         _dispatch_delivery(svc, delivery_id)
         counts["deliveries"] += 1
     counts["expired"] = expire_preflights(svc)
+    counts["promotions"], counts["retro"] = _sweep_cdn(svc)
     return counts
 
 
@@ -698,7 +759,12 @@ def _waiting(depths: dict[str, int] | None, queue: str) -> bool:
 
 
 def _recover(
-    svc: Services, scan_id: str, urgent: bool, depths: dict[str, int] | None, outage: bool
+    svc: Services,
+    scan_id: str,
+    urgent: bool,
+    depths: dict[str, int] | None,
+    outage: bool,
+    background: bool = False,
 ) -> str:
     now = utcnow()
     dead = timedelta(seconds=svc.settings.task_time_limit + DEAD_AFTER_LIMIT)
@@ -721,13 +787,32 @@ def _recover(
         if status == STAGE_RUNNING:
             if started_at is not None and now - (aware(started_at) or now) > dead:
                 lost.append(stage)
-        elif outage or not _waiting(depths, queue_of(stage, urgent)):
+        elif outage or not _waiting(depths, queue_of(stage, urgent, background)):
             lost.append(stage)
     if not lost:
         return "waiting"
     log.warning("sweep: scan %s lost %s, dispatching again", scan_id, lost)
-    svc.jobs.run_stages(scan_id, lost, urgent=urgent)
+    svc.jobs.run_stages(scan_id, lost, urgent=urgent, background=background)
     return "redispatched"
+
+
+def _sweep_cdn(svc: Services) -> tuple[int, int]:
+    """Promotions and yanks whose storage work stopped, then retro-scans: a rule or
+    advisory change opens a plan, and free slots take its next versions."""
+    promotions = 0
+    for promotion_id in cdn_sync.unsynced(svc):
+        try:
+            svc.jobs.promote(promotion_id)
+            promotions += 1
+        except Exception as exc:
+            log.warning("sweep: promotion %d not dispatched yet: %s", promotion_id, exc)
+    try:
+        retro.detect(svc)
+        started = retro.tick(svc)
+    except Exception as exc:  # the next sweep tries again; scans and callbacks went on
+        log.warning("sweep: retro-scans not planned or started: %s", exc)
+        started = 0
+    return promotions, started
 
 
 def expire_preflights(svc: Services, limit: int = 200) -> int:

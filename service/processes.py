@@ -48,7 +48,9 @@ def serve_commands(settings: Settings, listen: str) -> dict[str, list[str]]:
     pid = os.getpid()
     return {
         "scan-worker": worker_command(
-            f"{consumed('scan')},{consumed('av')},callbacks",
+            # retro last: a retro-scan's work waits behind new submissions' (its queue
+            # holds at most GATEHOUSE_RETRO_CONCURRENCY scans' work at a time).
+            f"{consumed('scan')},{consumed('av')},callbacks,cdn,retro",
             settings.worker_processes,
             f"scan-{pid}",
             settings.data_dir / "celerybeat-schedule",
@@ -60,6 +62,8 @@ def serve_commands(settings: Settings, listen: str) -> dict[str, list[str]]:
 
 def serve(settings: Settings, listen: str) -> int:
     """Start clamd when needed, the workers and the web server; stop them all together."""
+    from scanner.advisories.snapshot import ensure_snapshot
+    from scanner.advisories.store import AdvisoryStore
     from scanner.clamd_server import ClamdServer, ClamdSupervisor
     from service.jobs import RecordingJobQueue
     from service.services import Services
@@ -68,7 +72,10 @@ def serve(settings: Settings, listen: str) -> int:
 
     check_secrets(settings)  # refuse to start rather than accept forgeries or sign with ""
     private_dir(settings.data_dir)
-    Services.from_settings(settings, RecordingJobQueue())  # migrate once, before the workers race
+    svc = Services.from_settings(settings, RecordingJobQueue())  # migrate once, before workers
+    # The shipped advisory snapshot, imported before the first scan: otherwise that scan's
+    # dependency stage imports it mid-scan and the scan's advisory snapshot is unknown.
+    ensure_snapshot(AdvisoryStore(svc.engine), settings.rules_dir)
 
     def say(message: str) -> None:
         print(f"serve: {message}", file=sys.stderr, flush=True)

@@ -14,6 +14,8 @@ from scanner.config import Settings
 from scanner.db import database_url, make_engine, session_scope
 from scanner.policy import Policy
 from service.blobs import BlobStore, blob_store
+from service.cdn.signing import Signer, load_signer
+from service.cdn.storage import CdnStore, cdn_store
 from service.db import migrate
 from service.jobs import JobQueue
 
@@ -34,6 +36,15 @@ class Services:
     @functools.cached_property
     def policy(self) -> Policy:
         return Policy.load(self.settings.policy_path)
+
+    @functools.cached_property
+    def cdn(self) -> CdnStore:
+        """Where promoted files go (assign another store in tests)."""
+        return cdn_store(self.settings)
+
+    @functools.cached_property
+    def signer(self) -> Signer:
+        return load_signer(self.settings)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -24,6 +24,7 @@ from service.blobs import sha256_file
 from service.fetch import allowed
 from service.models import (
     ApiToken,
+    CdnPlugin,
     Publisher,
     Scan,
     ScanKind,
@@ -53,6 +54,11 @@ class SubmissionError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class VersionTakenError(SubmissionError):
+    """The plugin version exists with other bytes, or the name is another publisher's on
+    the CDN: a version is immutable (409), whoever submits it."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,18 @@ _PUBLISHER_QUOTA = (
     .group_by(Publisher.id, Publisher.daily_limit)
 )
 
+# The same plugin version with other bytes, from anyone (ix_submissions_plugin_version).
+_OTHER_BYTES = (
+    select(Submission.id)
+    .where(
+        Submission.plugin_name == bindparam("name"),
+        Submission.plugin_version == bindparam("version"),
+        Submission.bundle_sha256 != bindparam("sha256"),
+    )
+    .limit(1)
+)
+_CDN_OWNER = select(CdnPlugin.publisher_id).where(CdnPlugin.name == bindparam("name"))
+
 _INSERT_SUBMISSION = insert(Submission)
 _INSERT_EVENT = insert(SubmissionEvent)
 _INSERT_SCAN = insert(Scan)
@@ -222,6 +240,7 @@ def _create(
     conn: Connection, svc: Services, req: SubmissionRequest, sha256: str, bundle: Path | None
 ) -> Accepted:
     publisher_id, quota = _publisher_quota(conn, req.publisher_id)
+    _immutable(conn, req, sha256, publisher_id)
     quota.enforce(svc.settings.publisher_daily_limit)
     if bundle is not None:
         bundles.record(conn, bundles.store_bytes(svc.blobs, bundle, sha256))
@@ -266,6 +285,21 @@ def _create(
         conn, "registry", "submission.received", "submission", sub_id, {"webhook": req.webhook_id}
     )
     return Accepted(sub_id, scan_id, SubmissionStatus.RECEIVED, created=True)
+
+
+def _immutable(conn: Connection, req: SubmissionRequest, sha256: str, publisher_id: int) -> None:
+    """npm's rule: once a version is submitted its bytes never change, and a name on the
+    CDN stays its publisher's (nobody else's files land below it)."""
+    params = {"name": req.plugin_name, "version": req.plugin_version, "sha256": sha256}
+    if conn.scalar(_OTHER_BYTES, params) is not None:
+        raise VersionTakenError(
+            "version",
+            f"{req.plugin_name}@{req.plugin_version} was submitted with other bytes:"
+            " a version is immutable, publish a new one",
+        )
+    owner = conn.scalar(_CDN_OWNER, {"name": req.plugin_name})
+    if owner is not None and owner != publisher_id:
+        raise VersionTakenError("name", f"{req.plugin_name} belongs to another publisher")
 
 
 def _publisher_quota(conn: Connection, external_id: str) -> tuple[int, Quota]:

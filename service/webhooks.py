@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanner.config import Settings, SettingsError
+from service.cdn.signing import check_key
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,12 @@ def check_secrets(settings: Settings) -> Settings:
             "GATEHOUSE_CALLBACK_ORIGINS is set but GATEHOUSE_CALLBACK_SECRET is not:"
             " callbacks would go out unsigned"
         )
+    if settings.cdn_purge_secret:
+        try:
+            decode_secret(settings.cdn_purge_secret)
+        except SecretError as exc:
+            raise SettingsError(f"GATEHOUSE_CDN_PURGE_SECRET: {exc}") from None
+    check_key(settings)
     return settings
 
 

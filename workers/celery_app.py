@@ -77,21 +77,29 @@ class CeleryJobQueue:
         queue = (URGENT if urgent else "") + "scan"
         self.app.send_task("gatehouse.start_scan", args=[scan_id], queue=queue)
 
-    def run_stages(self, scan_id: str, stages: Sequence[str], urgent: bool = False) -> None:
+    def run_stages(
+        self, scan_id: str, stages: Sequence[str], urgent: bool = False, background: bool = False
+    ) -> None:
         # One task per stage, each on its queue, all at once: a slow stage delays no other.
         tasks = [
             signature(
                 "gatehouse.run_stage",
                 args=(scan_id, name),
-                queue=queue_of(name, urgent),
+                queue=queue_of(name, urgent, background),
                 app=self.app,
             )
             for name in stages
         ]
         group(tasks).apply_async()
 
+    def start_retro(self, scan_id: str) -> None:
+        self.app.send_task("gatehouse.start_scan", args=[scan_id], queue="retro")
+
     def deliver(self, delivery_id: int) -> None:
         self.app.send_task("gatehouse.deliver", args=[delivery_id], queue="callbacks")
+
+    def promote(self, promotion_id: int) -> None:
+        self.app.send_task("gatehouse.promote", args=[promotion_id], queue="cdn")
 
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:

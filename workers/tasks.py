@@ -12,6 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from scanner.config import Settings
 from scanner.pipeline import default_stage_factories
 from service import callbacks, orchestration
+from service.cdn import sync as cdn_sync
 from service.fetch import FetchError
 from service.orchestration import StageRegistry
 from service.services import Services
@@ -80,6 +81,13 @@ def run_stage(scan_id: str, stage: str) -> None:
 def deliver(delivery_id: int) -> None:
     """One callback attempt; the sweeper sends the next one when it is due."""
     callbacks.attempt(services(), delivery_id)
+
+
+@shared_task(name="gatehouse.promote")
+def promote(promotion_id: int) -> None:
+    """Publish a promotion, or withdraw a yanked one; the sweeper retries what stops."""
+    outcome = cdn_sync.sync(services(), promotion_id)
+    log.info("promotion %s: %s", promotion_id, outcome)
 
 
 @shared_task(name="gatehouse.sweep")

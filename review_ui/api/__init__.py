@@ -17,4 +17,4 @@ def accepted(body: dict[str, Any], location: str) -> Response:
     return response
 
 
-from review_ui.api import openapi, review, scans, submissions  # noqa: E402, F401 - routes register on bp
+from review_ui.api import cdn, openapi, review, scans, submissions  # noqa: E402, F401 - routes register on bp

@@ -15,7 +15,12 @@ from review_ui.context import services_of
 from review_ui.problems import ApiProblemError
 from service.models import Scan, Submission, iso
 from service.orchestration import summarize
-from service.submissions import SubmissionError, SubmissionRequest, accept_submission
+from service.submissions import (
+    SubmissionError,
+    SubmissionRequest,
+    VersionTakenError,
+    accept_submission,
+)
 from service.webhooks import IncomingWebhook, SignatureError
 
 FIELDS = {"name", "version", "publisher_id", "callback_url", "bundle_url", "sha256"}
@@ -51,6 +56,14 @@ def create_submission() -> Response:
         )
         try:
             result = accept_submission(svc, req, bundle)
+        except VersionTakenError as exc:
+            raise ApiProblemError(
+                409,
+                "version-exists",
+                "Conflict",
+                str(exc),
+                errors=[{"field": exc.field, "message": str(exc)}],
+            ) from None
         except SubmissionError as exc:
             raise _invalid(exc.field, str(exc)) from None
     location = url_for("api.get_submission", submission_id=result.submission_id)

@@ -51,6 +51,7 @@ def admin_only(view: F) -> F:
 from review_ui.views import (  # noqa: E402, F401 - routes register on bp
     admin,
     auth,
+    cdn,
     files,
     queue,
     records,

@@ -12,7 +12,7 @@ from review_ui.context import services_of
 from review_ui.views import admin_only, bp, signed_in
 from scanner.findings import Category
 from service.models import SubmissionStatus
-from service.review.queue import DUE_VIEWS, QueueFilter, list_queue, override_due
+from service.review.queue import DUE_VIEWS, RETRO, QueueFilter, list_queue, override_due
 
 
 @bp.get("/queue")
@@ -25,7 +25,7 @@ def queue() -> str:
         "queue.html",
         page=page,
         f=f,
-        statuses=[st.value for st in SubmissionStatus],
+        statuses=[st.value for st in SubmissionStatus] + [RETRO],
         categories=[c.value for c in Category],
         due_views=DUE_VIEWS,
     )

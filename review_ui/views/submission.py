@@ -106,9 +106,22 @@ def yank(submission_id: str) -> BaseResponse:
         decisions.yank(
             services_of(current_app), submission_id, desk_actor(), request.form.get("why", "")
         )
-        flash("Approval withdrawn; the registry is told.")
+        flash("Yanked: the CDN answers 410 for its files; the registry and the CDNs are told.")
     except decisions.DecisionError as exc:
         flash(f"Not yanked: {exc}", "error")
+    return _back(submission_id)
+
+
+@bp.post("/submissions/<submission_id>/unyank")
+@admin_only
+def unyank(submission_id: str) -> BaseResponse:
+    try:
+        decisions.unyank(
+            services_of(current_app), submission_id, desk_actor(), request.form.get("why", "")
+        )
+        flash("Un-yanked: it is published again from the scanned tree.")
+    except decisions.DecisionError as exc:
+        flash(f"Not un-yanked: {exc}", "error")
     return _back(submission_id)
 
 

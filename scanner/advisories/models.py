@@ -32,6 +32,9 @@ class AdvisorySource(AdvisoryBase):
     # by `advisories status`, never dropped in silence. ``warnings`` keeps the first few.
     warning_count: Mapped[int] = mapped_column(server_default="0", default=0)
     warnings: Mapped[list[str] | None] = mapped_column(JSON)
+    # sha256 of the imported records and detectors: a re-import of the same data keeps
+    # it, any change moves it (and with it the snapshot identity every scan records).
+    digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class Advisory(AdvisoryBase):

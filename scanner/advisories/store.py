@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -80,6 +82,16 @@ _IMPORT_LOCK_ID = 0x6761_7465  # "gate": one PostgreSQL advisory lock for import
 _in_process = threading.Lock()
 
 
+def feed_digest(feed: Feed) -> str:
+    """sha256 of what an import stores from a feed (its records and detectors)."""
+    data = {
+        "kind": feed.kind,
+        "records": [asdict(r) for r in feed.records],
+        "detectors": [asdict(d) for d in feed.detectors],
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class AdvisoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -134,6 +146,7 @@ class AdvisoryStore:
             warnings = import_warnings(feed)
             source.warning_count = len(warnings)
             source.warnings = warnings[:KEPT_WARNINGS]
+            source.digest = feed_digest(feed)
             s.flush()
             self._insert_records(s, source.id, feed)
         return len(feed.records)
@@ -233,6 +246,11 @@ class AdvisoryStore:
                 for d in s.scalars(select(JsDetector))
             ]
 
+    def snapshot_identity(self) -> str:
+        """One name for the advisory data a scan is judged with: it changes when any
+        source is imported with other content, and only then."""
+        return snapshot_identity(self.engine)
+
     def is_empty(self) -> bool:
         with session_scope(self.engine) as s:
             return not s.scalar(select(func.count()).select_from(AdvisorySource))
@@ -265,3 +283,23 @@ class AdvisoryStore:
                     )
                 )
             return out
+
+
+def snapshot_identity(engine: Engine) -> str:
+    """``adv:`` and a digest over every source's name and content digest (sources
+    imported before digests were recorded count by their counts and dates instead)."""
+    digest = hashlib.sha256()
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(
+                AdvisorySource.name,
+                AdvisorySource.digest,
+                AdvisorySource.snapshot,
+                AdvisorySource.newest_modified,
+                AdvisorySource.advisory_count,
+            ).order_by(AdvisorySource.name)
+        )
+        for name, content, snapshot, newest, count in rows:
+            part = content or f"{snapshot}|{newest}|{count}"
+            digest.update(f"{name}\0{part}\n".encode())
+    return "adv:" + digest.hexdigest()[:32]

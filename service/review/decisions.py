@@ -2,13 +2,15 @@
 
 A decision names the exact scan the reviewer looked at and is refused unless that scan is
 still the submission's latest, was made on the submission's bytes and with the current
-rules. The decision row, the status change, the audit entry and the registry callback are
-written in one transaction; the callback is dispatched after it commits.
+rules. The decision row, the status change, the audit entry, the registry callback and,
+for an approval, the CDN promotion are written in one transaction; the callback and the
+promotion task are dispatched after it commits. Yanks are the CDN's (service.cdn.yank).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,8 @@ from sqlalchemy.orm import Session
 from scanner.ruleset import ruleset_hash
 from service.audit import audit, transition
 from service.callbacks import enqueue_event
+from service.cdn import promote as cdn_promote
+from service.cdn import yank as cdn_yank
 from service.models import (
     CannedReason,
     Decision,
@@ -76,6 +80,7 @@ class Outcome:
     decision_id: int
     status: str
     deliveries: list[int] = field(default_factory=list)
+    promotions: list[int] = field(default_factory=list)
 
 
 def latest_scan(session: Session, submission_id: str) -> Scan | None:
@@ -141,10 +146,13 @@ def decide(
             raise InvalidDecisionError("a rejection needs at least one reason")
         if action == "request_changes" and not message:
             raise InvalidDecisionError("say what the publisher should change")
-        outcome = record(s, submission, scan, actor.label, action, reasons, message, actor)
+        try:
+            outcome = record(s, submission, scan, actor.label, action, reasons, message, actor)
+        except cdn_promote.NotPromotableError as exc:
+            raise DecisionError(f"cannot be approved for the CDN: {exc}") from None
         if item is not None:
             item.claimed_by, item.claim_expires_at = None, None
-    dispatch(svc, outcome.deliveries)
+    dispatch(svc, outcome.deliveries, outcome.promotions)
     return outcome
 
 
@@ -159,7 +167,8 @@ def record(
     actor: Actor | None,
     kind: str = "reviewer",
 ) -> Outcome:
-    """Write the decision, move the submission, queue the callback (caller's transaction)."""
+    """Write the decision, move the submission, queue the callback and, for an approval,
+    the CDN promotion (caller's transaction; NotPromotableError leaves it to roll back)."""
     to, verdict, event = RESULT[action]
     decision = Decision(
         scan_id=scan.id,
@@ -173,8 +182,7 @@ def record(
         user_id=actor.user_id if actor else None,
         bundle_sha256=scan.bundle_sha256,
         ruleset=scan.ruleset,
-        # The seam for the canonical tree digest another change adds to scans.
-        tree_sha256=getattr(scan, "tree_sha256", None),
+        tree_sha256=scan.tree_sha256,
         message=message,
     )
     s.add(decision)
@@ -207,9 +215,12 @@ def record(
             "message": message,
         },
     }
+    promotions = []
+    if action == "approve":
+        promotions.append(cdn_promote.request(s, submission, scan, decision).id)
     delivery = enqueue_event(s, submission, event, data)
     s.flush()
-    return Outcome(decision.id, to.value, [delivery.id] if delivery else [])
+    return Outcome(decision.id, to.value, [delivery.id] if delivery else [], promotions)
 
 
 def rescan(svc: Services, submission_id: str, actor: Actor) -> str:
@@ -244,29 +255,41 @@ def rescan(svc: Services, submission_id: str, actor: Actor) -> str:
 
 
 def yank(svc: Services, submission_id: str, actor: Actor, why: str) -> Outcome:
-    """An admin withdraws an approval: the submission is rejected and the registry told."""
+    """An admin withdraws an approved or promoted version (see service.cdn.yank)."""
     if not actor.is_admin:
-        raise DecisionError("only admins may yank an approved version")
-    why = why.strip()[:MAX_MESSAGE]
-    if not why:
-        raise InvalidDecisionError("say why the approval is withdrawn")
-    with svc.session() as s:
-        submission = s.get(Submission, submission_id, with_for_update=True)
-        if submission is None:
-            raise NotFoundError("no such submission")
-        if submission.status != SubmissionStatus.APPROVED:
-            raise DecisionError("only an approved, not yet promoted, version can be yanked")
-        scan = latest_scan(s, submission_id)
-        assert scan is not None
-        outcome = record(s, submission, scan, actor.label, "reject", [], why, actor)
-        audit(s, actor.label, "decision.yank", "submission", submission_id, {"why": why})
-    dispatch(svc, outcome.deliveries)
-    return outcome
+        raise DecisionError("only admins may yank a version")
+    try:
+        done = cdn_yank.yank(svc, submission_id, actor.label, why, actor.user_id)
+    except cdn_yank.YankError as exc:
+        raise _as_decision_error(exc) from None
+    return Outcome(done.decision_id, done.status, done.deliveries)
 
 
-def dispatch(svc: Services, deliveries: list[int]) -> None:
+def unyank(svc: Services, submission_id: str, actor: Actor, why: str) -> Outcome:
+    """An admin brings a yanked version back (explicit and audited)."""
+    if not actor.is_admin:
+        raise DecisionError("only admins may un-yank a version")
+    try:
+        done = cdn_yank.unyank(svc, submission_id, actor.label, why, actor.user_id)
+    except cdn_yank.YankError as exc:
+        raise _as_decision_error(exc) from None
+    return Outcome(done.decision_id, done.status, done.deliveries)
+
+
+def _as_decision_error(exc: cdn_yank.YankError) -> DecisionError:
+    error = DecisionError(str(exc))
+    error.status, error.code = exc.status, exc.code
+    return error
+
+
+def dispatch(svc: Services, deliveries: Sequence[int], promotions: Sequence[int] = ()) -> None:
     for delivery_id in deliveries:
         try:
             svc.jobs.deliver(delivery_id)
         except Exception as exc:  # the sweeper delivers it once the lease runs out
             log.warning("callback %d not dispatched now: %s", delivery_id, exc)
+    for promotion_id in promotions:
+        try:
+            svc.jobs.promote(promotion_id)
+        except Exception as exc:  # the sweeper promotes it once the broker answers
+            log.warning("promotion %d not dispatched now: %s", promotion_id, exc)

@@ -18,10 +18,13 @@ from scanner.findings import Severity
 from scanner.rulebook import load_rulebook
 from scanner.ruleset import ruleset_hash
 from service.blobs import BlobNotFoundError
+from service.cdn.paths import file_key, manifest_key, version_prefix
+from service.cdn.purge import url_of
 from service.models import (
     Artifact,
     Decision,
     FindingRecord,
+    Promotion,
     Publisher,
     ReviewItem,
     Scan,
@@ -69,6 +72,9 @@ class Detail:
     files: dict[str, str] = field(default_factory=dict)
     # plugin.json as the bundle declared it (every value is the publisher's text).
     manifest: dict[str, Any] | None = None
+    # Where the version is on the CDN (or why not), and what a retro-scan made of it.
+    promotion: dict[str, Any] | None = None
+    retro: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +99,8 @@ class Detail:
             "history": self.history,
             "auto_approval": self.auto_approval,
             "manifest": self.manifest,
+            "promotion": self.promotion,
+            "retro": self.retro,
         }
 
 
@@ -141,6 +149,14 @@ def load(svc: Services, s: Session, submission_id: str, viewer_id: int | None) -
         }
         detail.submission["due_at"] = iso(item.due_at)
         detail.submission["due_overridden"] = item.due_overridden
+        if item.retro_state is not None:
+            detail.retro = {
+                "state": item.retro_state,
+                "at": iso(item.retro_at),
+                "scan_id": item.retro_scan_id,
+                "delta": item.retro_delta,
+            }
+    detail.promotion = _promotion(svc, s, sub.id)
     if scan is None:
         return detail
     report = scan.report or {}
@@ -182,6 +198,29 @@ def load(svc: Services, s: Session, submission_id: str, viewer_id: int | None) -
             s, sub, scan, facts, report
         ).to_dict()
     return detail
+
+
+def _promotion(svc: Services, s: Session, submission_id: str) -> dict[str, Any] | None:
+    p = s.scalar(select(Promotion).where(Promotion.submission_id == submission_id))
+    if p is None:
+        return None
+    settings = svc.settings
+    return {
+        "state": p.state,
+        "in_sync": p.store_synced,
+        "published_at": iso(p.published_at),
+        "yanked_at": iso(p.yanked_at),
+        "yank_reason": p.yank_reason,
+        "yanked_by": p.yanked_by,
+        "error": p.error,
+        "hits": p.hits,
+        "files": len([f for f in (p.files or []) if "integrity" in f]),
+        "base_url": url_of(settings, version_prefix(p.plugin_name, p.plugin_version)) + "/",
+        "manifest_url": url_of(settings, manifest_key(p.plugin_name, p.plugin_version)),
+        "entry_url": url_of(settings, file_key(p.plugin_name, p.plugin_version, p.entry))
+        if p.entry
+        else None,
+    }
 
 
 def _fill_findings(

@@ -28,6 +28,9 @@ from service.review.due import add_working_hours, end_of_day
 
 APPROVED = (SubmissionStatus.APPROVED.value, SubmissionStatus.PROMOTED.value)
 DUE_VIEWS = ("2d", "today", "overdue", "all")
+# Not a submission status: promoted versions a retro-scan judged worse, waiting for a
+# person (with the delta and a pre-filled yank), however old their own review was.
+RETRO = "retro"
 PAGE_SIZE = 50
 MAX_REASONS = 5
 
@@ -49,7 +52,7 @@ class QueueFilter:
             page = max(1, min(10_000, int(args.get("page") or 1)))
         except ValueError:
             page = 1
-        statuses = {s.value for s in SubmissionStatus}
+        statuses = {s.value for s in SubmissionStatus} | {RETRO}
         status = args.get("status") or SubmissionStatus.AWAITING_REVIEW.value
         return cls(
             status=status if status in statuses else SubmissionStatus.AWAITING_REVIEW.value,
@@ -93,6 +96,7 @@ class QueueRow:
     status: str
     claimed_by: str | None
     claim_expires_at: datetime | None
+    retro_state: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from service.models import iso
@@ -114,6 +118,7 @@ class QueueRow:
             "first_version": self.first_version,
             "claimed_by": self.claimed_by,
             "claim_expires_at": iso(self.claim_expires_at),
+            "retro_state": self.retro_state,
         }
 
 
@@ -136,8 +141,14 @@ def due_bound(view: str, now: datetime) -> datetime | None:
     return None
 
 
+def _by_status(query: Any, status: str) -> Any:
+    if status == RETRO:
+        return query.where(ReviewItem.retro_state == "flagged")
+    return query.where(ReviewItem.status == status)
+
+
 def _filtered(query: Any, f: QueueFilter, now: datetime) -> Any:
-    query = query.where(ReviewItem.status == f.status)
+    query = _by_status(query, f.status)
     if f.verdict:
         query = query.where(ReviewItem.verdict == f.verdict)
     if f.category:
@@ -151,7 +162,7 @@ def _filtered(query: Any, f: QueueFilter, now: datetime) -> Any:
     if f.plugin:
         query = query.where(ReviewItem.plugin_name == f.plugin)
     bound = due_bound(f.due, now)
-    if bound is not None:
+    if bound is not None and f.status != RETRO:  # a flag is due now, whatever the date
         query = query.where(ReviewItem.due_at <= bound)
     return query
 
@@ -165,7 +176,13 @@ def list_queue(session: Session, f: QueueFilter, now: datetime | None = None) ->
         .outerjoin(holder, holder.id == ReviewItem.claimed_by),
         f,
         now,
-    ).order_by(ReviewItem.due_at, ReviewItem.risk_score.desc(), ReviewItem.submitted_at)
+    ).order_by(
+        *(
+            (ReviewItem.retro_at,)
+            if f.status == RETRO
+            else (ReviewItem.due_at, ReviewItem.risk_score.desc(), ReviewItem.submitted_at)
+        )
+    )
     rows = []
     for item, publisher, holder_name in session.execute(
         query.limit(PAGE_SIZE).offset((f.page - 1) * PAGE_SIZE)
@@ -192,6 +209,7 @@ def list_queue(session: Session, f: QueueFilter, now: datetime | None = None) ->
                 status=item.status,
                 claimed_by=holder_name if live else None,
                 claim_expires_at=until if live else None,
+                retro_state=item.retro_state,
             )
         )
     total = int(session.scalar(_filtered(select(func.count()), f, now)) or 0)
@@ -203,7 +221,7 @@ def list_queue(session: Session, f: QueueFilter, now: datetime | None = None) ->
 def queue_counts(session: Session, status: str, now: datetime) -> dict[str, int]:
     """How many are waiting, by verdict, and how many are overdue or due today."""
     counts: dict[str, int] = {"total": 0}
-    base = select(ReviewItem.verdict, func.count()).where(ReviewItem.status == status)
+    base = _by_status(select(ReviewItem.verdict, func.count()), status)
     for verdict, n in session.execute(base.group_by(ReviewItem.verdict)):
         counts[f"verdict:{verdict or 'none'}"] = n
         counts["total"] += n
@@ -211,10 +229,13 @@ def queue_counts(session: Session, status: str, now: datetime) -> dict[str, int]
         bound = due_bound(view, now)
         counts[f"due:{view}"] = int(
             session.scalar(
-                select(func.count()).where(ReviewItem.status == status, ReviewItem.due_at <= bound)
+                _by_status(select(func.count()), status).where(ReviewItem.due_at <= bound)
             )
             or 0
         )
+    counts[RETRO] = int(
+        session.scalar(select(func.count()).where(ReviewItem.retro_state == "flagged")) or 0
+    )
     return counts
 
 

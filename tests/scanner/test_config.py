@@ -37,7 +37,9 @@ def test_bad_values_are_named() -> None:
         Settings.from_env({"GATEHOUSE_ARCHIVE_MAX_FILES": "many"})
 
 
-@pytest.mark.parametrize("name", ["WEB_PROCESSES", "WEB_THREADS", "WORKER_PROCESSES"])
+@pytest.mark.parametrize(
+    "name", ["WEB_PROCESSES", "WEB_THREADS", "WORKER_PROCESSES", "RETRO_CONCURRENCY"]
+)
 def test_process_and_thread_counts_must_be_positive(name: str) -> None:
     with pytest.raises(SettingsError, match=f"GATEHOUSE_{name} must be at least 1"):
         Settings.from_env({f"GATEHOUSE_{name}": "0"})
@@ -53,3 +55,14 @@ def test_the_intake_budget_comes_from_the_environment_and_is_checked() -> None:
         Settings.from_env({"GATEHOUSE_ARCHIVE_MAX_SECONDS": "0"})
     with pytest.raises(SettingsError, match="GATEHOUSE_ARCHIVE_MAX_MEMORY_BYTES"):
         Settings.from_env({"GATEHOUSE_ARCHIVE_MAX_MEMORY_BYTES": "1000000"})
+
+
+def test_purge_hooks_need_their_signing_secret() -> None:
+    with pytest.raises(SettingsError, match="GATEHOUSE_CDN_PURGE_SECRET"):
+        Settings.from_env({"GATEHOUSE_CDN_PURGE_URLS": "https://cdn.example/purge"})
+    settings = Settings.from_env(
+        {"GATEHOUSE_CDN_PURGE_URLS": "https://a/p https://b/p", "GATEHOUSE_CDN_PURGE_SECRET": "x"}
+    )
+    assert settings.cdn_purge_url_list == ("https://a/p", "https://b/p")
+    assert Settings(listen="0.0.0.0:9000").cdn_public_url == "http://0.0.0.0:9000/cdn"
+    assert Settings(cdn_base_url="https://cdn.example/x/").cdn_public_url == "https://cdn.example/x"

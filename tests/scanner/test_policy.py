@@ -103,3 +103,20 @@ def _base() -> dict[str, Any]:
         "stage_status": {"error": "review", "timeout": "review", "skipped": "review"},
         "category": {"coverage": {"min": "review"}},
     }
+
+
+def test_the_kill_switch_is_the_policys_and_off_unless_it_says() -> None:
+    ks = POLICY.kill_switch
+    assert ks.triggers("malware", "critical") and ks.triggers("exfiltration", "critical")
+    assert not ks.triggers("malware", "high") and not ks.triggers("obfuscation", "critical")
+    assert not ks.triggers("no-such-category", "critical")
+    base = {
+        "severity": {s.label: "pass" for s in Severity},
+        "stage_status": {"error": "review", "timeout": "review", "skipped": "review"},
+        "category": {"coverage": {"min": "review"}},
+    }
+    assert not Policy.from_dict(base).kill_switch.triggers("malware", "critical")
+    off = Policy.from_dict({**base, "kill_switch": {"enabled": False, "categories": ["malware"]}})
+    assert not off.kill_switch.triggers("malware", "critical")
+    with pytest.raises(PolicyError):
+        Policy.from_dict({**base, "kill_switch": {"enabled": True, "categories": ["nope"]}})

@@ -22,6 +22,7 @@ from scanner.findings import Category, Finding, Severity, StageResult
 from scanner.workspace import Workspace
 from service import callbacks, orchestration
 from service.blobs import LocalBlobStore
+from service.cdn import sync as cdn_sync
 from service.db import migrate
 from service.jobs import QUEUES, queue_of
 from service.orchestration import StageRegistry
@@ -74,7 +75,11 @@ FAKE_FACTORIES = (MarkerStage.from_settings, CountingStage.from_settings)
 
 @dataclass
 class InlineJobQueue:
-    """Runs each job at once, in this process; ``hold`` keeps jobs back to test recovery."""
+    """Runs each job at once, in this process; ``hold`` keeps jobs back to test recovery.
+
+    Promotions to the CDN are kept back too unless ``cdn`` is set: the desk's tests see a
+    decision's own effect (``approved``), the CDN's tests the whole way to ``promoted``.
+    """
 
     svc: Services | None = None
     registry: StageRegistry = field(default_factory=lambda: StageRegistry(FAKE_FACTORIES))
@@ -82,6 +87,9 @@ class InlineJobQueue:
     held: list[tuple[str, Any]] = field(default_factory=list)
     identity: str | None = None  # what broker_identity() answers
     urgent: list[str] = field(default_factory=list)
+    cdn: bool = False
+    # Scans whose stages were sent as background (retro) work.
+    background: list[str] = field(default_factory=list)
 
     def start_scan(self, scan_id: str, urgent: bool = False) -> None:
         if urgent:
@@ -92,16 +100,33 @@ class InlineJobQueue:
         assert self.svc is not None
         orchestration.start_scan(self.svc, scan_id, self.registry)
 
-    def run_stages(self, scan_id: str, stages: Sequence[str], urgent: bool = False) -> None:
+    def run_stages(
+        self, scan_id: str, stages: Sequence[str], urgent: bool = False, background: bool = False
+    ) -> None:
         if urgent:
             self.urgent.append(scan_id)
+        if background:
+            self.background.append(scan_id)
         if self.hold:
             for name in stages:
-                self.held.append(("stages", (scan_id, (name,)), queue_of(name, urgent)))
+                self.held.append(("stages", (scan_id, (name,)), queue_of(name, urgent, background)))
             return
         assert self.svc is not None
         for name in stages:
             orchestration.run_stage(self.svc, scan_id, name, self.registry)
+
+    def start_retro(self, scan_id: str) -> None:
+        if self.hold:
+            self.held.append(("retro", scan_id, "retro"))
+            return
+        self.start_scan(scan_id)
+
+    def promote(self, promotion_id: int) -> None:
+        if self.hold or not self.cdn:
+            self.held.append(("promote", promotion_id, "cdn"))
+            return
+        assert self.svc is not None
+        cdn_sync.sync(self.svc, promotion_id)
 
     def deliver(self, delivery_id: int) -> None:
         if self.hold:

@@ -19,7 +19,7 @@ from scanner.config import Settings
 from service import heartbeats
 from service.models import StageRun, WorkerHeartbeat, utcnow
 from service.services import Services
-from tests.service.conftest import post_submission, zip_bytes
+from tests.service.conftest import post_submission, submission_fields, zip_bytes
 
 
 def test_healthz_answers_without_dependencies(client: FlaskClient) -> None:
@@ -118,7 +118,8 @@ def test_metrics_follow_prometheus_conventions_by_its_own_parser(
     client: FlaskClient, svc: Services
 ) -> None:
     for n in range(3):
-        post_submission(client, bundle=zip_bytes({"a.js": "EVIL" * (n + 1)}))
+        fields = submission_fields(version=f"1.0.{n}")
+        post_submission(client, fields=fields, bundle=zip_bytes({"a.js": "EVIL" * (n + 1)}))
     with svc.session() as s:  # one slow run, to land in a higher bucket
         s.execute(update(StageRun).where(StageRun.stage == "marker").values(duration_ms=12_000))
     response = client.get("/metrics")

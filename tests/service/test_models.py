@@ -52,6 +52,7 @@ def _advisory_tables_as_of_a0001(engine: Engine) -> None:
     """The advisory tables as the first revision made them (before import warnings)."""
     AdvisoryBase.metadata.create_all(engine)
     with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE advisory_sources DROP COLUMN digest"))
         conn.execute(text("ALTER TABLE advisory_sources DROP COLUMN warnings"))
         conn.execute(text("ALTER TABLE advisory_sources DROP COLUMN warning_count"))
 
@@ -80,7 +81,7 @@ def test_a_database_migrated_before_the_split_keeps_upgrading(tmp_path: Path) ->
     with engine.connect() as conn:
         advisory = conn.scalar(text("SELECT version_num FROM alembic_version_advisories"))
     assert ADVISORY_VERSION_TABLE == "alembic_version_advisories"
-    assert advisory == "a0002"  # adopted at a0001, then upgraded
+    assert advisory == "a0003"  # adopted at a0001, then upgraded
 
 
 def _service_chain_up_to(engine: Engine, revision: str) -> None:

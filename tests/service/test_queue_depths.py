@@ -50,4 +50,6 @@ def test_depths_count_every_queue_even_after_a_missing_one(broker: str) -> None:
         "preflight.scan": 0,
         "preflight.av": 1,
         "preflight.browser": 0,
+        "cdn": 0,
+        "retro": 0,
     }

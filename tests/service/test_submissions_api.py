@@ -79,8 +79,29 @@ def test_same_name_version_and_bytes_under_a_new_id_is_the_same_submission(
     first = post_submission(client, bundle=zip_bytes())
     again = post_submission(client, bundle=zip_bytes())
     assert again.get_json()["id"] == first.get_json()["id"]
-    other = post_submission(client, bundle=zip_bytes({"extra.txt": "x"}))
-    assert other.get_json()["id"] != first.get_json()["id"]
+    newer = post_submission(
+        client, fields=submission_fields(version="1.0.1"), bundle=zip_bytes({"extra.txt": "x"})
+    )
+    assert newer.status_code == 202 and newer.get_json()["id"] != first.get_json()["id"]
+
+
+@pytest.mark.parametrize("publisher", ["pub-1", "pub-2"])
+def test_a_version_is_immutable_other_bytes_are_409_from_anyone(
+    client: FlaskClient, svc: Services, publisher: str
+) -> None:
+    """npm's rule: demo@1.0.0 means one set of bytes forever, whoever sends other ones."""
+    first = post_submission(client, bundle=zip_bytes())
+    before = counts(svc)
+    other = post_submission(
+        client,
+        fields=submission_fields(publisher_id=publisher),
+        bundle=zip_bytes({"dist/bundle.js": "steal()"}),
+    )
+    assert other.status_code == 409, other.get_data(as_text=True)
+    problem = other.get_json()
+    assert problem["type"].endswith("version-exists") and problem["errors"][0]["field"] == "version"
+    assert counts(svc) == before  # nothing written, no bytes stored under a name
+    assert post_submission(client, bundle=zip_bytes()).get_json()["id"] == first.get_json()["id"]
 
 
 def test_bundle_bytes_are_stored_once(client: FlaskClient, svc: Services) -> None:
@@ -122,7 +143,9 @@ def test_rotated_secrets_are_both_accepted(client: FlaskClient, svc: Services) -
     svc.settings = replace(svc.settings, webhook_secrets=f"{new} {SECRET}")
     c = app.test_client()
     assert post_submission(c, bundle=zip_bytes(), secret=new).status_code == 202
-    assert post_submission(c, bundle=zip_bytes({"a": "b"}), secret=SECRET).status_code == 202
+    other = zip_bytes({"a": "b"})
+    fields = submission_fields(version="1.0.1")
+    assert post_submission(c, fields=fields, bundle=other, secret=SECRET).status_code == 202
 
 
 def _signed(client: FlaskClient, body: bytes, ctype: str, msg_id: str = "msg_x") -> TestResponse:

@@ -54,6 +54,9 @@ def _publishers(svc: Services) -> list[str]:
         ("webhook_secrets", "whsec_not*base64"),
         ("webhook_secrets", f"{SECRET} whsec_"),
         ("callback_secret", "whsec_"),
+        ("cdn_purge_secret", "whsec_short"),
+        ("cdn_signing_key", "not-a-seed"),
+        ("cdn_signing_key", base64.b64encode(b"sixteen bytes!!!").decode()),
     ],
 )
 def test_unusable_secrets_stop_the_app_at_start(svc: Services, variable: str, value: str) -> None:
@@ -268,7 +271,9 @@ def test_a_read_token_tied_to_a_publisher_reads_only_its_submissions(
         client, fields=submission_fields(publisher_id="acme"), bundle=zip_bytes()
     )
     theirs = post_submission(
-        client, fields=submission_fields(publisher_id="other"), bundle=zip_bytes({"o": "1"})
+        client,
+        fields=submission_fields(publisher_id="other", name="theirs"),
+        bundle=zip_bytes({"o": "1"}),
     )
     auth = {"Authorization": f"Bearer {_publisher_token(svc, 'ACME')}"}
     ok = client.get(f"/api/v1/submissions/{mine.get_json()['id']}", headers=auth)

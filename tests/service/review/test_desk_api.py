@@ -178,4 +178,4 @@ def test_the_admin_endpoints_for_findings_due_dates_yank_and_reasons(
         == 403
     )
     yanked = client.post(f"/api/v1/submissions/{sid}/yank", json=yank, headers=auth(root))
-    assert yanked.status_code == 201 and yanked.get_json()["status"] == "rejected"
+    assert yanked.status_code == 201 and yanked.get_json()["status"] == "yanked"

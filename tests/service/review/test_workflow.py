@@ -227,8 +227,10 @@ def test_an_admin_may_yank_an_approval_and_a_reviewer_may_not(
     with pytest.raises(decisions.DecisionError):
         decisions.yank(svc, sid, alice, "oops")
     decisions.yank(svc, sid, admin, "a maintainer account was taken over")
-    assert status_of(svc, sid) == "rejected"
-    assert events(svc, sid)[-1]["type"] == "submission.rejected"
+    assert status_of(svc, sid) == "yanked"
+    last = events(svc, sid)[-1]
+    assert last["type"] == "submission.yanked"
+    assert last["data"]["reason"] == "a maintainer account was taken over"  # type: ignore[index]
 
 
 def test_marks_give_each_rule_a_precision_and_flag_the_weak_ones(
