@@ -7,6 +7,7 @@ the scanner never needs the service's models to bring its own tables up to date.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import threading
 import zlib
@@ -70,6 +71,25 @@ _upgraded: set[tuple[str, str]] = set()
 _upgrade_lock = threading.Lock()
 
 
+@contextmanager
+def sqlite_file_lock(engine: Engine, purpose: str) -> Iterator[None]:
+    """Held by one process at a time for a SQLite database file; a no-op on other backends.
+
+    SQLite runs DDL outside a transaction under pysqlite, so two processes starting on a
+    fresh file would both create the same tables; a lock file beside the database orders them.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with Path(f"{database}.{purpose}-lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def upgrade_schema(
     engine: Engine,
     script_location: Path,
@@ -90,7 +110,7 @@ def upgrade_schema(
 
         config = Config()
         config.set_main_option("script_location", str(script_location))
-        with engine.begin() as connection:
+        with sqlite_file_lock(engine, "migrate"), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Web and worker processes start together: one migrates, the others wait.
                 lock_id = zlib.crc32(version_table.encode())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import threading
@@ -11,7 +10,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import islice
-from pathlib import Path
 
 from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.orm import Session
@@ -20,7 +18,7 @@ from scanner.advisories.feeds import RETIRE_ECOSYSTEM, Detector, Feed, normalise
 from scanner.advisories.migrations import migrate_advisories
 from scanner.advisories.models import Advisory, AdvisorySource, AffectedPackage, JsDetector
 from scanner.advisories.versions import NPM, PYPI, AffectedRange, unreadable_bounds
-from scanner.db import session_scope
+from scanner.db import session_scope, sqlite_file_lock
 
 LOOKUP_CHUNK = 500
 STALE_AFTER_DAYS = 7
@@ -113,16 +111,8 @@ class AdvisoryStore:
                             text("SELECT pg_advisory_unlock(:id)"), {"id": _IMPORT_LOCK_ID}
                         )
                 return
-            database = self.engine.url.database
-            if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            with sqlite_file_lock(self.engine, "import"):
                 yield
-                return
-            with Path(f"{database}.import-lock").open("a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def import_feed(self, feed: Feed) -> int:
         """Replace everything from this feed's source in one transaction; returns advisories."""

@@ -289,11 +289,11 @@ def _race(url: str) -> tuple[list[str], int]:
         )
         for _ in range(3)
     ]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
+    # Every child is waited for before any assertion, so a failure leaks no pipe.
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-2000:]
-        results.append(out.strip())
+    results = [out.strip() for out, _ in outputs]
     engine = make_engine(url)
     count = sum(s.advisories for s in AdvisoryStore(engine).status())
     engine.dispose()
