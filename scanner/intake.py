@@ -129,6 +129,9 @@ def nested_archives(dest: Path, files: list[UnpackedFile]) -> list[str]:
 # ---------------------------------------------------------------- names
 
 
+_MARKUP = frozenset("<>\"'`")
+
+
 def normalise_member_name(raw: str, limits: ArchiveLimits) -> str:
     """Return the safe relative posix path of a member, or raise."""
     if "\x00" in raw:
@@ -148,6 +151,12 @@ def normalise_member_name(raw: str, limits: ArchiveLimits) -> str:
     if "\\" in raw:
         raise ArchiveViolation(
             "archive-invalid-name", "member name uses a backslash (a Windows separator)", raw
+        )
+    if any(c in _MARKUP for c in raw):
+        # A name is shown in the desk, reports, SARIF and terminals; markup and quote
+        # characters in it serve no bundle and only help injection where escaping slips.
+        raise ArchiveViolation(
+            "archive-invalid-name", "member name contains markup or quote characters", raw
         )
     if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":" and raw[0].isalpha()):
         raise ArchiveViolation("archive-absolute-path", f"absolute member path {raw!r}", raw)

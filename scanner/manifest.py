@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
+
+from publicsuffixlist import PublicSuffixList
 
 from scanner import semver
 from scanner.findings import Category, Severity
@@ -393,6 +396,17 @@ def _parse_origin(c: _Collector, where: str, item: str) -> Origin | None:
     if "*" in host and not (host.startswith("*.") and "*" not in host[2:] and host.count(".") >= 2):
         c.error(where, f"{item!r}: a wildcard may only stand for a subdomain, as in *.example.com")
         return None
+    if host.endswith("."):
+        # "api.example.com." is another origin to the browser than the name without the dot.
+        c.error(where, f"{item!r}: write the host without a trailing dot")
+        return None
+    if host.startswith("*.") and _is_public_suffix(host[2:]):
+        c.error(
+            where,
+            f"{item!r}: {host[2:]} is a public suffix, so the wildcard would grant every"
+            " site registered under it, anyone's",
+        )
+        return None
     if scheme in ("http", "ws") and host not in ("localhost", "127.0.0.1"):
         c.overbroad(
             where, f"{item!r} is unencrypted: traffic can be read and altered", Severity.MEDIUM
@@ -400,6 +414,15 @@ def _parse_origin(c: _Collector, where: str, item: str) -> Origin | None:
     if host.startswith("*."):
         c.overbroad(where, f"{item!r} grants every subdomain of {host[2:]}", Severity.LOW)
     return Origin(scheme, host, port)
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # the ICANN and private sections: github.io counts too
+
+
+def _is_public_suffix(host: str) -> bool:
+    return bool(_public_suffixes().is_public(host))
 
 
 def _judge_breadth(c: _Collector, caps: Capabilities) -> None:

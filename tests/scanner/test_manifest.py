@@ -52,6 +52,10 @@ def test_valid_manifest_parses_with_declared_capabilities() -> None:
             "capabilities.network[1]:",
         ),
         ({"capabilities": {"network": ["https://api.example/path"]}}, "capabilities.network[0]:"),
+        ({"capabilities": {"network": ["https://api.example.com."]}}, "capabilities.network[0]:"),
+        # A wildcard over a public suffix would grant anyone's site: ICANN and private.
+        ({"capabilities": {"network": ["https://*.co.uk"]}}, "capabilities.network[0]:"),
+        ({"capabilities": {"network": ["https://*.github.io"]}}, "capabilities.network[0]:"),
         ({"capabilities": {"storage": "yes"}}, "capabilities.storage:"),
         ({"capabilities": {"dom": "everything"}}, "capabilities.dom:"),
         ({"capabilities": {"telepathy": True}}, "capabilities.telepathy:"),
@@ -85,6 +89,7 @@ def test_non_object_is_fatal() -> None:
         ({"network": ["https://*"]}, Severity.HIGH),
         ({"network": ["http://api.example.com"]}, Severity.MEDIUM),
         ({"network": ["https://*.example.com"]}, Severity.LOW),
+        ({"network": ["https://*.example.co.uk"]}, Severity.LOW),
         ({"network": ["https://api.example.com"], "dom": "document"}, Severity.HIGH),
         ({"network": ["https://api.example.com"], "cookies": True}, Severity.MEDIUM),
     ],
