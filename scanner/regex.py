@@ -206,3 +206,69 @@ def _chain(atom: str, low: int, high: int | None, lazy: str) -> str:
         parts.append(f"{atom}{{0,{step}}}{lazy}")
         spare -= step
     return "".join(parts)
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<backref>\\[1-9][0-9]?)
+  | (?P<escape>\\.)
+  | (?P<cls>\[\^?\]?(?:\\.|[^\]\\])*\])
+  | (?P<look>\(\?<?[=!])
+  | (?P<named>\(\?P?<[A-Za-z_][A-Za-z0-9_]*>)
+  | (?P<group>\(\?)
+  | (?P<capture>\()
+  | (?P<close>\))
+  | (?P<other>[^\\\[()]+|.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_MAX_RELAX_DEPTH = 4
+
+
+def relax(pattern: str) -> str | None:
+    """A pattern RE2 can run that matches everything ``pattern`` matches, or None.
+
+    Lookarounds are dropped and each backreference becomes the body of its group: the
+    language only grows, so a detector relaxed this way still finds its library, at worst
+    on a little more text. None when there is nothing to relax or the pattern is malformed.
+    """
+    tokens = [(m.lastgroup or "other", m.group()) for m in _TOKEN.finditer(pattern)]
+    closing: dict[int, int] = {}
+    groups: dict[int, int] = {}  # group number -> index of its opening token
+    stack: list[int] = []
+    for i, (kind, _) in enumerate(tokens):
+        if kind in ("look", "named", "group", "capture"):
+            if kind in ("named", "capture"):
+                groups[len(groups) + 1] = i
+            stack.append(i)
+        elif kind == "close":
+            if not stack:
+                return None
+            closing[stack.pop()] = i
+    if stack or not any(kind in ("look", "backref") for kind, _ in tokens):
+        return None
+
+    def render(start: int, end: int, depth: int, plain: bool) -> str | None:
+        out: list[str] = []
+        i = start
+        while i < end:
+            kind, text = tokens[i]
+            if kind == "look":
+                i = closing[i] + 1
+                continue
+            if kind == "backref":
+                opener = groups.get(int(text[1:]))
+                if opener is None or depth >= _MAX_RELAX_DEPTH:
+                    return None
+                body = render(opener + 1, closing[opener], depth + 1, True)
+                if body is None:
+                    return None
+                out.append(f"(?:{body})")
+            elif plain and kind in ("named", "capture"):
+                out.append("(?:")  # a copied group must not shift the numbers after it
+            else:
+                out.append(text)
+            i += 1
+        return "".join(out)
+
+    return render(0, len(tokens), 0, False)

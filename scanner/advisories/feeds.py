@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from scanner.advisories.versions import NPM, PYPI, AffectedRange
-from scanner.regex import Regex, RegexRefusedError, compile_translated
+from scanner.regex import Regex, RegexRefusedError, compile_translated, relax
 
 RETIRE_ECOSYSTEM = "retirejs"  # libraries vendored into a bundle, by RetireJS library key
 BACKDOOR_ECOSYSTEM = "retirejs-backdoored"
@@ -71,13 +71,19 @@ class Feed:
 
 
 def detector_regex(d: Detector) -> Regex[bytes]:
-    """A RetireJS pattern on RE2, translated where that keeps its meaning; raises
-    RegexRefusedError for one that cannot be (backreferences, lookarounds)."""
+    """A RetireJS pattern on RE2, translated where that keeps its meaning, else relaxed
+    (lookarounds dropped, backreferences as their group's body: it still finds its library);
+    raises RegexRefusedError for one that can be neither."""
     digest = hashlib.sha1(d.pattern.encode(), usedforsecurity=False).hexdigest()[:8]
-    return compile_translated(
-        d.pattern.replace(VERSION_TOKEN, VERSION_PATTERN),
-        rule=f"retirejs:{d.library}:{d.kind}:{digest}",
-    )
+    rule = f"retirejs:{d.library}:{d.kind}:{digest}"
+    pattern = d.pattern.replace(VERSION_TOKEN, VERSION_PATTERN)
+    try:
+        return compile_translated(pattern, rule=rule)
+    except RegexRefusedError:
+        relaxed = relax(pattern)
+        if relaxed is None:
+            raise
+        return compile_translated(relaxed, rule=f"{rule}:relaxed")
 
 
 def unusable_detectors(detectors: Iterable[Detector]) -> list[str]:

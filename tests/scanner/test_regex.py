@@ -15,7 +15,7 @@ import scanner.js.network
 import scanner.js.page
 import scanner.runtime
 import scanner.stages.directives  # noqa: F401 - registers their patterns
-from scanner.advisories.feeds import Detector, detector_regex, read_feed
+from scanner.advisories.feeds import Detector, detector_regex, read_feed, unusable_detectors
 from scanner.deps.vendored import VendoredLibraries
 from scanner.js.engine import ANALYZERS
 from scanner.js.rules import RuleError, compile_rules, load_rules
@@ -25,6 +25,7 @@ from scanner.regex import (
     compile_linear,
     compile_translated,
     expand_repetitions,
+    relax,
 )
 from scanner.stages.secrets import SecretsRuleError, SecretsStage, load_patterns
 from tests.conftest import workspace_of
@@ -172,19 +173,42 @@ def test_one_megabyte_of_sk_dash_on_the_openai_rule() -> None:
     )
 
 
-def test_unusable_retirejs_patterns_are_warned_at_import() -> None:
-    feed = read_feed(RULES / "advisories" / "retirejs-jsrepository-v4.json")
-    assert any(w.startswith("jquery filecontent pattern unusable") for w in feed.warnings)
-    assert all("RE2 cannot run it" in w for w in feed.warnings)
+def test_retirejs_backreferences_and_lookarounds_are_relaxed_not_dropped() -> None:
+    # jQuery's and lodash's patterns use a backreference and a lookbehind: relaxed to a
+    # larger language RE2 can run, they still find their library.
+    for name in ("retirejs-jsrepository-v4.json", "retirejs-jsrepository-backdoored.json"):
+        assert read_feed(RULES / "advisories" / name).warnings == []
+    backref = Detector("oldlib", "filecontent", r"oldlib v(§§version§§) (.)x\2;")
+    lookbehind = Detector("newlib", "filecontent", r'newlib="(§§version§§)(?<=[0-9]\.[0-9])";')
+    assert detector_regex(backref).search(b"/* oldlib v1.2.3 axa; */") is not None
+    found = detector_regex(lookbehind).search(b'newlib="4.5";')
+    assert found is not None and found.group(1) == b"4.5"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "relaxed"),
+    [
+        (r"a(?!b)c", "ac"),
+        (r"(?<=x)y", "y"),
+        (r"(.)=\1", "(.)=(?:.)"),
+        (r"(?P<n>a(b))\1c", "(?P<n>a(b))(?:a(?:b))c"),  # copied groups shift no numbers
+        (r"[(]\)", None),  # nothing to relax
+        (r"(a\1", None),  # malformed
+        (r"\2(a)", None),  # a backreference to no group
+    ],
+)
+def test_relax_keeps_every_match(pattern: str, relaxed: str | None) -> None:
+    assert relax(pattern) == relaxed
 
 
 def test_an_unusable_pattern_is_a_coverage_gap_where_its_library_may_be(tmp_path: Path) -> None:
-    backref = Detector("oldlib", "filecontent", r"oldlib v(§§version§§) (.)x\2")
-    libs = VendoredLibraries([backref])
+    atomic = Detector("oldlib", "filecontent", r"oldlib v(§§version§§) (?>a)x")
+    libs = VendoredLibraries([atomic])
     ws = workspace_of(
-        tmp_path / "b", {"a.js": b"/* oldlib v1.2.3 axa */", "b.js": b"var unrelated = 1;"}
+        tmp_path / "b", {"a.js": b"/* oldlib v1.2.3 ax */", "b.js": b"var unrelated = 1;"}
     )
     hits, _, gaps = libs.scan_with_gaps(ws)
     assert hits == []
     assert [(g.library, g.path) for g in gaps] == [("oldlib", "a.js")]
+    assert unusable_detectors([atomic]) != []
     assert "RE2 cannot run it" in gaps[0].reason
