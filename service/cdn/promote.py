@@ -113,6 +113,17 @@ def check(s: Session, submission: Submission, scan: Scan) -> Promotion | None:
         raise NotPromotableError(f"{name} belongs to another publisher on the CDN")
     if scan.repack_sha256 is None or scan.tree_sha256 is None:
         raise NotPromotableError("the scan admitted no tree: there is nothing to publish")
+    yanked = s.scalar(
+        select(Promotion).where(
+            Promotion.tree_sha256 == scan.tree_sha256, Promotion.yanked_at.is_not(None)
+        )
+    )
+    if yanked is not None:
+        # A yank withdraws these bytes, under any version: un-yanking is the way back.
+        raise NotPromotableError(
+            f"exactly these files were yanked as {yanked.plugin_name}@{yanked.plugin_version}"
+            f" ({yanked.yank_reason or 'no reason given'}); un-yank that version instead"
+        )
     facts = s.get(ScanFacts, scan.id)
     for row in facts.data.get("files", []) if facts is not None else []:
         if row and row[0] == MANIFEST_NAME:

@@ -64,6 +64,11 @@ def detect(svc: Services, reason: str | None = None) -> int | None:
         last = s.scalar(select(RetroGeneration).order_by(RetroGeneration.id.desc()).limit(1))
         if reason is None:
             if last is not None and (last.ruleset, last.advisories) == (ruleset, advisories):
+                # Nothing changed, but a version approved on older data and published
+                # since this generation was planned has not been judged with it yet.
+                added = _top_up(s, last)
+                if added:
+                    log.info("retro generation %d: %d versions published since", last.id, added)
                 return None
             changed = [] if last is None else _changes(last, ruleset, advisories)
             reason = "+".join(changed) or "first"
@@ -108,8 +113,11 @@ def _latest_scans() -> Any:
     )
 
 
-def _promoted(s: Session) -> list[tuple[str, str, datetime | None, int, str | None, str | None]]:
+def _promoted(
+    s: Session, since: datetime | None = None
+) -> list[tuple[str, str, datetime | None, int, str | None, str | None]]:
     latest = _latest_scans()
+    published = [] if since is None else [Promotion.published_at >= since]
     rows = s.execute(
         select(
             Promotion.submission_id,
@@ -121,7 +129,7 @@ def _promoted(s: Session) -> list[tuple[str, str, datetime | None, int, str | No
         )
         .join(Submission, Submission.id == Promotion.submission_id)
         .outerjoin(latest, and_(latest.c.submission_id == Promotion.submission_id, latest.c.n == 1))
-        .where(Submission.status == SubmissionStatus.PROMOTED)
+        .where(Submission.status == SubmissionStatus.PROMOTED, *published)
     )
     return [tuple(r) for r in rows]
 
@@ -171,6 +179,41 @@ def _plan(s: Session, gen: RetroGeneration) -> int:
             ],
         )
     return len(ids)
+
+
+def _top_up(s: Session, gen: RetroGeneration) -> int:
+    """Plan, at the end of ``gen``, versions published since it began whose newest scan
+    was judged with other rules or advisories (approved before a deployment, promoted
+    after it)."""
+    since = (aware(gen.created_at) or utcnow()) - timedelta(minutes=5)  # several hosts' clocks
+    planned = set(
+        s.scalars(select(RetroItem.submission_id).where(RetroItem.generation_id == gen.id))
+    )
+    stale = [
+        (sid, plugin, at, hits)
+        for sid, plugin, at, hits, ruleset, advisories in _promoted(s, since)
+        if (ruleset, advisories) != (gen.ruleset, gen.advisories) and sid not in planned
+    ]
+    if not stale:
+        return 0
+    rank = s.scalar(select(func.max(RetroItem.rank)).where(RetroItem.generation_id == gen.id))
+    first = (rank if rank is not None else -1) + 1
+    now = utcnow()
+    s.execute(
+        insert(RetroItem),
+        [
+            {
+                "generation_id": gen.id,
+                "submission_id": sid,
+                "rank": first + i,
+                "state": "planned",
+                "planned_at": now,
+            }
+            for i, sid in enumerate(order(stale))
+        ],
+    )
+    gen.planned += len(stale)
+    return len(stale)
 
 
 def tick(svc: Services) -> int:

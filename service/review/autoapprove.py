@@ -62,6 +62,7 @@ def evaluate(
         ("new origins", delta.new_origins),
         ("new dependencies", delta.new_dependencies),
         ("new advisories", delta.new_advisories),
+        ("files of a yanked version", delta.yanked_files),
     ):
         if items:
             blockers.append(f"{label}: {', '.join(items[:10])}")

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scanner.advisories.store import snapshot_identity
 from scanner.ruleset import ruleset_hash
 from service.audit import audit, transition
 from service.callbacks import enqueue_event
@@ -104,6 +105,11 @@ def check_bound(svc: Services, submission: Submission, scan: Scan | None, scan_i
         raise StaleScanError("the scan is not of the submitted bundle's bytes")
     if scan.ruleset != ruleset_hash(svc.settings.rules_dir):
         raise StaleScanError("the rules changed since this scan: rescan it with the current rules")
+    if scan.advisories is None or scan.advisories != snapshot_identity(svc.engine):
+        # An approval stands for "nothing known against it": known as of today's data.
+        raise StaleScanError(
+            "the advisory data changed since this scan: rescan it with the current advisories"
+        )
     return scan
 
 

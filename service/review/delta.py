@@ -34,11 +34,15 @@ def normalise_evidence(evidence: str | None) -> str:
     return NUMBER_RE.sub("0", SHORT_IDENT_RE.sub("_", flat))
 
 
-def finding_key(f: Mapping[str, Any]) -> tuple[str, str, str]:
+def finding_key(f: Mapping[str, Any]) -> tuple[str, str, str, str, str]:
+    # Severity and category belong to the key: the same code found again by a rule now
+    # rated critical malware (or reached by a worse data flow) is new, not routine.
     return (
         str(f.get("rule_id")),
         normalise_path(f.get("path")),
         normalise_evidence(f.get("evidence")),
+        str(f.get("severity")),
+        str(f.get("category")),
     )
 
 
@@ -71,6 +75,9 @@ class Delta:
     new_advisories: list[str] = field(default_factory=list)
     # Facts were not collected for one of the scans (an older scan): files are unknown.
     facts_missing: bool = False
+    # Files with the same bytes as a yanked promotion's (filled by the caller, which can
+    # see the CDN's records): never routine.
+    yanked_files: list[str] = field(default_factory=list)
 
     @property
     def routine(self) -> bool:
@@ -84,6 +91,7 @@ class Delta:
             or self.new_origins
             or self.new_dependencies
             or self.new_advisories
+            or self.yanked_files
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,6 +117,7 @@ class Delta:
             "new_dependencies": self.new_dependencies,
             "removed_dependencies": self.removed_dependencies,
             "new_advisories": self.new_advisories,
+            "yanked_files": self.yanked_files,
         }
 
 
@@ -116,7 +125,7 @@ def new_findings(
     current: Sequence[Mapping[str, Any]], previous: Iterable[Mapping[str, Any]]
 ) -> tuple[list[dict[str, Any]], int]:
     """Findings of ``current`` beyond what ``previous`` had, and how many went away."""
-    before: Counter[tuple[str, str, str]] = Counter()
+    before: Counter[tuple[str, str, str, str, str]] = Counter()
     for f in previous:
         before[finding_key(f)] += multiplicity(f)
     remaining = Counter(before)

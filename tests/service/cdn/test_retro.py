@@ -15,23 +15,28 @@ from scanner.advisories.store import AdvisoryStore
 from scanner.db import session_scope
 from service import orchestration
 from service.cdn import retro
+from service.cdn import sync as cdn_sync
 from service.models import (
     Decision,
+    Promotion,
     RetroGeneration,
     RetroItem,
     ReviewItem,
     Scan,
     ScanKind,
+    Submission,
     User,
     utcnow,
 )
+from service.review import decisions
 from service.review.accounts import Actor
+from service.review.comparison import completed_scan, delta_for
 from service.review.queue import QueueFilter, list_queue
 from service.services import Services
 from service.tokens import create_token
 from tests.service.cdn.conftest import approve, deploy_words, fetch
 from tests.service.conftest import InlineJobQueue
-from tests.service.desk import status_of
+from tests.service.desk import latest_scan_id, status_of, submit
 from workers.celery_app import queue_of
 
 SLEEPER = {"dist/bundle.js": "var P = {mount: function () { /* SLEEPER */ }};"}
@@ -173,3 +178,67 @@ def _bearer(svc: Services) -> dict[str, str]:
         user = s.scalars(select(User).where(User.name == "root")).one()
         _, token = create_token(s, "t", {"review"}, user=user)
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_version_published_after_a_deployment_it_was_approved_before_is_rescanned(
+    client: FlaskClient, svc: Services, admin: Actor, jobs: InlineJobQueue
+) -> None:
+    sid = submit(client, SLEEPER)
+    jobs.hold = True  # the promotion waits in the cdn queue
+    decisions.decide(svc, sid, admin, "approve", scan_id=latest_scan_id(svc, sid))
+    jobs.hold = False
+    orchestration.sweep(svc)  # the first generation: nothing promoted yet
+    deploy_words(svc, "SLEEPER")  # critical malware, deployed while the promotion waits
+    orchestration.sweep(svc)  # the new generation plans nothing: the version is not out
+    with svc.session() as s:
+        promotion = s.scalars(select(Promotion).where(Promotion.submission_id == sid)).one()
+    cdn_sync.sync(svc, promotion.id)
+    assert status_of(svc, sid) == "promoted"
+    orchestration.sweep(svc)  # published since the plan, judged with other rules: planned
+    assert status_of(svc, sid) == "yanked"
+    assert fetch(client, "/cdn/demo/1.0.0/dist/bundle.js").status == 410
+
+
+def test_an_approval_binds_to_the_advisory_data_as_well_as_the_rules(
+    client: FlaskClient, svc: Services, admin: Actor
+) -> None:
+    sid = submit(client, PLAIN)
+    scan_id = latest_scan_id(svc, sid)
+    record = AdvisoryRecord("GHSA-test", (), "high", None, "2026-01-01", None, (), ())
+    AdvisoryStore(svc.engine).import_feed(Feed("test-feed", "osv", [record]))
+    with pytest.raises(decisions.StaleScanError, match="advisory data changed"):
+        decisions.decide(svc, sid, admin, "approve", scan_id=scan_id)
+    decisions.rescan(svc, sid, admin)
+    decisions.decide(svc, sid, admin, "approve", scan_id=latest_scan_id(svc, sid))
+    assert status_of(svc, sid) == "promoted"
+
+
+def test_the_kill_switch_fires_when_a_rule_is_corrected_to_malware(
+    client: FlaskClient, svc: Services, admin: Actor
+) -> None:
+    deploy_words(svc, "SLEEPER:obfuscation:medium")  # today a person looks
+    sid = approve(client, svc, admin, SLEEPER)
+    orchestration.sweep(svc)
+    deploy_words(svc, "SLEEPER:malware:critical")  # the same rule id, now malware
+    orchestration.sweep(svc)
+    assert status_of(svc, sid) == "yanked"
+    delta = _review(svc, sid).retro_delta or {}
+    assert [(f["rule_id"], f["severity"]) for f in delta["new_findings"]] == [
+        ("sleeper-sleeper", "critical")
+    ]
+
+
+def test_the_delta_compares_with_what_was_approved_not_a_later_flagged_rescan(
+    client: FlaskClient, svc: Services, admin: Actor
+) -> None:
+    approve(client, svc, admin, SLEEPER)
+    orchestration.sweep(svc)
+    deploy_words(svc, "SLEEPER:obfuscation:high")
+    orchestration.sweep(svc)  # the promoted version is rescanned and flagged
+    same_code = submit(client, SLEEPER, version="1.0.1")
+    with svc.session() as s:
+        scan = completed_scan(s, same_code)
+        assert scan is not None
+        delta = delta_for(s, s.get_one(Submission, same_code), scan)
+    assert [f["rule_id"] for f in delta.new_findings] == ["sleeper-sleeper"]
+    assert not delta.routine

@@ -17,15 +17,16 @@ from service import orchestration
 from service.cdn import sync as cdn_sync
 from service.cdn.paths import file_key, index_key
 from service.cdn.storage import CdnNotFoundError
-from service.models import AuditEntry, Promotion, User, WebhookDelivery
-from service.review import decisions
+from service.models import AuditEntry, Promotion, Submission, User, WebhookDelivery
+from service.review import autoapprove, decisions
 from service.review.accounts import Actor
+from service.review.comparison import completed_scan, delta_for
 from service.services import Services
 from service.tokens import create_token
 from service.webhooks import new_secret
 from tests.service.cdn.conftest import approve, dsse_payload, fetch
 from tests.service.conftest import InlineJobQueue, post_submission, zip_bytes
-from tests.service.desk import make_user, status_of
+from tests.service.desk import latest_scan_id, make_user, set_trust, status_of, submit
 from tests.service.httpserver import Behaviour, serving
 
 FILES = {"dist/bundle.js": "var P = {mount: function (e) {}};", "dist/a.css": ".a{}"}
@@ -150,3 +151,62 @@ def test_only_an_admin_unyanks_and_the_version_is_published_again(
     with svc.session() as s:
         kinds = [d.event_type for d in s.scalars(select(WebhookDelivery))]
     assert kinds.count("cdn.purge") == 2
+
+
+def test_yanked_bytes_do_not_return_under_the_next_version(
+    client: FlaskClient, svc: Services, admin: Actor
+) -> None:
+    good = approve(client, svc, admin, {"dist/bundle.js": "var P = {mount: function () {}};"})
+    set_trust(svc, "pub-1", "trusted")
+    with session_scope(svc.engine) as s:
+        autoapprove.set_enabled(s, admin, True)
+    evil = {"dist/bundle.js": "var P = {mount: function () { document.title = 'x'; }};"}
+    yanked = submit(client, evil, version="1.0.1")
+    assert status_of(svc, yanked) == "promoted"  # a trusted publisher's routine update
+    decisions.yank(svc, yanked, admin, "skims payment forms")
+
+    again = submit(client, evil, version="1.0.2")
+    assert status_of(svc, again) == "awaiting_review"  # auto-approval declined it
+    with svc.session() as s:
+        declined = s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "auto_approval.declined", AuditEntry.subject_id == again
+            )
+        ).one()
+        scan = completed_scan(s, again)
+        assert scan is not None
+        delta = delta_for(s, s.get_one(Submission, again), scan)
+    assert "files of a yanked version" in json.dumps(declined.data)
+    assert delta.yanked_files == [
+        f"{path} (the same bytes as yanked demo@1.0.1)"
+        for path in ("dist/bundle.js", "plugin.json")
+    ]
+    assert not delta.routine
+    with pytest.raises(decisions.DecisionError, match=r"yanked as demo@1\.0\.1"):
+        decisions.decide(svc, again, admin, "approve", scan_id=latest_scan_id(svc, again))
+    assert fetch(client, "/cdn/demo/1.0.2/dist/bundle.js").status == 404
+    assert status_of(svc, good) == "promoted"
+
+
+def test_a_version_sharing_a_yanked_file_goes_to_a_person_who_may_approve_it(
+    client: FlaskClient, svc: Services, admin: Actor
+) -> None:
+    approve(client, svc, admin, FILES)
+    set_trust(svc, "pub-1", "trusted")
+    with session_scope(svc.engine) as s:
+        autoapprove.set_enabled(s, admin, True)
+    bad = submit(client, {**FILES, "dist/extra.js": "var x = 1;"}, version="1.0.1")
+    decisions.yank(svc, bad, admin, "broken build")
+    fixed = submit(client, {**FILES, "dist/extra.js": "var x = 2;"}, version="1.0.2")
+    assert status_of(svc, fixed) == "awaiting_review"
+    with svc.session() as s:
+        scan = completed_scan(s, fixed)
+        assert scan is not None
+        delta = delta_for(s, s.get_one(Submission, fixed), scan)
+    assert [f.split(" ")[0] for f in delta.yanked_files] == [
+        "dist/a.css",
+        "dist/bundle.js",
+        "plugin.json",
+    ]
+    decisions.decide(svc, fixed, admin, "approve", scan_id=latest_scan_id(svc, fixed))
+    assert status_of(svc, fixed) == "promoted"

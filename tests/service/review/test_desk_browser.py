@@ -222,6 +222,8 @@ def test_hostile_bundle_content_never_runs_in_the_reviewers_browser(
     browser: Browser, base: str, client: FlaskClient, svc: Services
 ) -> None:
     sid = submit(client, hostile_bundle())
+    # Intake refuses a member name with markup: the refusal shows it, as text.
+    refused = submit(client, {f"dist/{XSS}.js": "SUSPECT"}, version="1.0.1")
     make_user(svc, "alice")
     w = watched(browser)
     page = w.page
@@ -232,6 +234,7 @@ def test_hostile_bundle_content_never_runs_in_the_reviewers_browser(
         f"/submissions/{sid}",
         f"/submissions/{sid}/code?path=dist/bundle.js&line=1",
         f"/submissions/{sid}/code?path={XSS}",
+        f"/submissions/{refused}",
         "/queue?due=all&plugin=" + XSS,
         f"/audit?actor={SCRIPT}",
         f"/publishers/{XSS}",
@@ -245,6 +248,9 @@ def test_hostile_bundle_content_never_runs_in_the_reviewers_browser(
     expect(page.locator("#findings")).to_contain_text("<script>window.__xss=1</script>")
     expect(page.locator("#runtime")).to_contain_text("onerror")
     expect(page.locator("#manifest")).to_contain_text("<script>window.__xss=1</script>")
+    page.goto(f"{base}/submissions/{refused}")
+    expect(page.locator("#findings")).to_contain_text(f"dist/{XSS}.js")
+    page.goto(f"{base}/submissions/{sid}")
     shot(page, "hostile")
     assert w.dialogs == []
     assert not [c for c in w.console if "__xss" in c]

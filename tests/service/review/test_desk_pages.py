@@ -214,7 +214,7 @@ def hostile_bundle() -> dict[str, str | bytes]:
     return {
         "plugin.json": json.dumps(manifest),
         "dist/bundle.js": f"var a = 1; // SUSPECT {SCRIPT} {XSS}\n",
-        f"dist/{XSS}.js": "SUSPECT",
+        "dist/other.js": "SUSPECT",
         "trace.json": json.dumps(trace),
     }
 
