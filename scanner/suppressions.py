@@ -3,18 +3,21 @@ entry that suppressed it and never counted.
 
 Scope (publisher, plugin) is the service's business: it hands over only the entries that
 apply to the bundle's publisher and plugin. Here an entry matches a finding by rule id,
-by the rule's current version (a changed rule voids the entry) and, when it names one, by
-the sha256 of the file the finding is in. What fails closed stays closed: coverage gaps
-and refused archives are never suppressed, and a finding without a file never matches
-an entry bound to a file.
+by the rule's current version (a changed rule voids the entry) and, when it is bound, by
+the sha256 of the file the finding is in, or for a finding without a file (what the
+sandbox observed) by the digest of the observation itself: an entry made for "sent typed
+text to stats.example" never silences "sent the session cookie to evil.example". What
+fails closed stays closed: coverage gaps and refused archives are never suppressed, and
+an unbound entry never suppresses a critical finding.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from scanner.findings import Category, Finding, StageResult
+from scanner.findings import Category, Finding, Severity, StageResult
 from scanner.rulebook import RuleInfo, rule_version
 
 NEVER_SUPPRESSED = frozenset({Category.COVERAGE, Category.ARCHIVE})
@@ -25,7 +28,14 @@ class Suppression:
     entry: str  # shown in the report: "allowlist:12"
     rule_id: str
     rule_version: str
+    # The finding's file's sha256, or for a finding without a file its observation_digest.
     file_sha256: str | None = None
+
+
+def observation_digest(rule_id: str, message: str) -> str:
+    """What binds an entry to a finding without a file: its rule and what it says was
+    done (destination and data included; the evidence carries per-run canaries)."""
+    return hashlib.sha256(f"{rule_id}\n{message}".encode()).hexdigest()
 
 
 def matches(
@@ -39,8 +49,10 @@ def matches(
     if finding.category in NEVER_SUPPRESSED:
         return False
     if s.file_sha256 is None:
-        return True
-    return finding.path is not None and file_hashes.get(finding.path) == s.file_sha256
+        return finding.severity is not Severity.CRITICAL
+    if finding.path is None:
+        return observation_digest(finding.rule_id, finding.message) == s.file_sha256
+    return file_hashes.get(finding.path) == s.file_sha256
 
 
 def apply_suppressions(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from scanner.config import Settings
 from scanner.findings import Category
 from scanner.rulebook import load_rulebook, rule_version
-from scanner.suppressions import NEVER_SUPPRESSED, Suppression
+from scanner.suppressions import NEVER_SUPPRESSED, Suppression, observation_digest
 from service.audit import audit
 from service.models import (
     AllowlistEntry,
@@ -160,9 +160,12 @@ def from_false_positive(
 
 
 def _file_hash(session: Session, finding: FindingRecord) -> str | None:
-    """The sha256 of the finding's file as the scan saw it (from the scan's facts)."""
+    """The sha256 of the finding's file as the scan saw it (from the scan's facts), or for
+    a finding without a file (a runtime observation), the digest of the observation."""
+    if not finding.path:
+        return observation_digest(finding.rule_id, finding.message)
     facts = session.get(ScanFacts, finding.scan_id)
-    if facts is None or not finding.path:
+    if facts is None:
         return None
     return next((str(h) for p, h, *_ in facts.data.get("files", []) if p == finding.path), None)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from scanner.findings import Category, Finding, Severity, StageResult
 from scanner.policy import Policy, Verdict, decide
 from scanner.rulebook import load_rulebook, rule_version
-from scanner.suppressions import Suppression, apply_suppressions
+from scanner.suppressions import Suppression, apply_suppressions, observation_digest
 from tests.paths import PROJECT_ROOT
 
 RULES = PROJECT_ROOT / "rules"
@@ -60,3 +60,42 @@ def test_suppressed_findings_are_reported_and_never_counted_and_coverage_never_s
     assert all(r.text.split(": ", 1)[-1].split(" (")[0] != "eval" for r in decision.reasons)
     only_eval = apply_suppressions([_result(_eval())], entries, {}, book)
     assert decide(only_eval[0].findings, only_eval, policy).verdict is Verdict.PASS
+
+
+def _sent(what: str, where: str, severity: Severity) -> Finding:
+    return Finding(
+        "runtime",
+        "runtime-exfiltration",
+        Category.EXFILTRATION,
+        severity,
+        f"sent {what} to {where}",
+        None,
+        evidence=f"{where}/collect?c=canary-{what}",
+    )
+
+
+def test_an_observation_is_bound_by_what_was_sent_where_not_by_the_rule_alone() -> None:
+    book = load_rulebook(RULES)
+    version = rule_version("runtime-exfiltration", "runtime", 1, book)
+    seen = _sent("typed text", "https://stats.example", Severity.HIGH)
+    entry = Suppression(
+        "allowlist:1", seen.rule_id, version, observation_digest(seen.rule_id, seen.message)
+    )
+    again = _sent("typed text", "https://stats.example", Severity.HIGH)
+    stolen = _sent("the session cookie", "https://evil.example", Severity.HIGH)
+    (result,) = apply_suppressions(
+        [StageResult("runtime", 1, findings=[again, stolen])], [entry], {}, book
+    )
+    assert [f.suppressed_by for f in result.findings] == ["allowlist:1", None]
+
+
+def test_an_unbound_entry_never_silences_a_critical_finding() -> None:
+    book = load_rulebook(RULES)
+    version = rule_version("runtime-exfiltration", "runtime", 1, book)
+    entry = Suppression("allowlist:1", "runtime-exfiltration", version, None)
+    high = _sent("typed text", "https://stats.example", Severity.HIGH)
+    critical = _sent("the session cookie", "https://evil.example", Severity.CRITICAL)
+    (result,) = apply_suppressions(
+        [StageResult("runtime", 1, findings=[high, critical])], [entry], {}, book
+    )
+    assert [f.suppressed_by for f in result.findings] == ["allowlist:1", None]
