@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy import select, update
@@ -127,11 +128,29 @@ def _stream(
     return response
 
 
+def _canonical_request(rest: str) -> bool:
+    """Only the one spelling of each URL is served: a query, a percent-encoded unreserved
+    character or a doubled slash would be another cache entry, cached for a year, that a
+    purge of the canonical URL misses."""
+    if request.query_string:
+        return False
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw is None:
+        return True  # the server does not say: the decoded path is all there is
+    path = raw.split("?", 1)[0]
+    return path == quote(f"{request.script_root}/cdn/{rest}", safe=_PCHAR)
+
+
+_PCHAR = "/:@!$&'()*+,;=-._~"
+
+
 @bp.get("/cdn/<path:rest>")
 def origin(rest: str) -> Response:
     try:
         target = parse_origin_path(rest)
     except CdnPathError:
+        return _status(404, "Not Found")
+    if not _canonical_request(rest):
         return _status(404, "Not Found")
     svc = services_of(current_app)
     try:

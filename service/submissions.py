@@ -95,6 +95,9 @@ def validate(req: SubmissionRequest, svc: Services, has_file: bool) -> None:
         raise SubmissionError("name", "must be a lowercase package name")
     if not is_semver(req.plugin_version):
         raise SubmissionError("version", "must be a semantic version (1.2.3)")
+    if "+" in req.plugin_version:
+        # Build metadata has no precedence: 1.0.0+2 would be 1.0.0 again with other bytes.
+        raise SubmissionError("version", "build metadata (+...) is not part of a version")
     if has_file == bool(req.bundle_url):
         raise SubmissionError("bundle", "give the bundle either inline or as bundle_url, not both")
     if req.bundle_url is not None:

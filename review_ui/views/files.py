@@ -17,7 +17,7 @@ from review_ui.code import render
 from review_ui.context import services_of
 from review_ui.views import bp, signed_in
 from service.blobs import BlobNotFoundError
-from service.models import Artifact, FindingRecord, Scan, Submission
+from service.models import Artifact, FindingRecord, Scan, ScanKind, Submission
 from service.review import files
 from service.review.comparison import completed_scan
 from service.review.queue import previous_approved
@@ -95,9 +95,10 @@ def _download(data: bytes, media_type: str, filename: str, inline: bool = False)
 def artifact(scan_id: str, name: str) -> Response:
     svc = services_of(current_app)
     with svc.session() as s:
+        scan = s.get(Scan, scan_id)
         row = s.scalar(select(Artifact).where(Artifact.scan_id == scan_id, Artifact.name == name))
-        if row is None:
-            abort(404)
+        if row is None or scan is None or scan.kind == ScanKind.PREFLIGHT:
+            abort(404)  # a CI user's pre-flight is theirs alone: not the desk's to show
         key, media_type = row.blob_key, row.media_type
     try:
         data = svc.blobs.get_bytes(key)
@@ -115,7 +116,7 @@ def artifact(scan_id: str, name: str) -> Response:
 def report_json(scan_id: str) -> Response:
     with services_of(current_app).session() as s:
         scan = s.get(Scan, scan_id)
-        if scan is None or scan.report is None:
+        if scan is None or scan.report is None or scan.kind == ScanKind.PREFLIGHT:
             abort(404)
         body = json.dumps(scan.report, indent=2).encode()
     return _download(body, "application/json", f"gatehouse-{scan_id}.json")

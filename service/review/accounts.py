@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from scanner.config import Settings
 from service.audit import audit
-from service.models import LoginAttempt, User, utcnow
+from service.models import ApiToken, LoginAttempt, User, utcnow
 
 ROLES = ("reviewer", "admin")
 NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -95,7 +95,16 @@ def reset_password(session: Session, user: User, actor: str) -> str:
     user.password_hash = _hasher.hash(password)
     user.must_change_password = True
     user.session_version += 1
-    audit(session, actor, "user.password_reset", "user", user.id)
+    # A reset answers a lost or stolen account: its API tokens go with its sessions.
+    revoked = len(
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+            .returning(ApiToken.id)
+        ).all()
+    )
+    audit(session, actor, "user.password_reset", "user", user.id, {"tokens_revoked": revoked})
     return password
 
 

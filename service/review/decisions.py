@@ -237,6 +237,22 @@ def rescan(svc: Services, submission_id: str, actor: Actor) -> str:
             raise NotFoundError("no such submission")
         if submission.status not in (SubmissionStatus.AWAITING_REVIEW, SubmissionStatus.REJECTED):
             raise DecisionError(f"a {submission.status} submission cannot be rescanned")
+        item = s.get(ReviewItem, submission_id, with_for_update=True)
+        if item is not None:
+            require_free_or_mine(s, item, actor)  # a rescan voids the claimer's decision
+        last = s.scalar(
+            select(Decision)
+            .where(Decision.submission_id == submission_id)
+            .order_by(Decision.id.desc())
+            .limit(1)
+        )
+        if (
+            submission.status == SubmissionStatus.REJECTED
+            and last is not None
+            and last.kind != "automatic"
+            and not actor.is_admin
+        ):
+            raise DecisionError("a reviewer's rejection is reopened only by an admin")
         previous = latest_scan(s, submission_id)
         scan = Scan(
             id=new_id(),

@@ -226,6 +226,7 @@ def test_a_file_part_under_a_field_name_is_refused(client: FlaskClient, svc: Ser
         ("version", "01.0.0"),
         ("version", "1.0.0-a..b"),
         ("version", "1.0.0+a+b"),
+        ("version", "1.0.0+build.2"),  # the same precedence as 1.0.0: never another version
         ("name", "@" + "a" * 220 + "/x"),
     ],
 )

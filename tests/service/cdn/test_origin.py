@@ -59,6 +59,11 @@ def test_a_file_is_served_with_the_cdn_headers(client: FlaskClient, promoted: st
         "/cdn/@acme/w/2.0.0/dist/bundle.js",
         "/cdn/_gatehouse/blocklist.json",
         "/cdn/@acme/w/1.0.0/",
+        # Another spelling of a served URL would be another year-long cache entry.
+        "/cdn/@acme/w/1.0.0/dist/bundle.js?cb=1",
+        "/cdn/@acme/w/1.0.0/dist/bundle%2Ejs",
+        "/cdn/@acme/w/1.0.0/%64ist/bundle.js",
+        "/cdn/%40acme/w/1.0.0/dist/bundle.js",
     ],
 )
 def test_only_listed_files_of_a_published_version_are_served(

@@ -8,10 +8,12 @@ from sqlalchemy import select
 
 from scanner.db import session_scope
 from service.cli import main
-from service.models import User
+from service.models import Scan, User
+from service.review import claims, decisions
+from service.review.accounts import reset_password
 from service.services import Services
 from service.tokens import TokenError, create_token
-from tests.service.conftest import token
+from tests.service.conftest import multipart, token, zip_bytes
 from tests.service.desk import latest_scan_id, make_user, page_token, sign_in, status_of, submit
 
 
@@ -179,3 +181,52 @@ def test_the_admin_endpoints_for_findings_due_dates_yank_and_reasons(
     )
     yanked = client.post(f"/api/v1/submissions/{sid}/yank", json=yank, headers=auth(root))
     assert yanked.status_code == 201 and yanked.get_json()["status"] == "yanked"
+
+
+def test_a_password_reset_revokes_the_users_api_tokens(client: FlaskClient, svc: Services) -> None:
+    alice = review_token(svc, "alice")
+    assert client.get("/api/v1/queue", headers=auth(alice)).status_code == 200
+    with session_scope(svc.engine) as s:
+        user = s.scalars(select(User).where(User.name == "alice")).one()
+        reset_password(s, user, "root")
+    assert client.get("/api/v1/queue", headers=auth(alice)).status_code == 401
+
+
+def test_a_ci_users_preflight_report_is_not_shown_on_the_desk(
+    client: FlaskClient, svc: Services
+) -> None:
+    body, ctype = multipart({}, {"bundle": ("plugin.zip", zip_bytes())})
+    started = client.post(
+        "/api/v1/scans", data=body, headers={"Content-Type": ctype, **auth(token(svc, "preflight"))}
+    )
+    assert started.status_code == 202
+    scan_id = started.get_json()["id"]
+    with svc.session() as s:
+        assert s.get_one(Scan, scan_id).report is not None  # concluded: there is one to hide
+    make_user(svc, "alice")
+    sign_in(client, "alice")
+    assert client.get(f"/scans/{scan_id}/report.json").status_code == 404
+
+
+def test_a_rescan_respects_claims_and_only_an_admin_reopens_a_reviewers_rejection(
+    client: FlaskClient, svc: Services
+) -> None:
+    sid = submit(client, {"dist/bundle.js": "SUSPECT"})
+    alice, bob = make_user(svc, "alice"), make_user(svc, "bob")
+    root = make_user(svc, "root", "admin")
+    with session_scope(svc.engine) as s:
+        claims.claim(s, sid, alice, 30)
+    with pytest.raises(claims.ClaimHeldError):
+        decisions.rescan(svc, sid, bob)
+    decisions.decide(
+        svc,
+        sid,
+        alice,
+        "reject",
+        scan_id=latest_scan_id(svc, sid),
+        reason_codes=["obfuscated-code"],
+    )
+    with pytest.raises(decisions.DecisionError, match="only by an admin"):
+        decisions.rescan(svc, sid, bob)
+    decisions.rescan(svc, sid, root)
+    assert status_of(svc, sid) == "awaiting_review"
