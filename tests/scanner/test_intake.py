@@ -109,7 +109,7 @@ def test_unpacks_a_plain_tar_gz(tmp_path: Path, dest: Path) -> None:
         ("dist/a\x85.js", "archive-invalid-name"),
         ("dist/a\u2028.js", "archive-invalid-name"),
         ("dist/<img src=x onerror=alert(1)>.js", "archive-invalid-name"),
-        ("dist/a\"b.js", "archive-invalid-name"),
+        ('dist/a"b.js', "archive-invalid-name"),
         ("dist/it's.js", "archive-invalid-name"),
         ("dist/`x`.js", "archive-invalid-name"),
         ("/".join(["d"] * 40) + "/x.js", "archive-too-deep"),
