@@ -135,7 +135,7 @@ def _canonical_request(rest: str) -> bool:
     if request.query_string:
         return False
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    if raw is None:
+    if not isinstance(raw, str):
         return True  # the server does not say: the decoded path is all there is
     path = raw.split("?", 1)[0]
     return path == quote(f"{request.script_root}/cdn/{rest}", safe=_PCHAR)
