@@ -89,6 +89,7 @@ def _bundle(path: Path, js: bytes) -> Path:
         "globalName": "Bench",
         "entry": "dist/bundle.js",
         "capabilities": {"network": [], "dom": "container"},
+        "license": "MIT",
     }
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("plugin.json", json.dumps(manifest))
