@@ -79,6 +79,14 @@ class HttpRegistry:
         return self._get(url, MAX_TARBALL_BYTES)
 
 
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``name`` or ``name@version`` (scoped names start with their own "@")."""
+    at = spec.rfind("@")
+    if at > 0:
+        return spec[:at], spec[at + 1 :]
+    return spec, None
+
+
 def recent_versions(packument: dict[str, Any], count: int) -> list[str]:
     """The ``count`` most recently published stable versions, newest first."""
     times = packument.get("time", {})
@@ -180,10 +188,14 @@ def build_index(
     index = into if into is not None else LibraryIndex()
     failures: list[str] = []
 
-    def one(name: str) -> list[LibraryFile]:
+    def one(spec: str) -> list[LibraryFile]:
+        name, pinned = split_spec(spec)
         doc = registry.packument(name)
         out: list[LibraryFile] = []
-        for version in recent_versions(doc, versions):
+        wanted = [pinned] if pinned else recent_versions(doc, versions)
+        for version in wanted:
+            if version not in doc.get("versions", {}):
+                raise RegistryError(f"{name} has no version {version}")
             meta = doc["versions"][version]
             if int(meta.get("dist", {}).get("unpackedSize") or 0) > 8 * MAX_TARBALL_BYTES:
                 continue
