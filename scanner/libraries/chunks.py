@@ -10,6 +10,7 @@ matcher verifies neighbours of an anchor by length and hash alone (``matcher.py`
 from __future__ import annotations
 
 import hashlib
+import itertools
 import zlib
 from typing import NamedTuple
 
@@ -25,6 +26,7 @@ DIGEST_BYTES = 8
 MAX_CHUNK = 2048
 # Separators are mapped to ";" so one C-level split finds them all.
 _SEPARATORS = bytes.maketrans(b"}\n", b";;")
+_ONE = 1
 CHUNKER = f"sep-crc32/w{WINDOW}/d{DIVISOR}/max{MAX_CHUNK}/blake2b{DIGEST_BYTES}"
 
 
@@ -42,16 +44,19 @@ def digest(data: bytes | memoryview) -> bytes:
 def cut_points(data: bytes) -> list[int]:
     """Offsets just after each separator whose preceding window hashes to the target."""
     cuts: list[int] = []
-    pos = last = 0
+    last = 0
+    end = len(data)
     crc = zlib.crc32
-    for piece in data.translate(_SEPARATORS).split(b";"):
-        pos += len(piece) + 1
+    # Positions just after each separator, summed in C: the loop below is the only
+    # Python-level work per separator (about 30,000 in 1 MB of minified code).
+    pieces = data.translate(_SEPARATORS).split(b";")
+    for pos in itertools.accumulate(map(_ONE.__add__, map(len, pieces))):
         while pos - last > MAX_CHUNK:
             last += MAX_CHUNK
             cuts.append(last)
-        if pos >= len(data):
+        if pos >= end:
             break
-        if crc(data[max(0, pos - WINDOW) : pos]) % DIVISOR == 0:
+        if crc(data[pos - WINDOW if pos > WINDOW else 0 : pos]) % DIVISOR == 0:
             cuts.append(pos)
             last = pos
     return cuts

@@ -138,23 +138,45 @@ class LibraryIndex:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._refs: dict[bytes, list[tuple[int, int]]] | None = None
+        # digest -> entry << 20 | chunk for a digest met once; digests met more often
+        # (chunks shared by releases) keep every place in ``_multi``. Built on first use:
+        # one int per chunk keeps the build near 0.1 s for the shipped index.
+        self._refs: dict[bytes, int] | None = None
+        self._multi: dict[bytes, list[int]] = {}
+        self._where = {(f.name, f.path, f.sha256): i for i, f in enumerate(self.files)}
 
     def refs(self, d: bytes) -> Sequence[tuple[int, int]]:
         if self._refs is None:
-            self._refs = {}
-            for i, f in enumerate(self.files):
-                for k, (h, _) in enumerate(f.chunks):
-                    self._refs.setdefault(h, []).append((i, k))
-        return self._refs.get(d, ())
+            self._build_refs()
+        assert self._refs is not None
+        if d in self._multi:
+            return [(code >> 20, code & 0xFFFFF) for code in self._multi[d]]
+        code = self._refs.get(d)
+        return () if code is None else ((code >> 20, code & 0xFFFFF),)
+
+    def _build_refs(self) -> None:
+        refs: dict[bytes, int] = {}
+        multi: dict[bytes, list[int]] = {}
+        for i, f in enumerate(self.files):
+            base = i << 20
+            for k, (h, _) in enumerate(f.chunks):
+                code = base | k
+                first = refs.setdefault(h, code)
+                if first != code:
+                    multi.setdefault(h, [first]).append(code)
+        self._refs, self._multi = refs, multi
 
     def add(self, entry: LibraryFile) -> None:
         """Add a file; the same bytes at the same path in another version join its entry."""
-        for i, f in enumerate(self.files):
-            if f.sha256 == entry.sha256 and f.name == entry.name and f.path == entry.path:
-                versions = tuple(dict.fromkeys((*f.versions, *entry.versions)))
-                self.files[i] = replace(f, versions=versions)
-                return
+        key = (entry.name, entry.path, entry.sha256)
+        if (i := self._where.get(key)) is not None:
+            f = self.files[i]
+            versions = tuple(dict.fromkeys((*f.versions, *entry.versions)))
+            self.files[i] = replace(f, versions=versions)
+            return
+        if len(entry.chunks) >= 1 << 20:
+            raise LibraryIndexError(f"{entry.name} {entry.path}: too many chunks")
+        self._where[key] = len(self.files)
         self.files.append(entry)
         self._refs = None
 
@@ -224,6 +246,9 @@ def load_indexes(paths: Iterable[Path]) -> LibraryIndex:
     for path in paths:
         if path.is_file():
             part = LibraryIndex.load(path)
-            out.merge(part)
+            if not len(out):
+                out = LibraryIndex(part.files, {})
+            else:
+                out.merge(part)
             out.meta.setdefault("sources", []).append({"path": str(path), **part.meta})
     return out

@@ -31,6 +31,12 @@ MAX_EDGE_SEARCH = 16 * 1024
 MAX_EDITS = 6
 MAX_EDITED_SHARE = 0.2
 MAX_CANDIDATES = 24
+# A chunk this short ("};") is in half the index: no evidence of any one file.
+MIN_ANCHOR_BYTES = 64
+# A copy must verify this much (or the whole file) before it is a copy at all, and this
+# share of its file before an edit at its edges is looked for.
+MIN_COPY_BYTES = 512
+MIN_EDGE_SEARCH_SHARE = 0.5
 
 
 class EditKind(enum.StrEnum):
@@ -101,20 +107,29 @@ def recognise(data: bytes, index: LibraryIndex) -> list[Copy]:
     """The copies of indexed files in ``data``, best first, none overlapping another."""
     if not len(index):
         return []
-    chunks = chunk(data)
     anchors: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for c in chunks:
+    for c in chunk(data):
+        if c.length < MIN_ANCHOR_BYTES:
+            continue
         for entry_no, k in index.refs(c.digest):
             anchors[entry_no].append((c.offset, k))
-    ranked = sorted(anchors, key=lambda e: (-len(anchors[e]), e))[:MAX_CANDIDATES]
+    ranked = sorted(anchors, key=lambda e: (-_distinct(anchors[e]), e))[:MAX_CANDIDATES]
     copies: list[Copy] = []
     for entry_no in ranked:
         entry = index.files[entry_no]
-        if len(anchors[entry_no]) < min(2, len(entry.chunks)):
+        if _distinct(anchors[entry_no]) < min(2, len(entry.chunks)):
             continue
         runs = _runs(data, entry, anchors[entry_no])
-        copies.extend(_classify(data, entry, group) for group in _group(entry, runs))
+        for group in _group(entry, runs):
+            if sum(r.end - r.start for r in group) >= min(MIN_COPY_BYTES, entry.size):
+                copies.append(_classify(data, entry, group))
     return _choose(copies)
+
+
+def _distinct(found: list[tuple[int, int]]) -> int:
+    """How many places of the bundle file anchor an entry (one short chunk may stand
+    for many places of the published file)."""
+    return len({offset for offset, _ in found})
 
 
 def _runs(data: bytes, entry: LibraryFile, found: list[tuple[int, int]]) -> list[Run]:
@@ -213,7 +228,10 @@ def _insertion_point(region: bytes, inserted: int, want: bytes) -> int | None:
 
 def _edge_edits(data: bytes, entry: LibraryFile, offsets: list[int], runs: list[Run]) -> list[Edit]:
     """An insertion into the first or last published chunk, found by the file's edges."""
-    out = []
+    out: list[Edit] = []
+    verified = sum(r.end - r.start for r in runs)
+    if verified < MIN_EDGE_SEARCH_SHARE * entry.size:
+        return out
     last = runs[-1]
     k = len(entry.chunks) - 1
     if last.last == k - 1 and entry.size >= 2 * EDGE_BYTES:
