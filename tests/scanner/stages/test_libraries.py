@@ -111,6 +111,9 @@ def test_the_plugin_licence_is_checked(
 ) -> None:
     result = _run(index, tmp_path, PLUGIN.encode(), license=licence)
     assert [f.rule_id for f in result.findings] == [rule]
+    policy = Policy.load(PROJECT_ROOT / "rules" / "policy.toml")
+    verdict = decide(result.findings, [result], policy).verdict
+    assert verdict is (Verdict.REJECT if rule == "licence-denied" else Verdict.REVIEW)
 
 
 def test_copyleft_in_a_proprietary_plugin_is_flagged(index: LibraryIndex, tmp_path: Path) -> None:
