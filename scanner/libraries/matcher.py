@@ -183,18 +183,34 @@ def _classify(data: bytes, entry: LibraryFile, runs: list[Run]) -> Copy:
     copy.edits.extend(_edge_edits(data, entry, offsets, runs))
     if copy.edits:
         edited = sum(e.pristine_length + (e.end - e.start) for e in copy.edits)
-        touches_version = any(
-            e.pristine_offset <= m < e.pristine_offset + max(e.pristine_length, 1)
-            for e in copy.edits
-            for m in entry.version_marks
-        )
-        if touches_version or len(copy.edits) > MAX_EDITS or edited > MAX_EDITED_SHARE * entry.size:
+        if (
+            _version_unconfirmed(entry, offsets, copy)
+            or len(copy.edits) > MAX_EDITS
+            or edited > MAX_EDITED_SHARE * entry.size
+        ):
             copy.kind = CopyKind.OTHER_RELEASE
         else:
             copy.kind = CopyKind.MODIFIED
     elif runs[0].first > 0 or runs[-1].last < len(entry.chunks) - 1:
         copy.kind = CopyKind.PARTIAL
     return copy
+
+
+def _version_unconfirmed(entry: LibraryFile, offsets: list[int], copy: Copy) -> bool:
+    """Whether a place holding the version string was changed or not verified: then the
+    edits are as likely another release's changes as an injection. (A proven insertion
+    leaves every published byte verified.)"""
+    unverified = [
+        (e.pristine_offset, e.pristine_offset + e.pristine_length)
+        for e in copy.edits
+        if not e.exact
+    ]
+    head, tail = offsets[copy.runs[0].first], offsets[copy.runs[-1].last + 1]
+    if head > 0 and not any(e.exact and e.pristine_offset <= head for e in copy.edits):
+        unverified.append((0, head))
+    if tail < entry.size and not any(e.exact and e.pristine_offset >= tail for e in copy.edits):
+        unverified.append((tail, entry.size))
+    return any(lo <= m < hi for lo, hi in unverified for m in entry.version_marks)
 
 
 def _edit(

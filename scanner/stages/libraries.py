@@ -13,6 +13,7 @@ from scanner.libraries import library_index
 from scanner.libraries.index import LibraryIndex
 from scanner.libraries.licensing import LicenceCheck, bundle_parts
 from scanner.libraries.matcher import Copy, CopyKind, EditKind, recognise
+from scanner.libraries.retire import ReleaseCheck
 from scanner.licences import LicencePolicy
 from scanner.workspace import Workspace
 
@@ -32,10 +33,17 @@ class LibrariesStage:
     # join the manifest, the lockfile and the copies found).
     runs_in_process: ClassVar[bool] = True
 
-    def __init__(self, index: LibraryIndex, licences: LicencePolicy, max_file_bytes: int) -> None:
+    def __init__(
+        self,
+        index: LibraryIndex,
+        licences: LicencePolicy,
+        max_file_bytes: int,
+        releases: ReleaseCheck | None = None,
+    ) -> None:
         self.index = index
         self.licences = licences
         self.max_file_bytes = max_file_bytes
+        self.releases = releases if releases is not None else ReleaseCheck(None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LibrariesStage:
@@ -44,6 +52,7 @@ class LibrariesStage:
             library_index(settings),
             licence_policy(settings.rules_dir / "licences.toml"),
             settings.js_max_file_bytes,
+            ReleaseCheck.from_rules(settings.rules_dir),
         )
 
     def run(self, workspace: Workspace) -> StageResult:
@@ -55,6 +64,7 @@ class LibrariesStage:
                 continue  # js-static reports it as not analysed
             data = workspace.read_bytes(f.path)
             copies = recognise(data, self.index)
+            self.releases.settle(f.path, data, copies)
             found.extend((f.path, c) for c in copies)
             for c in copies:
                 result.findings.extend(_copy_findings(f.path, data, c))

@@ -131,3 +131,15 @@ def test_an_index_from_another_chunker_is_refused(tiny_index: LibraryIndex) -> N
 def test_canonical_drops_the_source_map_comment_only() -> None:
     assert canonical(b"a();\n//# sourceMappingURL=a.map\n") == b"a();"
     assert canonical(b"a();\n// a comment\n") == b"a();\n// a comment"
+
+
+def test_a_release_with_a_new_banner_and_a_change_inside_is_not_an_injection(
+    tiny: bytes, tiny_index: LibraryIndex
+) -> None:
+    # What a real next release looks like: the version string changes where the matcher
+    # cannot verify it, and some code changes.
+    body = _body(tiny).replace(b"1.2.3", b"1.2.4")
+    at = len(body) // 2
+    release = body[:at] + b"if(!t)return null;" + body[at:]
+    [copy] = recognise(release, tiny_index)
+    assert copy.kind is CopyKind.OTHER_RELEASE
