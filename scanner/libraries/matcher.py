@@ -36,6 +36,9 @@ MIN_ANCHOR_BYTES = 64
 # A copy must verify this much (or the whole file) before it is a copy at all, and this
 # share of its file before an edit at its edges is looked for.
 MIN_COPY_BYTES = 512
+# Less of a published file than this is a fragment (helpers that releases and other
+# libraries share), not a copy: neither reported nor excused.
+MIN_COPY_SHARE = 0.5
 MIN_EDGE_SEARCH_SHARE = 0.5
 
 
@@ -121,7 +124,8 @@ def recognise(data: bytes, index: LibraryIndex) -> list[Copy]:
             continue
         runs = _runs(data, entry, anchors[entry_no])
         for group in _group(entry, runs):
-            if sum(r.end - r.start for r in group) >= min(MIN_COPY_BYTES, entry.size):
+            verified = sum(r.end - r.start for r in group)
+            if verified >= max(min(MIN_COPY_BYTES, entry.size), MIN_COPY_SHARE * entry.size):
                 copies.append(_classify(data, entry, group))
     return _choose(copies)
 
@@ -184,7 +188,8 @@ def _classify(data: bytes, entry: LibraryFile, runs: list[Run]) -> Copy:
     if copy.edits:
         edited = sum(e.pristine_length + (e.end - e.start) for e in copy.edits)
         if (
-            _version_unconfirmed(entry, offsets, copy)
+            copy.verified < (1 - MAX_EDITED_SHARE) * entry.size
+            or _version_unconfirmed(entry, offsets, copy)
             or len(copy.edits) > MAX_EDITS
             or edited > MAX_EDITED_SHARE * entry.size
         ):

@@ -87,12 +87,29 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def recent_versions(packument: dict[str, Any], count: int) -> list[str]:
-    """The ``count`` most recently published stable versions, newest first."""
+def recent_versions(packument: dict[str, Any], count: int, majors: int = 2) -> list[str]:
+    """The ``count`` most recently published stable versions, newest first, and the last
+    release of each of the ``majors`` major lines before them (where most sites still are)."""
     times = packument.get("time", {})
     versions = [v for v in packument.get("versions", {}) if _STABLE.fullmatch(v)]
     versions.sort(key=lambda v: str(times.get(v, "")), reverse=True)
-    return versions[:count]
+    picked = versions[:count]
+    newest = {_major(v) for v in picked}
+    lines: dict[int, str] = {}
+    for v in versions:
+        m = _major(v)
+        if m not in newest and (m not in lines or _key(v) > _key(lines[m])):
+            lines[m] = v
+    older = sorted(lines, reverse=True)[:majors]
+    return picked + [lines[m] for m in older]
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split("."))
+
+
+def _major(version: str) -> int:
+    return _key(version)[0]
 
 
 def licence_of(meta: dict[str, Any]) -> str | None:
