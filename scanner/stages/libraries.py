@@ -12,7 +12,7 @@ from scanner.findings import LIBRARY_DETAIL, Category, Finding, Severity, StageR
 from scanner.libraries import library_index
 from scanner.libraries.index import LibraryIndex
 from scanner.libraries.licensing import LicenceCheck, bundle_parts
-from scanner.libraries.matcher import Copy, CopyKind, EditKind, recognise
+from scanner.libraries.matcher import Copy, CopyKind, Edit, EditKind, recognise
 from scanner.libraries.retire import ReleaseCheck
 from scanner.licences import LicencePolicy
 from scanner.workspace import Workspace
@@ -107,7 +107,7 @@ def _info(
     )
 
 
-def _edit_finding(path: str, data: bytes, c: Copy, e: Any, where: str) -> Finding:
+def _edit_finding(path: str, data: bytes, c: Copy, e: Edit, where: str) -> Finding:
     line = _line(data, e.start)
     size = e.end - e.start
     if e.kind is EditKind.INSERTION:
