@@ -88,19 +88,19 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 
 def recent_versions(packument: dict[str, Any], count: int, majors: int = 2) -> list[str]:
-    """The ``count`` most recently published stable versions, newest first, and the last
-    release of each of the ``majors`` major lines before them (where most sites still are)."""
-    times = packument.get("time", {})
+    """The ``count`` highest stable versions, and the last release of each of the
+    ``majors`` major lines below them (where many sites still are).
+
+    By version, not by publication time: the registry's times are rewritten by
+    republications and backports, which would pick a 0.x from years ago as "recent"."""
     versions = [v for v in packument.get("versions", {}) if _STABLE.fullmatch(v)]
-    versions.sort(key=lambda v: str(times.get(v, "")), reverse=True)
+    versions.sort(key=_key, reverse=True)
     picked = versions[:count]
     newest = {_major(v) for v in picked}
     lines: dict[int, str] = {}
-    for v in versions:
-        m = _major(v)
-        if m not in newest and (m not in lines or _key(v) > _key(lines[m])):
-            lines[m] = v
-    older = sorted(lines, reverse=True)[:majors]
+    for v in versions:  # highest first: the first of each major line is its last release
+        lines.setdefault(_major(v), v)
+    older = [m for m in sorted(lines, reverse=True) if m not in newest][:majors]
     return picked + [lines[m] for m in older]
 
 

@@ -124,7 +124,7 @@ def _edit_finding(path: str, data: bytes, c: Copy, e: Edit, where: str) -> Findi
         STAGE,
         "library-modified",
         Category.SUPPLY_CHAIN,
-        Severity.HIGH if e.kind is EditKind.DELETION else Severity.CRITICAL,
+        Severity.CRITICAL if e.exact else Severity.HIGH,
         f"a modified copy of {where}: {what}, bytes {e.start}-{e.end} here{exact}",
         path,
         line,

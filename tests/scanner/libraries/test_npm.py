@@ -62,26 +62,20 @@ class FakeRegistry:
         return self.blobs[url]
 
 
-def test_recent_stable_versions_newest_first() -> None:
+def test_the_highest_stable_versions_whatever_their_publication_time() -> None:
     doc = {
-        "versions": {v: {} for v in ("1.0.0", "2.0.0-beta.1", "1.1.0", "0.9.0")},
-        "time": {
-            "1.0.0": "2024-01",
-            "2.0.0-beta.1": "2024-06",
-            "1.1.0": "2024-03",
-            "0.9.0": "2023",
-        },
+        "versions": {v: {} for v in ("1.0.0", "2.0.0-beta.1", "1.1.0", "0.9.0", "1.0.10")},
+        # Republished long after: the registry's time says nothing about how recent it is.
+        "time": {"0.9.0": "2026-05-18", "1.1.0": "2024-03"},
     }
-    assert recent_versions(doc, 2, majors=0) == ["1.1.0", "1.0.0"]
+    assert recent_versions(doc, 2, majors=0) == ["1.1.0", "1.0.10"]
 
 
 def test_the_last_release_of_earlier_major_lines_is_indexed_too() -> None:
     versions = ["4.1.0", "4.0.0", "3.7.1", "3.7.0", "3.6.4", "2.2.4", "2.2.3", "1.12.4"]
-    times = {v: f"2024-{12 - i:02}" for i, v in enumerate(versions)}
-    # A backport to the 3.x line published last: the newest 4.x is still among the recent.
-    times["3.6.4"] = "2024-12-31"
-    doc = {"versions": {v: {} for v in versions}, "time": times}
-    assert recent_versions(doc, 2) == ["3.6.4", "4.1.0", "2.2.4", "1.12.4"]
+    doc = {"versions": {v: {} for v in versions}, "time": {}}
+    assert recent_versions(doc, 2) == ["4.1.0", "4.0.0", "3.7.1", "2.2.4"]
+    assert recent_versions(doc, 3, majors=3) == ["4.1.0", "4.0.0", "3.7.1", "2.2.4", "1.12.4"]
 
 
 def test_licence_fields_old_and_new() -> None:
