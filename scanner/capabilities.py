@@ -29,7 +29,8 @@ class CapabilityCheck:
         static = {
             dict(f.details)["capability"]
             for f in _findings(by_stage, "js-static")
-            if "capability" in dict(f.details) and f.state is RuleState.ENABLED
+            # A recognised library's own code is not the plugin's use of a capability.
+            if "capability" in dict(f.details) and f.state is RuleState.ENABLED and not f.library
         }
         runtime = by_stage.get("runtime")
         ran = runtime is not None and runtime.status is StageStatus.OK

@@ -1,4 +1,4 @@
-"""The analysis commands of ``gatehouse``: scan, sbom, clamd, advisories, bench.
+"""The analysis commands of ``gatehouse``: scan, sbom, clamd, advisories, libraries, bench.
 
 Exit codes: 0 below the ``--fail-on`` bar (or no bar), 1 at or above it, 2 for usage or
 internal errors (service.cli turns errors into messages; no traceback reaches the user).
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanner.config import Settings
+from scanner.libraries.commands import add_library_commands
 from scanner.policy import Policy, Verdict
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ def add_commands(sub: Any) -> None:
     )
     snap.add_argument("--output", type=Path, required=True)
     snap.set_defaults(func=_cmd_advisories_snapshot)
+
+    add_library_commands(sub)
 
     sbom = sub.add_parser("sbom", help="write a CycloneDX JSON SBOM of a bundle's components")
     sbom.add_argument("bundle", type=Path)

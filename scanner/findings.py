@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+# The details key naming the library a finding's code belongs to.
+LIBRARY_DETAIL = "library"
+
 
 class Severity(enum.IntEnum):
     """Ordered so that ``max()`` over findings gives the worst one."""
@@ -51,6 +54,8 @@ class Category(enum.StrEnum):
     MANIFEST = "manifest"
     COVERAGE = "coverage"
     LICENSE = "license"
+    # A published library changed inside the bundle: how injected-library attacks ship.
+    SUPPLY_CHAIN = "supply-chain"
 
 
 class RuleState(enum.StrEnum):
@@ -85,6 +90,15 @@ class Finding:
     # The allowlist entry that suppressed this finding ("allowlist:12"): still reported,
     # never counted by the policy.
     suppressed_by: str | None = None
+    # Byte span of the evidence in its file, while the stage still holds the file: lets
+    # findings in recognised library code be attributed (never persisted).
+    span: tuple[int, int] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def library(self) -> str | None:
+        """The published library this finding's code belongs to ("name@version"): shown,
+        never counted against the plugin."""
+        return dict(self.details).get(LIBRARY_DETAIL)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -102,6 +116,8 @@ class Finding:
             data["details"] = dict(self.details)
         if self.suppressed_by:
             data["suppressed_by"] = self.suppressed_by
+        if self.library:
+            data["library"] = self.library
         return data
 
 

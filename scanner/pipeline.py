@@ -80,6 +80,7 @@ def default_stage_factories() -> tuple[StageFactory, ...]:
     from scanner.stages.dependencies import DependencyStage
     from scanner.stages.directives import DirectivesStage
     from scanner.stages.js_static import JsStaticStage
+    from scanner.stages.libraries import LibrariesStage
     from scanner.stages.manifest import ManifestStage
     from scanner.stages.python_static import PythonStaticStage
     from scanner.stages.runtime import RuntimeStage
@@ -91,6 +92,7 @@ def default_stage_factories() -> tuple[StageFactory, ...]:
         JsStaticStage.from_settings,
         PythonStaticStage.from_settings,
         DependencyStage.from_settings,
+        LibrariesStage.from_settings,
         SecretsStage.from_settings,
         DirectivesStage.from_settings,
         YaraStage.from_settings,

@@ -152,7 +152,7 @@ def decide(findings: Iterable[Finding], stages: Sequence[StageResult], policy: P
     reasons: list[Reason] = []
     score = 0
     for f in findings:
-        if f.state is not RuleState.ENABLED or f.suppressed_by:
+        if f.state is not RuleState.ENABLED or f.suppressed_by or f.library:
             continue
         score += SCORE[f.severity]
         action = action_for(f, policy)

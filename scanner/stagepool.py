@@ -139,7 +139,12 @@ def merge_results(name: str, version: int, parts: Sequence[StageResult]) -> Stag
         out.coverage.scanned.extend(part.coverage.scanned)
         out.coverage.not_scanned.extend(part.coverage.not_scanned)
         out.tool_versions.update(part.tool_versions)
-        out.raw.update(part.raw)
+        for key, value in part.raw.items():
+            # Per-file maps (js-static's skipped libraries) join up across shards.
+            mine = out.raw.get(key)
+            out.raw[key] = (
+                {**mine, **value} if isinstance(mine, dict) and isinstance(value, dict) else value
+            )
         out.artifacts.update(part.artifacts)
         if order.index(part.status) > order.index(out.status):
             out.status = part.status

@@ -134,6 +134,7 @@ def _manifest(name: str, version: str) -> bytes:
             "globalName": "Bench",
             "entry": "dist/bundle.js",
             "capabilities": {"network": [], "dom": "container"},
+            "license": "MIT",
         }
     ).encode()
 

@@ -31,6 +31,7 @@ def manifest(**overrides: Any) -> dict[str, Any]:
         "globalName": "TestPlugin",
         "entry": "dist/bundle.js",
         "capabilities": {"network": [], "dom": "container"},
+        "license": "MIT",
     }
     data.update(overrides)
     return data

@@ -51,6 +51,7 @@ def test_clean_bundle_passes_with_every_stage_ok(
         "js-static": "ok",
         "python-static": "ok",
         "dependencies": "ok",
+        "libraries": "ok",
         "secrets": "ok",
         "directives": "ok",
         "yara": "ok",

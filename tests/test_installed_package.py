@@ -126,6 +126,7 @@ def test_the_installed_package_scans_with_every_stage(
             "js-static",
             "python-static",
             "dependencies",
+            "libraries",
             "secrets",
             "directives",
             "yara",

@@ -161,6 +161,10 @@ class VendoredLibraries:
                 seen.add(p.library)
                 yield DetectorGap(p.library, path, reason)
 
+    def identify(self, path: str, data: bytes) -> list[tuple[str, str, str]]:
+        """(library, version, how) for each library the detectors find in ``data``."""
+        return list(self._identify(path, data))
+
     def _identify(self, path: str, data: bytes) -> Iterable[tuple[str, str, str]]:
         digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()
         if digest in self.hashes:

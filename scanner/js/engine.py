@@ -215,7 +215,13 @@ def _to_findings(
             return []
         first = _finding(ctx, rule, hits[0][1])
         note = f" ({len(hits)} occurrences in this file)" if len(hits) > 1 else ""
-        return [_replace_message(first, first.message + note)]
+        # One finding stands for every hit: its span covers them all.
+        span = (
+            (min(h.node.start_byte for _, h in hits), max(h.node.end_byte for _, h in hits))
+            if ctx.depth == 0
+            else None
+        )
+        return [replace(first, message=first.message + note, span=span)]
     out = []
     for r, hit in hits[:MAX_PER_RULE_PER_FILE]:
         out.append(_finding(ctx, r, hit))
@@ -223,9 +229,12 @@ def _to_findings(
             out.extend(_payload_findings(ctx, hit, rules))
     if len(hits) > MAX_PER_RULE_PER_FILE:
         last = out[-1]
+        # Stands for hits elsewhere in the file: no span, so never attributed.
         out.append(
-            _replace_message(
-                last, f"{len(hits) - MAX_PER_RULE_PER_FILE} more like this in the file"
+            replace(
+                last,
+                message=f"{len(hits) - MAX_PER_RULE_PER_FILE} more like this in the file",
+                span=None,
             )
         )
     return out
@@ -253,6 +262,7 @@ def _finding(ctx: FileContext, rule: JsRule, hit: Hit) -> Finding:
         line=hit.node.start_point[0] + 1 if ctx.depth == 0 else None,
         evidence=hit.evidence or truncate(ctx.text(hit.node, 400)),
         state=rule.state if rule.state is RuleState.EVALUATION else RuleState.ENABLED,
+        span=(hit.node.start_byte, hit.node.end_byte) if ctx.depth == 0 else None,
         # Which capability this use exercises: the capability table's static column.
         details=(("capability", rule.capability),) if rule.capability and not hit.rule_id else (),
     )
@@ -278,10 +288,7 @@ def _payload_findings(ctx: FileContext, hit: Hit, rules: CompiledRules) -> list[
             f,
             message=f"in code decoded at line {line}: {f.message}",
             line=line if ctx.depth == 0 else None,
+            span=None,
         )
         for f in inner.findings
     ]
-
-
-def _replace_message(f: Finding, message: str) -> Finding:
-    return replace(f, message=message)

@@ -34,6 +34,7 @@ CATEGORY_TEXT = {
     Category.MANIFEST: "a plugin.json that breaks the bundle contract",
     Category.COVERAGE: "content that could not be scanned",
     Category.LICENSE: "a licence question for a person",
+    Category.SUPPLY_CHAIN: "a published library changed inside the bundle",
 }
 
 

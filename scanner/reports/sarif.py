@@ -74,6 +74,9 @@ CATEGORY_HELP = {
     Category.MANIFEST: "plugin.json breaks the bundle contract. Fix the named field.",
     Category.COVERAGE: "Part of the bundle could not be scanned, so it cannot pass automatically.",
     Category.LICENSE: "A licence problem needs a person's judgement.",
+    Category.SUPPLY_CHAIN: (
+        "A published library was changed inside the bundle. Ship the published file unchanged."
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
@@ -15,8 +16,14 @@ from scanner.findings import Category, Finding, Severity, StageResult
 from scanner.js.engine import ANALYZERS, STAGE, analyze_source
 from scanner.js.parser import parser_versions
 from scanner.js.rules import CompiledRules, compile_rules, load_rules
+from scanner.libraries import library_index
+from scanner.libraries.attribution import Attributor, blank
+from scanner.libraries.index import LibraryIndex, LibraryIndexError
+from scanner.libraries.matcher import recognise
 from scanner.manifest import Capabilities
 from scanner.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4)
@@ -27,18 +34,29 @@ def compiled_rules(directory: Path) -> CompiledRules:
 
 class JsStaticStage:
     name: ClassVar[str] = STAGE
-    version: ClassVar[int] = 2  # 2: folding and parse budgets
+    # 2: folding and parse budgets; 3: recognised library code skipped or attributed
+    version: ClassVar[int] = 3
     # CPU-bound: a worker process that can be killed; shards of files run side by side.
     runs_in_process: ClassVar[bool] = True
     per_file: ClassVar[bool] = True
 
-    def __init__(self, rules: CompiledRules, max_file_bytes: int) -> None:
+    def __init__(
+        self, rules: CompiledRules, max_file_bytes: int, libraries: LibraryIndex | None = None
+    ) -> None:
         self.rules = rules
         self.max_file_bytes = max_file_bytes
+        self.libraries = libraries if libraries is not None else LibraryIndex()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JsStaticStage:
-        return cls(compiled_rules(settings.rules_dir / "js"), settings.js_max_file_bytes)
+        try:
+            libraries = library_index(settings)
+        except (LibraryIndexError, OSError) as exc:
+            # Without the index every byte is analysed: slower, never less safe. The
+            # libraries stage fails on the same index and says so.
+            log.warning("library index unavailable, analysing every library: %s", exc)
+            libraries = LibraryIndex()
+        return cls(compiled_rules(settings.rules_dir / "js"), settings.js_max_file_bytes, libraries)
 
     def run(self, workspace: Workspace) -> StageResult:
         result = StageResult(self.name, self.version, tool_versions=parser_versions())
@@ -52,10 +70,17 @@ class JsStaticStage:
                     _gap(f.path, f"{f.path} is too large to parse ({f.size} bytes)")
                 )
                 continue
-            analysis = analyze_source(
-                f.path, workspace.read_bytes(f.path), self.rules, capabilities
-            )
-            result.findings.extend(analysis.findings)
+            source = workspace.read_bytes(f.path)
+            copies = recognise(source, self.libraries)
+            # Whole, unchanged published files are not analysed: their behaviour is the
+            # library's, and parsing them is most of the cost of a typical bundle.
+            source, skipped = blank(source, copies)
+            if skipped:
+                result.raw.setdefault("libraries_skipped", {})[f.path] = [
+                    {"library": c.label, "start": c.start, "end": c.end} for c in skipped
+                ]
+            analysis = analyze_source(f.path, source, self.rules, capabilities)
+            result.findings.extend(Attributor(copies).attribute(analysis.findings))
             if not analysis.parsed:
                 result.coverage.skip(f.path, "the syntax tree outgrew its memory budget")
                 continue

@@ -86,6 +86,7 @@ def bundle_of_20(version: str, total: int = 1024 * KB) -> dict[str, bytes]:
         "globalName": "Bench",
         "entry": "dist/bundle.js",
         "capabilities": {"network": [], "dom": "container"},
+        "license": "MIT",
     }
     files = {"plugin.json": json.dumps(manifest).encode()}
     each = (total - len(files["plugin.json"])) // 19
@@ -188,6 +189,7 @@ def _seed_promoted(env: dict[str, str], logs: Path, versions: int) -> None:
                 "globalName": "Retro",
                 "entry": "dist/bundle.js",
                 "capabilities": {"network": [], "dom": "container"},
+                "license": "MIT",
             }
         ).encode(),
         "dist/bundle.js": b"var Retro={mount:function(c){var p=document.createElement('p');"

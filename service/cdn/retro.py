@@ -283,8 +283,12 @@ class RetroVerdict:
 
 
 def counted(findings: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Findings the policy counts: enabled rules, not allowlisted."""
-    return [f for f in findings if f.get("state") == "enabled" and not f.get("suppressed_by")]
+    """Findings the policy counts: enabled rules, not allowlisted, not a library's code."""
+    return [
+        f
+        for f in findings
+        if f.get("state") == "enabled" and not f.get("suppressed_by") and not f.get("library")
+    ]
 
 
 def concluded(

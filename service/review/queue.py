@@ -261,6 +261,7 @@ def top_categories(report: dict[str, Any]) -> list[str]:
         for f in report.get("findings", [])
         if f.get("state") == RuleState.ENABLED.value
         and not f.get("suppressed_by")
+        and not f.get("library")
         and f.get("severity") != "info"
     )
     return [c for c, _ in counts.most_common()]

@@ -11,7 +11,7 @@ from typing import ClassVar
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult, StageStatus
 from scanner.pipeline import make_stage, run_stages
-from scanner.stagepool import StagePool, split_by_size
+from scanner.stagepool import StagePool, merge_results, split_by_size
 from scanner.workspace import Workspace
 from tests.conftest import workspace_of
 
@@ -124,3 +124,11 @@ def test_split_by_size_balances_bytes() -> None:
     shards = split_by_size(files, 2)
     assert sorted(shards, key=lambda s: s or ()) == [("f0",), ("f1", "f2")]
     assert split_by_size(files[:1], 2) == [None]  # one file: one task
+
+
+def test_per_file_maps_in_raw_output_join_up_across_shards() -> None:
+    a = StageResult("js-static", 3, raw={"libraries_skipped": {"a.js": [1]}, "n": 1})
+    b = StageResult("js-static", 3, raw={"libraries_skipped": {"b.js": [2]}, "n": 2})
+    merged = merge_results("js-static", 3, [a, b])
+    assert merged.raw["libraries_skipped"] == {"a.js": [1], "b.js": [2]}
+    assert merged.raw["n"] == 2

@@ -1,0 +1,59 @@
+"""Skipping whole pristine copies and attributing findings inside library code."""
+
+from __future__ import annotations
+
+from scanner.findings import Category, Finding, Severity
+from scanner.libraries.attribution import Attributor, blank
+from scanner.libraries.index import LibraryIndex, canonical
+from scanner.libraries.matcher import recognise
+
+PLUGIN = b"var TestPlugin={mount:function(c){c.textContent='hi'}};\n"
+
+
+def test_blanking_keeps_every_line_and_offset(tiny: bytes, tiny_index: LibraryIndex) -> None:
+    data = PLUGIN + tiny + PLUGIN
+    copies = recognise(data, tiny_index)
+    out, done = blank(data, copies)
+    assert len(out) == len(data) and out.count(b"\n") == data.count(b"\n")
+    assert out.startswith(PLUGIN) and out.endswith(PLUGIN)
+    assert out[done[0].start : done[0].end].strip() == b""
+
+
+def test_a_copy_that_could_be_an_operand_is_not_blanked(
+    tiny: bytes, tiny_index: LibraryIndex
+) -> None:
+    # `x=` before the copy: removing it would change what the code around it means.
+    data = b"var x=" + canonical(tiny) + b";\n" + PLUGIN
+    out, done = blank(data, recognise(data, tiny_index))
+    assert done == [] and out == data
+
+
+def _finding(span: tuple[int, int] | None, category: Category = Category.DYNAMIC_CODE) -> Finding:
+    return Finding("js-static", "js-eval", category, Severity.HIGH, "eval", "a.js", 1, span=span)
+
+
+def test_findings_inside_verified_library_code_are_attributed(
+    tiny: bytes, tiny_index: LibraryIndex
+) -> None:
+    data = PLUGIN + tiny + PLUGIN
+    [copy] = recognise(data, tiny_index)
+    attributor = Attributor([copy])
+    inside, outside, across = (
+        _finding((copy.start + 10, copy.start + 20)),
+        _finding((1, 5)),
+        _finding((copy.start - 5, copy.start + 5)),
+    )
+    marked = attributor.attribute([inside, outside, across, _finding(None)])
+    assert [f.library for f in marked] == ["tinylib@1.2.3", None, None, None]
+    # Coverage is never attributed: an unread part of a library is still unread.
+    [gap] = attributor.attribute([_finding((copy.start + 1, copy.start + 2), Category.COVERAGE)])
+    assert gap.library is None
+
+
+def test_attributed_findings_are_reported_with_their_library(
+    tiny: bytes, tiny_index: LibraryIndex
+) -> None:
+    data = tiny
+    [copy] = recognise(data, tiny_index)
+    [f] = Attributor([copy]).attribute([_finding((copy.start + 1, copy.start + 9))])
+    assert f.to_dict()["library"] == "tinylib@1.2.3"
