@@ -9,6 +9,7 @@ answering, ``abort()`` kills both; the thread then starts a fresh driver and bro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import json
@@ -18,11 +19,13 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import playwright
+from playwright._impl._greenlets import EventGreenlet
 from playwright.sync_api import Browser, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
@@ -77,6 +80,10 @@ class BrowserSettings:
     watch_every: float = 1.0
     # Pause before warming a fresh browser after a failure, growing up to a minute.
     retry_pause: float = 2.0
+    # Detonations of one job that run at once on the warm browser, each in a context of
+    # its own. Much of a detonation is waiting on the renderer (a mouse move is answered
+    # at the next frame, ~16 ms), so the waits overlap; past the cores, CPU would not.
+    parallel: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
 
 
 class BrowserPool:
@@ -86,7 +93,7 @@ class BrowserPool:
 
     def __init__(self, settings: BrowserSettings) -> None:
         self.settings = settings
-        self._jobs: queue.Queue[tuple[DetonationRequest, Future[Trace]] | None] = queue.Queue()
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="gatehouse-browser", daemon=True)
         self._started = False
         self._lock = threading.Lock()
@@ -101,9 +108,14 @@ class BrowserPool:
         self.state_error: str | None = None
 
     def detonate(self, request: DetonationRequest, timeout: float) -> Trace:
+        return self.detonate_all([request], timeout)[0]
+
+    def detonate_all(self, requests: Sequence[DetonationRequest], timeout: float) -> list[Trace]:
+        """Several detonations (a bundle's roles) as one job: up to ``parallel`` at once,
+        each in a fresh context of its own; the traces in the order of ``requests``."""
         self._start()
-        future: Future[Trace] = Future()
-        self._jobs.put((request, future))
+        future: Future[list[Trace]] = Future()
+        self._jobs.put((tuple(requests), future))
         return future.result(timeout=timeout)
 
     def _start(self) -> None:
@@ -161,7 +173,7 @@ class BrowserPool:
         finally:
             self._drop_session()
 
-    def _serve(self, request: DetonationRequest, future: Future[Trace]) -> None:
+    def _serve(self, requests: tuple[DetonationRequest, ...], future: Future[list[Trace]]) -> None:
         for attempt in (1, 2):
             if self._session is not None and not self._session.healthy():
                 self._drop_session()
@@ -171,21 +183,22 @@ class BrowserPool:
                 self._over_cap = False
                 self._busy.set()
                 try:
-                    trace = session.detonate(request)
+                    traces = session.detonate_all(requests, self.settings.parallel)
                 finally:
                     self._busy.clear()
                 if self._over_cap:
-                    trace.error = (
-                        f"the browser used more than {self.settings.max_memory_bytes} bytes"
-                        " of memory and was stopped"
-                    )
-                    trace.over_memory = True
+                    for trace in traces:
+                        trace.error = (
+                            f"the browser used more than {self.settings.max_memory_bytes}"
+                            " bytes of memory and was stopped"
+                        )
+                        trace.over_memory = True
                     session.broken = True
                 if session.broken:
-                    self._set_state("down", trace.error)
+                    self._set_state("down", next((t.error for t in traces if t.error), None))
                 else:
                     self._set_state("ready", None)
-                future.set_result(trace)
+                future.set_result(traces)
                 return
             except Exception as exc:
                 log.warning("browser session failed (attempt %d): %s", attempt, exc)
@@ -319,15 +332,91 @@ class _Session:
             self.served = 0
         return self.browser
 
-    def detonate(self, request: DetonationRequest) -> Trace:
+    def detonate_all(self, requests: Sequence[DetonationRequest], parallel: int) -> list[Trace]:
         browser = self.ensure_browser()
         assert self.jail is not None
-        trace = Detonator(browser, self.jail).run(request)
-        if trace.error and ("closed" in trace.error.lower() or "crash" in trace.error.lower()):
-            self.broken = True  # the browser or its driver is gone: start afresh next time
-        self.served += 1
-        self.pool.scans += 1
-        return trace
+        detonator = Detonator(browser, self.jail)
+        traces: list[Trace] = []
+        step = max(1, parallel)
+        for i in range(0, len(requests), step):
+            traces += side_by_side(browser, detonator, requests[i : i + step])
+        for trace in traces:
+            error = (trace.error or "").lower()
+            if "closed" in error or "crash" in error:
+                self.broken = True  # the browser or its driver is gone: start afresh next time
+        self.served += len(traces)
+        self.pool.scans += len(traces)
+        return traces
+
+
+_Job = tuple[tuple[DetonationRequest, ...], Future[list[Trace]]]
+
+
+def side_by_side(
+    browser: Browser, detonator: Detonator, requests: Sequence[DetonationRequest]
+) -> list[Trace]:
+    """Detonations at once on this thread, in the order of ``requests``.
+
+    The sync API is built on greenlets: a call waiting for the browser hands the thread to
+    the driver's event loop, which resumes the call when its answer comes. Each detonation
+    runs in a greenlet of its own started from that loop (Playwright's own way of running
+    event handlers that block), so while one waits for a frame or a load, the others go
+    on. When the driver goes away mid-way (the pool killed the browser: a hang, the
+    memory cap), each unfinished detonation ends as a broken-off trace, as it would alone.
+    """
+    if len(requests) == 1:
+        return [detonator.run(requests[0])]
+    done: dict[int, Trace] = {}
+    started: list[EventGreenlet] = []
+
+    async def together() -> list[BaseException | None]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for i, request in enumerate(requests):
+            future: asyncio.Future[None] = loop.create_future()
+            started.append(EventGreenlet(_body(detonator, request, i, done, future)))
+            started[-1].switch()  # runs until its first wait on the browser
+            futures.append(future)
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    lost: Exception | None = None
+    outcomes: list[BaseException | None] = []
+    try:
+        # _sync is how every sync API call waits on the loop; no public call takes a coroutine.
+        outcomes = browser._sync(together())
+    except Exception as exc:  # the driver's connection is gone
+        lost = exc
+    for g in started:
+        if not g.dead:
+            # Its wait can never be answered: end it so its cleanup (proxy, context) runs.
+            with contextlib.suppress(BaseException):
+                g.throw()
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [done.get(i) or _broken_off(r, lost) for i, r in enumerate(requests)]
+
+
+def _body(
+    detonator: Detonator,
+    request: DetonationRequest,
+    i: int,
+    done: dict[int, Trace],
+    future: asyncio.Future[None],
+) -> Callable[[], None]:
+    def body() -> None:
+        try:
+            done[i] = detonator.run(request)
+            future.set_result(None)
+        except Exception as exc:
+            future.set_exception(exc)
+
+    return body
+
+
+def _broken_off(request: DetonationRequest, why: Exception | None) -> Trace:
+    error = f"{type(why).__name__}: {str(why).splitlines()[0][:300]}" if why else "broken off"
+    return Trace(request.role, {}, origin=request.origin, error=error)
 
 
 def _close(browser: Browser | None) -> None:

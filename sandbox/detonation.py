@@ -18,6 +18,7 @@ import re
 import secrets
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -72,6 +73,14 @@ def _card_number() -> str:
     return "".join(map(str, digits)) + str((10 - total % 10) % 10)
 
 
+def _keyboard(name: str) -> str:
+    """``name`` in letters a US keyboard types as key presses: a character such as "ü" is
+    inserted as text with no keydown, so a keylogger would see a password without it and
+    the canary it sends would not be recognised."""
+    folded = unicodedata.normalize("NFKD", name.lower()).encode("ascii", "ignore").decode()
+    return folded or "user"
+
+
 @dataclass(frozen=True)
 class Canaries:
     """Fake but realistic secrets and a made-up user, new for every detonation (a fixed
@@ -96,7 +105,7 @@ class Canaries:
             cookie=secrets.token_urlsafe(24),
             storage="eyJ" + secrets.token_urlsafe(30),
             token=secrets.token_urlsafe(32),
-            password=f"{last.lower()[:4].title()}{secrets.randbelow(9000) + 1000}!{secrets.token_hex(2)}",
+            password=f"{_keyboard(last)[:4].title()}{secrets.randbelow(9000) + 1000}!{secrets.token_hex(2)}",
             card=_card_number(),
             email=f"{first.lower()}.{last.lower()}{secrets.randbelow(90) + 10}@example.com",
             inside=f"Notes {secrets.token_hex(5)}",

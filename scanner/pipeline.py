@@ -121,9 +121,8 @@ def build_stages(
 ) -> tuple[list[Stage], list[StageResult]]:
     """Build each stage; one that cannot be built becomes an error result, not a crash.
 
-    Worker processes start, and build their stages, in the background meanwhile."""
-    if any(runs_in_process(f) for f in factories):
-        shared_pool(settings.stage_processes).warm()
+    Nothing starts here: worker processes start when intake has admitted a bundle (a
+    refused one costs no worker, and no browser), and build their stages on first use."""
     stages: list[Stage] = []
     failed: list[StageResult] = []
     for factory in factories:
@@ -318,6 +317,9 @@ def run_stages(workspace: Workspace, stages: Sequence[Stage], timeout: float) ->
     CPU-bound stages run in worker processes, killed at the deadline; the others (the
     browser, clamd: waiting on I/O) in daemon threads here."""
     workspace.manifest  # noqa: B018 - parse once before threads race to the cached property
+    pools = {id(s.pool): s.pool for s in stages if isinstance(s, ProcessStage)}
+    for pool in pools.values():
+        pool.warm()  # every worker at once, not one per stage thread that finds none idle
     deadline = time.monotonic() + timeout
     slots: dict[int, StageResult] = {}
     threads = []

@@ -1,10 +1,13 @@
 """Warm worker processes for CPU-bound stages: a stage past its deadline is killed.
 
 A thread cannot be stopped, and a runaway regex or parse in one holds the GIL for every
-other stage. So the CPU-bound stages run in worker processes: fresh interpreters
-(``python -m scanner.stagepool``, spawned and exec'd: never a fork of a process that has
-threads, nor a re-import of the caller's main script as multiprocessing's spawn and
-forkserver modes do), talking over a socket pair. Each worker builds a stage once
+other stage. So the CPU-bound stages run in worker processes, talking over a socket pair.
+Workers are forked by a zygote: one fresh interpreter (``python -m scanner.stagepool
+--zygote``, spawned and exec'd: never a fork of the caller, which has threads, nor a
+re-import of the caller's main script as multiprocessing's spawn and forkserver modes
+do) that imports the analysis modules once, stays single-threaded, and forks a worker
+in about a millisecond whenever one is needed: the second worker, and the one that
+replaces a killed worker, cost no start-up. Each worker builds a stage once
 (compiled YARA rules, tree-sitter queries, the advisory detectors) and keeps it for the
 next scan. A task that outlives its deadline gets its worker killed with SIGKILL and
 replaced on next need; the stage is recorded as timed out. Per-file stages are split
@@ -156,16 +159,68 @@ def merge_results(name: str, version: int, parts: Sequence[StageResult]) -> Stag
 
 @dataclass
 class _Worker:
-    process: subprocess.Popen[bytes]
+    pid: int  # a child of the zygote, which reaps it
     conn: Connection
 
     def kill(self) -> None:
         with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        # Gone, not just dying: the zygote ignores SIGCHLD, so the kernel reaps it at once.
+        while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not fork a worker (it died, or never started)."""
+
+
+class _Zygote:
+    """The process that forks workers: started once, it imports the analysis modules."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "scanner.stagepool", "--zygote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # the CLI's stdout is the report
+                # Out of the terminal's process group: a Ctrl-C is ours to handle (the
+                # zygote would otherwise die mid-start-up and print a fatal error). It and
+                # its workers exit when our ends of their sockets close.
+                start_new_session=True,
+            )
+        self.control = ours
+        self._lock = threading.Lock()
+
+    def fork(self) -> _Worker:
+        ours, theirs = socket.socketpair()
+        try:
+            with self._lock:
+                socket.send_fds(self.control, [b"F"], [theirs.fileno()])
+                answer = self.control.recv(16)
+        except OSError as exc:
+            ours.close()
+            raise ZygoteError(f"the zygote is gone: {exc}") from None
+        finally:
+            theirs.close()
+        if len(answer) != 8:
+            ours.close()
+            raise ZygoteError(f"the zygote did not fork a worker (exit code {self.process.poll()})")
+        conn = Connection(os.dup(ours.fileno()))
+        ours.close()
+        return _Worker(int.from_bytes(answer, "little"), conn)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.control.close()
+        with contextlib.suppress(OSError):
             self.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
-        with contextlib.suppress(OSError):
-            self.conn.close()
 
 
 @dataclass
@@ -178,6 +233,7 @@ class StagePool:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _all: list[_Worker] = field(default_factory=list)
     _pid: int = field(default_factory=os.getpid)
+    _zygote: _Zygote | None = None
 
     def run(self, task: StageTask, deadline: float, name: str, version: int) -> StageResult:
         """The task's result, or TIMEOUT (worker killed) or ERROR (worker died)."""
@@ -194,9 +250,8 @@ class StagePool:
                 )
             result: StageResult = worker.conn.recv()
         except (EOFError, OSError) as exc:
-            code = worker.process.poll()
             self._discard(worker)
-            why = f"its worker process died (exit code {code})" if code is not None else str(exc)
+            why = f"its worker process died ({type(exc).__name__}: {exc})"
             return StageResult(name, version, StageStatus.ERROR, error=why[:500])
         self._idle.put(worker)
         return result
@@ -242,20 +297,13 @@ class StagePool:
             return None
 
     def _spawn(self) -> _Worker:
-        ours, theirs = socket.socketpair()
-        with ours, theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "scanner.stagepool", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # the CLI's stdout is the report
-                # Out of the terminal's process group: a Ctrl-C is ours to handle (the
-                # worker would otherwise die mid-start-up and print a fatal error). It
-                # exits when our end of the pipe closes.
-                start_new_session=True,
-            )
-            conn = Connection(os.dup(ours.fileno()))
-        worker = _Worker(process, conn)
+        with self._lock:
+            if self._zygote is None or self._zygote.process.poll() is not None:
+                if self._zygote is not None:
+                    self._zygote.close()
+                self._zygote = _Zygote()
+            zygote = self._zygote
+        worker = zygote.fork()
         with self._lock:
             self._all.append(worker)
         return worker
@@ -274,12 +322,15 @@ class StagePool:
         with self._lock:
             workers, self._all = list(self._all), []
             self._started = 0
+            zygote, self._zygote = self._zygote, None
         for w in workers:
             w.kill()
+        if zygote is not None:
+            zygote.close()
 
     def pids(self) -> list[int]:
         with self._lock:
-            return [int(w.process.pid) for w in self._all]
+            return [w.pid for w in self._all]
 
 
 _POOLS: dict[tuple[int, int], StagePool] = {}
@@ -304,11 +355,41 @@ def _timeout(name: str, version: int, why: str) -> StageResult:
 # --- in the worker process -------------------------------------------------------------
 
 
+def zygote_main(control: socket.socket) -> None:
+    """Import the analysis modules, then fork a worker for each socket the parent sends,
+    until it closes the control socket. Single-threaded, so a fork copies nothing half-done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
+    # Exited workers are reaped by the kernel: a killed one leaves no zombie behind.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    for module in PRELOAD:
+        importlib.import_module(module)
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(control, 1, 1)
+        except OSError:
+            return
+        if not fds:
+            return  # the parent is gone
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            code = 0
+            try:
+                worker_main(Connection(fds[0]))
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(fds[0])
+        control.sendall(pid.to_bytes(8, "little"))
+
+
 def worker_main(conn: Connection) -> None:
     """Build stages once, then run tasks until the parent closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
     for module in PRELOAD:
-        importlib.import_module(module)
+        importlib.import_module(module)  # done already in the zygote: a dict lookup
     built: dict[tuple[str, Settings], Stage | Exception] = {}
     while True:
         try:
@@ -354,4 +435,7 @@ def _describe(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    worker_main(Connection(int(sys.argv[1])))
+    if sys.argv[1] == "--zygote":
+        zygote_main(socket.socket(fileno=int(sys.argv[2])))
+    else:
+        worker_main(Connection(int(sys.argv[1])))

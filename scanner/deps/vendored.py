@@ -53,9 +53,11 @@ class _Pattern:
 
     def unusable_in(self, data: bytes) -> str | None:
         """Why this pattern could not look at ``data`` that may hold its library, or None."""
-        if isinstance(self.compiled, Regex):
-            return None
+        # The literal first: asking for ``compiled`` compiles, and on a cold scan compiling
+        # all 300+ patterns to look at a file that holds none of their libraries was 0.5 s.
         if self.literal is not None and self.literal not in data:
+            return None
+        if isinstance(self.compiled, Regex):
             return None
         return str(self.compiled)
 

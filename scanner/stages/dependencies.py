@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from scanner.advisories.snapshot import ensure_snapshot
-from scanner.advisories.store import AdvisoryStore, KnownVulnerability
 from scanner.advisories.versions import NPM, PYPI, VersionError, fixed_versions, is_affected
 from scanner.config import Settings
-from scanner.db import database_url, make_engine
 from scanner.deps.components import STAGE, Component, DependencyScan
 from scanner.deps.npm import LOCKFILES, scan_npm
 from scanner.deps.python import scan_python
@@ -22,6 +19,11 @@ from scanner.deps.typosquat import PopularNames, load_popular
 from scanner.deps.vendored import VendoredLibraries
 from scanner.findings import Category, Finding, Severity, StageResult, truncate
 from scanner.workspace import Workspace
+
+if TYPE_CHECKING:
+    # SQLAlchemy (about 0.7 s to import) is needed where the stage runs (a worker
+    # process), not where the pipeline is assembled.
+    from scanner.advisories.store import AdvisoryStore, KnownVulnerability
 
 _SEVERITY = {
     "low": Severity.LOW,
@@ -40,6 +42,10 @@ class AdvisoryLookup(Protocol):
 
 @lru_cache(maxsize=4)
 def _store(url: str, rules_dir: Path) -> AdvisoryStore:
+    from scanner.advisories.snapshot import ensure_snapshot
+    from scanner.advisories.store import AdvisoryStore
+    from scanner.db import make_engine
+
     store = AdvisoryStore(make_engine(url))
     ensure_snapshot(store, rules_dir)  # the embedded default finds real vulnerabilities at once
     return store
@@ -60,6 +66,8 @@ class DependencyStage:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DependencyStage:
+        from scanner.db import database_url
+
         store = _store(database_url(settings), settings.rules_dir)
         return cls(
             store,
@@ -170,6 +178,7 @@ def _pypi_matches(
     from pip_audit._service.interface import ResolvedDependency
 
     from scanner.advisories.pip_audit_service import LocalVulnerabilityService
+    from scanner.advisories.store import AdvisoryStore
 
     assert isinstance(advisories, AdvisoryStore), "the pip-audit service needs the SQL store"
     service = LocalVulnerabilityService(advisories)

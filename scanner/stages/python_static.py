@@ -7,16 +7,13 @@ import threading
 from importlib.metadata import version
 from typing import Any, ClassVar
 
+from scanner.config import Settings
+from scanner.findings import Category, Finding, Severity, StageResult, truncate
+from scanner.workspace import Workspace
+
 # Bandit loads its plugins on import; its optional SARIF formatter is not installed and
 # the loader would log an error about it on every run.
 logging.getLogger("stevedore").setLevel(logging.CRITICAL)
-
-from bandit.core import config as bandit_config  # noqa: E402
-from bandit.core import manager as bandit_manager  # noqa: E402
-
-from scanner.config import Settings  # noqa: E402
-from scanner.findings import Category, Finding, Severity, StageResult, truncate  # noqa: E402
-from scanner.workspace import Workspace  # noqa: E402
 
 _SEVERITY = {"LOW": Severity.LOW, "MEDIUM": Severity.MEDIUM, "HIGH": Severity.HIGH}
 # Bandit keeps state on module-level objects; one scan at a time per process.
@@ -75,6 +72,11 @@ class PythonStaticStage:
 
 
 def _run_bandit(paths: list[str]) -> tuple[list[Any], list[tuple[str, str]]]:
+    # Imported here: bandit loads its plugins on import (0.15 s), and most bundles have no
+    # Python, so most scans never need it.
+    from bandit.core import config as bandit_config
+    from bandit.core import manager as bandit_manager
+
     conf = bandit_config.BanditConfig()
     # A bundle never configures its own scanner: `# nosec` inside it is ignored.
     mgr = bandit_manager.BanditManager(conf, "file", quiet=True, ignore_nosec=True)

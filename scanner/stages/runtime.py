@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import atexit
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from sandbox.browser import BrowserPool, BrowserSettings, SandboxUnavailableError
-from sandbox.detonation import DEFAULT_ORIGIN, DetonationRequest, Trace
 from scanner.config import Settings
 from scanner.csp import asset_integrity, build_csp
 from scanner.findings import StageResult, StageStatus
 from scanner.runtime import STAGE, observed_capabilities, trace_findings
 from scanner.workspace import Workspace
+
+if TYPE_CHECKING:
+    # The sandbox (Playwright, cryptography: about 0.8 s to import) is imported where a
+    # detonation happens, so a scan that never mounts a bundle never pays for it.
+    from sandbox.browser import BrowserPool
+    from sandbox.detonation import DetonationRequest, Trace
 
 ROLES = ("user", "admin")
 
@@ -22,7 +27,9 @@ ROLES = ("user", "admin")
 class DetonationPool(Protocol):
     """What the stage needs of sandbox.browser.BrowserPool (a fake in unit tests)."""
 
-    def detonate(self, request: DetonationRequest, timeout: float) -> Trace: ...
+    def detonate_all(
+        self, requests: Sequence[DetonationRequest], timeout: float
+    ) -> list[Trace]: ...
 
     def abort(self) -> None: ...
 
@@ -37,6 +44,8 @@ def shared_pool(
     executable: str, max_scans: int, user: str, status_dir: Path | None = None
 ) -> BrowserPool:
     """One warm browser per process, whatever the number of scans."""
+    from sandbox.browser import BrowserPool, BrowserSettings
+
     pool = BrowserPool(
         BrowserSettings(
             executable=executable, max_scans=max_scans, user=user, status_dir=status_dir
@@ -51,8 +60,12 @@ class RuntimeStage:
     version: ClassVar[int] = 1
 
     def __init__(
-        self, detonator: DetonationPool, time_limit: float, origin: str = DEFAULT_ORIGIN
+        self, detonator: DetonationPool, time_limit: float, origin: str | None = None
     ) -> None:
+        if origin is None:
+            from sandbox.detonation import DEFAULT_ORIGIN
+
+            origin = DEFAULT_ORIGIN
         self.detonator = detonator
         self.time_limit = time_limit
         self.origin = origin.rstrip("/")
@@ -60,14 +73,7 @@ class RuntimeStage:
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeStage:
         return cls(
-            shared_pool(
-                settings.chromium_path,
-                settings.browser_max_scans,
-                settings.sandbox_user,
-                settings.data_dir / "browser-state",
-            ),
-            settings.detonation_timeout,
-            settings.detonation_origin,
+            _SharedBrowser(settings), settings.detonation_timeout, settings.detonation_origin
         )
 
     def run(self, workspace: Workspace) -> StageResult:
@@ -82,8 +88,11 @@ class RuntimeStage:
         result.raw.update({"csp": csp, "sri": integrity})
         caps = manifest.capabilities
         origins = ("*",) if caps.network_any else tuple(str(o) for o in caps.network)
-        for role in ROLES:
-            request = DetonationRequest(
+        from sandbox.browser import SandboxUnavailableError
+        from sandbox.detonation import DetonationRequest
+
+        requests = [
+            DetonationRequest(
                 root=workspace.root,
                 files=tuple(f.path for f in workspace.files),
                 entry=manifest.entry,
@@ -95,19 +104,24 @@ class RuntimeStage:
                 time_limit_s=self.time_limit,
                 origin=self.origin,
             )
-            try:
-                trace = self.detonator.detonate(request, timeout=self.time_limit + START_GRACE)
-            except TimeoutError:
-                self.detonator.abort()
-                result.status, result.error = (
-                    StageStatus.TIMEOUT,
-                    f"detonation as {role} did not finish within"
-                    f" {self.time_limit + START_GRACE:g} s",
-                )
-                return result
-            except SandboxUnavailableError as exc:
-                result.status, result.error = StageStatus.ERROR, str(exc)[:500]
-                return result
+            for role in ROLES
+        ]
+        # The roles run side by side, each in its own context with its own full
+        # observation window, so the job takes about as long as one of them.
+        try:
+            traces = self.detonator.detonate_all(requests, timeout=self.time_limit + START_GRACE)
+        except TimeoutError:
+            self.detonator.abort()
+            result.status, result.error = (
+                StageStatus.TIMEOUT,
+                f"detonation as {' and '.join(ROLES)} did not finish within"
+                f" {self.time_limit + START_GRACE:g} s",
+            )
+            return result
+        except SandboxUnavailableError as exc:
+            result.status, result.error = StageStatus.ERROR, str(exc)[:500]
+            return result
+        for role, trace in zip(ROLES, traces, strict=True):
             data = {**trace.to_dict(), "canaries": trace.canaries}
             result.findings.extend(trace_findings(data, caps))
             observed = set(result.raw.get("observed_capabilities", [])) | observed_capabilities(
@@ -117,8 +131,28 @@ class RuntimeStage:
             result.artifacts[f"trace-{role}.json"] = json.dumps(data, indent=1).encode()
             if trace.screenshot:
                 result.artifacts[f"screenshot-{role}.png"] = trace.screenshot
-            if trace.error:
+            if trace.error and result.status is StageStatus.OK:
                 # A detonation that broke off saw only part of the behaviour: fail closed.
                 result.status, result.error = StageStatus.ERROR, f"as {role}: {trace.error}"
         result.coverage.scanned = [manifest.entry, *manifest.styles]
         return result
+
+
+class _SharedBrowser:
+    """The process's warm browser pool, made on the first detonation (not when the
+    pipeline is assembled: most of a refused or static-only scan's start-up was this)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def pool(self) -> BrowserPool:
+        s = self.settings
+        return shared_pool(
+            s.chromium_path, s.browser_max_scans, s.sandbox_user, s.data_dir / "browser-state"
+        )
+
+    def detonate_all(self, requests: Sequence[DetonationRequest], timeout: float) -> list[Trace]:
+        return self.pool().detonate_all(requests, timeout)
+
+    def abort(self) -> None:
+        self.pool().abort()

@@ -132,3 +132,34 @@ def test_per_file_maps_in_raw_output_join_up_across_shards() -> None:
     merged = merge_results("js-static", 3, [a, b])
     assert merged.raw["libraries_skipped"] == {"a.js": [1], "b.js": [2]}
     assert merged.raw["n"] == 2
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_workers_are_forked_by_one_zygote_not_started_by_us(tmp_path: Path) -> None:
+    """The second worker, and the one that replaces a killed worker, cost a fork of a
+    process that imported the analysis modules once, not a fresh interpreter each."""
+    pool = StagePool(2)
+    try:
+        pool.warm()
+        deadline = time.monotonic() + 20
+        while len(pool.pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first, second = pool.pids()
+        zygote = _parent(first)
+        assert zygote == _parent(second) and zygote != os.getpid()
+        assert _parent(zygote) == os.getpid()
+        worker = pool._all[0]
+        pool._discard(worker)
+        replacement = pool._spawn()
+        assert _parent(replacement.pid) == zygote
+        assert not Path(f"/proc/{worker.pid}").exists()  # killed and reaped
+    finally:
+        pool.close()
+    assert not Path(f"/proc/{zygote}").exists() or _zombie(zygote)
+
+
+def _zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from sandbox.browser import SandboxUnavailableError
@@ -21,11 +22,11 @@ class FakePool:
         self.requests: list[DetonationRequest] = []
         self.aborted = 0
 
-    def detonate(self, request: DetonationRequest, timeout: float) -> Trace:
-        self.requests.append(request)
+    def detonate_all(self, requests: Sequence[DetonationRequest], timeout: float) -> list[Trace]:
+        self.requests.extend(requests)
         if isinstance(self.answer, BaseException):
             raise self.answer
-        return self.answer
+        return [self.answer for _ in requests]
 
     def abort(self) -> None:
         self.aborted += 1
