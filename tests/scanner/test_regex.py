@@ -89,6 +89,7 @@ def test_a_rewritten_count_matches_what_the_original_matches(length: int) -> Non
     original = re.compile(rb"a.{0,2500}b")
     text = b"a" + b"x" * length + b"b"
     translated = compile_translated(r"a.{0,2500}b", rule="count-test")
+    REGISTRY.pop("count-test")  # not a shipped pattern: the linearity test is for those
     assert (translated.search(text) is not None) == (original.search(text) is not None)
 
 
