@@ -57,3 +57,16 @@ def test_attributed_findings_are_reported_with_their_library(
     [copy] = recognise(data, tiny_index)
     [f] = Attributor([copy]).attribute([_finding((copy.start + 1, copy.start + 9))])
     assert f.to_dict()["library"] == "tinylib@1.2.3"
+
+
+def test_comments_around_a_copy_do_not_stop_it_being_skipped(
+    tiny: bytes, tiny_index: LibraryIndex
+) -> None:
+    # Files concatenated as they ship: each ends with its source map comment.
+    data = PLUGIN + b"//# sourceMappingURL=a.js.map\n" + tiny + b"/* end */\n" + PLUGIN
+    _, done = blank(data, recognise(data, tiny_index))
+    assert len(done) == 1
+    # A comment between an operator and the copy does not hide the operator.
+    operand = b"var x=/* lib */\n" + canonical(tiny) + b";\n"
+    _, none = blank(operand, recognise(operand, tiny_index))
+    assert none == []
