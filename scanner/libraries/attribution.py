@@ -16,6 +16,7 @@ _SAFE_BEFORE = frozenset(b";{}")
 # expression, so a copy that does not end its statement is left in place.
 _CONTINUES = frozenset(b"([`+-/*,.?:=<>&|")
 MAX_COMMENTS = 8
+_OPENS_CALL = (b"(", b"[", b"`")
 _BLANK = bytes(b if b == 0x0A else 0x20 for b in range(256))
 NEVER_ATTRIBUTED = frozenset({Category.COVERAGE, Category.ARCHIVE, Category.SUPPLY_CHAIN})
 
@@ -29,6 +30,8 @@ def blankable(source: bytes, copy: Copy) -> bool:
     if before and before[-1] not in _SAFE_BEFORE:
         return False
     body = source[copy.start : copy.end].rstrip()
+    if before.endswith(b"}") and _code_after(body).lstrip()[:1] in _OPENS_CALL:
+        return False  # `function(){}` then `(...)`: the copy would be its argument list
     rest = _code_after(source[copy.end :])
     after = rest.lstrip()
     if not body or body[-1] == ord(";") or not after or after[0] == ord(";"):

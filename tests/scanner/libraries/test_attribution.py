@@ -6,6 +6,7 @@ from scanner.findings import Category, Finding, Severity
 from scanner.libraries.attribution import Attributor, blank
 from scanner.libraries.index import LibraryIndex, canonical
 from scanner.libraries.matcher import recognise
+from tests.scanner.libraries.conftest import make_index, synthetic_library
 
 PLUGIN = b"var TestPlugin={mount:function(c){c.textContent='hi'}};\n"
 
@@ -70,3 +71,13 @@ def test_comments_around_a_copy_do_not_stop_it_being_skipped(
     operand = b"var x=/* lib */\n" + canonical(tiny) + b";\n"
     _, none = blank(operand, recognise(operand, tiny_index))
     assert none == []
+
+
+def test_a_copy_that_would_be_an_argument_list_is_not_blanked() -> None:
+    # A copy starting with "(" after a function expression is called with it, not run.
+    lib = b"(function(){" + canonical(synthetic_library(8_000, seed=31)) + b"})();"
+    index = make_index(("paren", "1.0.0", "p.js", lib, "MIT"))
+    after_function = b"var f=function(){}\n" + lib + b"\n"
+    assert blank(after_function, recognise(after_function, index))[1] == []
+    after_statement = b"var f=1;\n" + lib + b"\n"
+    assert len(blank(after_statement, recognise(after_statement, index))[1]) == 1
