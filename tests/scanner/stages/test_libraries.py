@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,25 @@ def test_js_static_attributes_findings_in_a_partial_copy_and_counts_the_plugins_
     reasons = decide(result.findings, [result], policy).reasons
     counted = [r for r in reasons if r.rule_id == "js-cookie-access"]
     assert len(counted) == 1  # the plugin's own read, not the library's
+
+
+def test_js_static_analyses_everything_when_skipping_would_break_the_syntax(
+    index: LibraryIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scanner.stages.js_static as js_static
+
+    real_blank = js_static.blank
+
+    def breaking_blank(source: bytes, copies: Any) -> tuple[bytes, list[Any]]:
+        blanked, done = real_blank(source, copies)
+        return blanked + b"\n)(", done  # what a copy that was not standing alone leaves
+
+    monkeypatch.setattr(js_static, "blank", breaking_blank)
+    js = PLUGIN.encode() + COOKIE_LIB
+    ws = workspace_of(tmp_path, {"plugin.json": json.dumps(manifest()), "dist/bundle.js": js})
+    result = _js_static(index).run(ws)
+    assert "libraries_skipped" not in result.raw
+    assert not [f for f in result.findings if f.rule_id == "js-not-analysed"]
+    # Analysed in full: the library's cookie read is found, and attributed to it.
+    [cookie] = [f for f in result.findings if f.rule_id == "js-cookie-access"]
+    assert cookie.library == "tinylib@1.2.3"
