@@ -66,6 +66,9 @@ def test_a_pristine_copy_is_reported_for_information(index: LibraryIndex, tmp_pa
     assert "whole and unchanged" in found.message and found.line == 2
     [copy] = result.raw["copies"]
     assert copy["kind"] == "pristine" and copy["licence"] == "MIT"
+    # The SBOM (scanner/sbom.py) lists it as the npm package it is.
+    [component] = result.raw["components"]
+    assert component["purl"] == "pkg:npm/tinylib@1.2.3" and not component["dev"]
 
 
 def test_a_modified_copy_is_critical_and_shows_the_injected_code(
