@@ -15,6 +15,8 @@ _SAFE_BEFORE = frozenset(b";{}")
 # Code starting with one of these after a line break would continue the copy's last
 # expression, so a copy that does not end its statement is left in place.
 _CONTINUES = frozenset(b"([`+-/*,.?:=<>&|")
+MAX_COMMENTS = 8
+_OPENS_CALL = (b"(", b"[", b"`")
 _BLANK = bytes(b if b == 0x0A else 0x20 for b in range(256))
 NEVER_ATTRIBUTED = frozenset({Category.COVERAGE, Category.ARCHIVE, Category.SUPPLY_CHAIN})
 
@@ -24,15 +26,47 @@ def blankable(source: bytes, copy: Copy) -> bool:
     it parses the same without it."""
     if copy.kind is not CopyKind.PRISTINE:
         return False
-    before = source[: copy.start].rstrip()
+    before = _code_before(source[: copy.start])
     if before and before[-1] not in _SAFE_BEFORE:
         return False
     body = source[copy.start : copy.end].rstrip()
-    rest = source[copy.end :]
+    if before.endswith(b"}") and _code_after(body).lstrip()[:1] in _OPENS_CALL:
+        return False  # `function(){}` then `(...)`: the copy would be its argument list
+    rest = _code_after(source[copy.end :])
     after = rest.lstrip()
     if not body or body[-1] == ord(";") or not after or after[0] == ord(";"):
         return True
     return b"\n" in rest[: len(rest) - len(after)] and after[0] not in _CONTINUES
+
+
+def _code_before(text: bytes) -> bytes:
+    """``text`` without the whitespace and comments it ends with (the previous file's
+    source map line, a banner): a comment is never an operand."""
+    for _ in range(MAX_COMMENTS):
+        text = text.rstrip()
+        line = text[text.rfind(b"\n") + 1 :]
+        if line.lstrip().startswith(b"//"):
+            text = text[: len(text) - len(line)]
+        elif text.endswith(b"*/") and (opening := text.rfind(b"/*")) != -1:
+            text = text[:opening]
+        else:
+            break
+    return text
+
+
+def _code_after(text: bytes) -> bytes:
+    """``text`` from its first code on, comments skipped (line breaks kept before it)."""
+    for _ in range(MAX_COMMENTS):
+        stripped = text.lstrip()
+        gap = text[: len(text) - len(stripped)]
+        if stripped.startswith(b"//"):
+            end = stripped.find(b"\n")
+            text = gap + (stripped[end:] if end != -1 else b"")
+        elif stripped.startswith(b"/*") and (close := stripped.find(b"*/")) != -1:
+            text = gap + stripped[close + 2 :]
+        else:
+            break
+    return text
 
 
 def blank(source: bytes, copies: Iterable[Copy]) -> tuple[bytes, list[Copy]]:

@@ -30,7 +30,9 @@ MAX_EDGE_SEARCH = 16 * 1024
 # or a fork of the library, not an injection into it.
 MAX_EDITS = 6
 MAX_EDITED_SHARE = 0.2
-MAX_CANDIDATES = 24
+# Files of the index tried per bundle file, most anchored first: a bundle of ten
+# libraries anchors every release of each, and a small one must still get its turn.
+MAX_CANDIDATES = 256
 # A chunk this short ("};") is in half the index: no evidence of any one file.
 MIN_ANCHOR_BYTES = 64
 # A copy must verify this much (or the whole file) before it is a copy at all, and this

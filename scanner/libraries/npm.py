@@ -150,10 +150,11 @@ def browser_files(meta: dict[str, Any], members: dict[str, int]) -> list[str]:
 
 def _looks_browser(path: str) -> bool:
     parts = PurePosixPath(path).parts
+    if len(parts) == 1:
+        return path.endswith(".min.js")  # lodash.min.js, underscore-min... at the top
     return (
         path.endswith(".js")
         and not path.endswith((".d.ts", ".test.js", ".spec.js"))
-        and len(parts) >= 2
         and parts[0] in BROWSER_DIRS
         and not _SKIP_PARTS.intersection(parts)
         and (path.endswith(".min.js") or len(parts) == 2)

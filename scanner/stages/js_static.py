@@ -13,7 +13,7 @@ import scanner.js.network
 import scanner.js.page  # noqa: F401
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult
-from scanner.js.engine import ANALYZERS, STAGE, analyze_source
+from scanner.js.engine import ANALYZERS, STAGE, FileAnalysis, analyze_source
 from scanner.js.parser import parser_versions
 from scanner.js.rules import CompiledRules, compile_rules, load_rules
 from scanner.libraries import library_index
@@ -70,17 +70,7 @@ class JsStaticStage:
                     _gap(f.path, f"{f.path} is too large to parse ({f.size} bytes)")
                 )
                 continue
-            source = workspace.read_bytes(f.path)
-            copies = recognise(source, self.libraries)
-            # Whole, unchanged published files are not analysed: their behaviour is the
-            # library's, and parsing them is most of the cost of a typical bundle.
-            source, skipped = blank(source, copies)
-            if skipped:
-                result.raw.setdefault("libraries_skipped", {})[f.path] = [
-                    {"library": c.label, "start": c.start, "end": c.end} for c in skipped
-                ]
-            analysis = analyze_source(f.path, source, self.rules, capabilities)
-            result.findings.extend(Attributor(copies).attribute(analysis.findings))
+            analysis = self._analyze(f.path, workspace.read_bytes(f.path), capabilities, result)
             if not analysis.parsed:
                 result.coverage.skip(f.path, "the syntax tree outgrew its memory budget")
                 continue
@@ -95,6 +85,26 @@ class JsStaticStage:
                     )
                 )
         return result
+
+    def _analyze(
+        self, path: str, source: bytes, capabilities: Capabilities, result: StageResult
+    ) -> FileAnalysis:
+        """Analyse one file; whole unchanged published files in it are not: their behaviour
+        is the library's, and parsing them is most of the cost of a typical bundle."""
+        copies = recognise(source, self.libraries)
+        blanked, skipped = blank(source, copies)
+        analysis = analyze_source(path, blanked, self.rules, capabilities)
+        if skipped and analysis.has_syntax_errors:
+            # The code around a copy did not stand without it: analyse everything.
+            skipped = []
+            analysis = analyze_source(path, source, self.rules, capabilities)
+        if skipped:
+            result.raw.setdefault("libraries_skipped", {})[path] = [
+                {"library": c.label, "start": c.start, "end": c.end} for c in skipped
+            ]
+        analysis.findings = Attributor(copies).attribute(analysis.findings)
+        result.findings.extend(analysis.findings)
+        return analysis
 
 
 def _gap(path: str, message: str, severity: Severity = Severity.MEDIUM) -> Finding:

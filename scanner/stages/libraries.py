@@ -7,7 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from scanner.advisories.versions import NPM
 from scanner.config import Settings
+from scanner.deps.components import Component
 from scanner.findings import LIBRARY_DETAIL, Category, Finding, Severity, StageResult, truncate
 from scanner.libraries import library_index
 from scanner.libraries.index import LibraryIndex
@@ -70,6 +72,10 @@ class LibrariesStage:
                 result.findings.extend(_copy_findings(f.path, data, c))
             result.coverage.scanned.append(f.path)
         result.raw["copies"] = [_copy_raw(path, c) for path, c in found]
+        # The SBOM lists what the bundle carries: recognised copies are npm packages.
+        result.raw["components"] = [
+            _component(path, c) for path, c in found if c.kind is not CopyKind.OTHER_RELEASE
+        ]
         check = LicenceCheck(self.licences, self.index)
         result.findings.extend(check.run(workspace, bundle_parts(found)))
         result.raw["licences"] = check.raw
@@ -163,6 +169,18 @@ def _copy_raw(path: str, c: Copy) -> dict[str, Any]:
             }
             for e in c.edits
         ],
+    }
+
+
+def _component(path: str, c: Copy) -> dict[str, Any]:
+    comp = Component(NPM, c.entry.name, c.entry.versions[0], path)
+    return {
+        "ecosystem": comp.ecosystem,
+        "name": comp.name,
+        "version": comp.version,
+        "declared_in": f"{path} (a {c.kind.value} copy of {c.entry.path})",
+        "dev": False,
+        "purl": comp.purl,
     }
 
 

@@ -103,6 +103,8 @@ def test_browser_files_prefer_declared_entries_then_minified_builds() -> None:
     picked = browser_files({"unpkg": "dist/lib.min.js"}, members)
     assert picked[0] == "dist/lib.min.js"
     assert "dist/lib.js" in picked
+    # A minified build at the top of the package (lodash.min.js) is one too.
+    assert "lib.min.js" in browser_files({"main": "index.js"}, {"lib.min.js": 4000, **members})
     assert not {"src/lib.js", "test/lib.test.js", "dist/esm/deep/part.js"} & set(picked)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,6 +66,9 @@ def test_a_pristine_copy_is_reported_for_information(index: LibraryIndex, tmp_pa
     assert "whole and unchanged" in found.message and found.line == 2
     [copy] = result.raw["copies"]
     assert copy["kind"] == "pristine" and copy["licence"] == "MIT"
+    # The SBOM (scanner/sbom.py) lists it as the npm package it is.
+    [component] = result.raw["components"]
+    assert component["purl"] == "pkg:npm/tinylib@1.2.3" and not component["dev"]
 
 
 def test_a_modified_copy_is_critical_and_shows_the_injected_code(
@@ -192,3 +196,25 @@ def test_js_static_attributes_findings_in_a_partial_copy_and_counts_the_plugins_
     reasons = decide(result.findings, [result], policy).reasons
     counted = [r for r in reasons if r.rule_id == "js-cookie-access"]
     assert len(counted) == 1  # the plugin's own read, not the library's
+
+
+def test_js_static_analyses_everything_when_skipping_would_break_the_syntax(
+    index: LibraryIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scanner.stages.js_static as js_static
+
+    real_blank = js_static.blank
+
+    def breaking_blank(source: bytes, copies: Any) -> tuple[bytes, list[Any]]:
+        blanked, done = real_blank(source, copies)
+        return blanked + b"\n)(", done  # what a copy that was not standing alone leaves
+
+    monkeypatch.setattr(js_static, "blank", breaking_blank)
+    js = PLUGIN.encode() + COOKIE_LIB
+    ws = workspace_of(tmp_path, {"plugin.json": json.dumps(manifest()), "dist/bundle.js": js})
+    result = _js_static(index).run(ws)
+    assert "libraries_skipped" not in result.raw
+    assert not [f for f in result.findings if f.rule_id == "js-not-analysed"]
+    # Analysed in full: the library's cookie read is found, and attributed to it.
+    [cookie] = [f for f in result.findings if f.rule_id == "js-cookie-access"]
+    assert cookie.library == "tinylib@1.2.3"
