@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -168,7 +169,9 @@ def test_endless_mount_times_out_and_the_pool_recovers(pool: BrowserPool, tmp_pa
 
 def test_no_browser_or_profile_left_after_100_scans(tmp_path: Path) -> None:
     """Profiles live in the jail's private home, which goes with the session."""
-    homes_before = set(Path(tempfile.gettempdir()).glob("gatehouse-browser-*"))
+    # Only this process's homes count: other test runs on the machine make their own.
+    mine = f"gatehouse-browser-{os.getpid()}-*"
+    homes_before = set(Path(tempfile.gettempdir()).glob(mine))
     browsers_before = set(
         browser_processes(include_driver=True)
     )  # the module's own pool may be running
@@ -183,7 +186,7 @@ def test_no_browser_or_profile_left_after_100_scans(tmp_path: Path) -> None:
     finally:
         pool.close()
     assert set(browser_processes(include_driver=True)) - browsers_before == set()
-    leftovers = set(Path(tempfile.gettempdir()).glob("gatehouse-browser-*")) - homes_before
+    leftovers = set(Path(tempfile.gettempdir()).glob(mine)) - homes_before
     assert leftovers == set(), leftovers
     shutil.rmtree(tmp_path, ignore_errors=True)
 
