@@ -342,7 +342,8 @@ def bench_memory(settings: Settings, scratch: Path, scans: int, reals: Sequence[
             pids = shared_pool(settings.stage_processes).pids()
             workers = ", ".join(_rss(pid) for pid in pids) or "none"
             print(
-                f"  after {i} scans: stage workers {workers}; scanning process {_rss(os.getpid())}"
+                f"  after {i} scans: stage workers {workers} (peak/now);"
+                f" scanning process {_rss(os.getpid())}; browser {_browser_mb(stages)}"
             )
 
 
@@ -355,3 +356,13 @@ def _rss(pid: int) -> str:
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     peak, now = (int(fields[k].split()[0]) / 1024 for k in ("VmHWM", "VmRSS"))
     return f"{peak:.0f}/{now:.0f} MB"
+
+
+def _browser_mb(stages: Sequence[object]) -> str:
+    """The warm browser's memory now (proportional set size of its jail's processes)."""
+    for stage in stages:
+        pool = getattr(getattr(stage, "detonator", None), "pool", None)
+        session = pool()._session if callable(pool) else None
+        if session is not None and session.jail is not None:
+            return f"{session.jail.memory_bytes() / MiB:.0f} MB PSS"
+    return "not running"
