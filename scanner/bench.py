@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import statistics
 import struct
 import subprocess
@@ -13,9 +12,12 @@ import tempfile
 import time
 import zipfile
 import zlib
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from scanner.bench_data import sized_sample, synthetic_minified_js
 from scanner.clamd_server import ClamdServer
 from scanner.config import MiB, Settings
 from scanner.pipeline import build_stages, default_stage_factories, scan_bundle
@@ -23,63 +25,13 @@ from scanner.policy import Policy
 from scanner.stagepool import shared_pool
 from scanner.stages.runtime import RuntimeStage
 
+if TYPE_CHECKING:
+    from scanner import bench_speed
+
+__all__ = ["run_bench", "sized_sample", "synthetic_minified_js", "zeros_bomb"]
+
 SIZES = (("100 KB", 100 * 1024), ("1 MB", 1024 * 1024), ("10 MB", 10 * 1024 * 1024))
 BOMB_BYTES = 2 * 1024 * MiB
-
-
-def synthetic_minified_js(size: int, seed: int = 7) -> bytes:
-    """Deterministic minified-looking UMD code with the mix of a real bundle.
-
-    Mostly logic (loops, arithmetic, objects, closures, messages), with a DOM call in a
-    few functions, the way a UI library looks after a minifier, not a DOM-call stress test.
-    """
-    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
-    words = [
-        "render",
-        "update",
-        "value",
-        "items",
-        "state",
-        "props",
-        "key",
-        "node",
-        "index",
-        "list",
-        "width",
-        "height",
-        "format",
-        "parse",
-        "options",
-        "handler",
-        "result",
-    ]
-    parts = [
-        "!function(t,e){'object'==typeof exports?module.exports=e():t.Bench=e()}(this,function(){"
-    ]
-    total = len(parts[0])
-    n = 0
-    while total < size:
-        w = [rng.choice(words) for _ in range(4)]
-        k = rng.randint(2, 999)
-        body = rng.choice(
-            [
-                f"for(var i=0,r=[];i<t.length;i++)r.push(t[i].{w[0]}*{k}+(e.{w[1]}||0));return r",
-                f"var n=Object.assign({{}},e,{{{w[0]}:t.{w[1]},{w[2]}:!0}});return n.{w[3]}?n:null",
-                f"if(!t)throw new Error('{w[0]} requires a {w[1]} ({k})');"
-                f"return t.{w[2]}.map(function(n){{return n.{w[3]}}})",
-                f"return'number'==typeof t?Math.max(0,Math.min(t,{k})):"
-                "String(t).replace(/\\s+/g,' ').trim()",
-                f"var n=e.{w[0]}||[];return n.filter(function(t){{return t.{w[1]}!=={k}}}).length",
-                f"var n=document.createElement('span');n.className='{w[0]}-{w[1]}';"
-                f"n.textContent=t.{w[2]};e.appendChild(n);return n",
-            ]
-        )
-        chunk = f"function {w[0][:2]}{n}(t,e){{{body}}}"
-        parts.append(chunk)
-        total += len(chunk)
-        n += 1
-    parts.append("return{mount:function(c){return function(){}}}});")
-    return "".join(parts).encode()
 
 
 def _bundle(path: Path, js: bytes) -> Path:
@@ -105,14 +57,6 @@ def _ensure_clamd(settings: Settings, scratch: Path) -> tuple[Settings, ClamdSer
     server = ClamdServer(private)
     server.start()
     return private, server
-
-
-def sized_sample(size: int, seed: int, real_js: bytes | None) -> bytes:
-    """Synthetic code, or copies of a real library joined until ``size`` is reached."""
-    if real_js is None:
-        return synthetic_minified_js(size, seed=seed)
-    copies = max(1, round(size / len(real_js)))  # sizes below one copy are measured as one
-    return b";\n".join([real_js] * copies)
 
 
 def bench_static(settings: Settings, scratch: Path, repeat: int, real_js: Path | None) -> None:
@@ -385,26 +329,75 @@ def bench_runtime(settings: Settings, scratch: Path, corpus: Path | None, scans:
     )
 
 
-def run_bench(
-    settings: Settings,
-    corpus: Path | None,
-    repeat: int,
-    real_js: Path | None,
-    advisories: Path | None = None,
-) -> int:
+@dataclass(frozen=True)
+class BenchOptions:
+    corpus: Path | None = None
+    repeat: int = 5
+    real_js: tuple[Path, ...] = ()
+    advisories: Path | None = None
+    guarddog: Path | None = None
+    memory_scans: int = 0  # 0: no memory figure
+    only: frozenset[str] = frozenset()  # empty: every part but memory without memory_scans
+
+    def wants(self, part: str) -> bool:
+        if part == "memory" and not self.memory_scans:
+            return False
+        return not self.only or part in self.only
+
+
+def run_bench(settings: Settings, options: BenchOptions) -> int:
+    from scanner import bench_speed as speed
+
+    reals = sorted((p.read_bytes() for p in options.real_js), key=len)
+    largest = max(options.real_js, key=lambda p: p.stat().st_size) if options.real_js else None
+    peer = speed.Peer.find(options.guarddog)
+    repeat = options.repeat
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
         scratch = Path(tmp)
         live, server = _ensure_clamd(replace(settings, work_root=scratch / "work"), scratch)
         try:
             print(f"gatehouse bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-            bench_static(live, scratch, repeat, None)
-            if real_js is not None:
-                bench_static(live, scratch, repeat, real_js)
-            bench_bomb(live, scratch, corpus)
-            bench_intake(live, scratch, corpus, repeat)
-            bench_advisories(scratch, advisories, settings.rules_dir, repeat)
-            bench_runtime(live, scratch, corpus)
+            print(f"peer: GuardDog at {peer.executable}" if peer else f"peer: {speed.UNAVAILABLE}")
+            peers: dict[str, speed.Spread | None] = {}
+            if options.wants("cold"):
+                peers = speed.bench_cold(live, scratch, peer, repeat, reals)
+            if options.wants("warm"):
+                peer_1mb = peers.get("1 MB")
+                if peer_1mb is None and peer is not None:
+                    peer_1mb = _peer_1mb(peer, scratch, repeat, reals)
+                speed.bench_warm(live, scratch, repeat, reals, peer_1mb)
+            if options.wants("js"):
+                speed.bench_js(live, scratch, repeat, reals)
+            if options.wants("detonations"):
+                speed.bench_detonations(live, scratch, repeat, reals)
+            if options.wants("memory"):
+                speed.bench_memory(live, scratch, options.memory_scans, reals)
+            if options.wants("static"):
+                bench_static(live, scratch, repeat, None)
+                if largest is not None:
+                    bench_static(live, scratch, repeat, largest)
+            if options.wants("bomb"):
+                bench_bomb(live, scratch, options.corpus)
+            if options.wants("intake"):
+                bench_intake(live, scratch, options.corpus, repeat)
+            if options.wants("advisories"):
+                bench_advisories(scratch, options.advisories, settings.rules_dir, repeat)
+            if options.wants("runtime"):
+                bench_runtime(live, scratch, options.corpus)
         finally:
             if server is not None:
                 server.stop()
     return 0
+
+
+def _peer_1mb(
+    peer: bench_speed.Peer, scratch: Path, repeat: int, reals: Sequence[bytes]
+) -> bench_speed.Spread:
+    """GuardDog on 1 MB bundles, when the cold figures did not run it already."""
+    from scanner import bench_speed as speed
+
+    times = []
+    for i in range(repeat):
+        bundle = speed.plugin_bundle(scratch / f"peer-{i}.zip", speed.sample(MiB, i, reals))
+        times.append(peer.scan_seconds(bundle))
+    return speed.Spread(tuple(times))

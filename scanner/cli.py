@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from scanner.advisories.store import AdvisoryStore
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+BENCH_PARTS = (
+    "cold",
+    "warm",
+    "js",
+    "detonations",
+    "memory",
+    "static",
+    "bomb",
+    "intake",
+    "advisories",
+    "runtime",
+)
 
 
 class UsageError(Exception):
@@ -85,9 +97,31 @@ def add_commands(sub: Any) -> None:
 
     bench = sub.add_parser("bench", help="print the speed figures of the scanning core")
     bench.add_argument("--corpus", type=Path, help="the labelled corpus (for the zip bomb figure)")
-    bench.add_argument("--repeat", type=int, default=5)
-    bench.add_argument("--js", type=Path, help="also measure copies of this real minified library")
+    bench.add_argument("--repeat", type=int, default=5, help="runs per figure")
+    bench.add_argument(
+        "--js",
+        type=Path,
+        action="append",
+        default=[],
+        help="a real minified library to measure copies of (repeat: each size uses the largest"
+        " one not over 1.5 times it, e.g. a 19 KB and a 1 MB library)",
+    )
     bench.add_argument("--advisories", type=Path, help="advisory sources to time the import with")
+    bench.add_argument(
+        "--guarddog",
+        type=Path,
+        help="the peer's guarddog executable, in a venv of its own"
+        " (default: $GATEHOUSE_BENCH_GUARDDOG)",
+    )
+    bench.add_argument(
+        "--memory-scans",
+        type=int,
+        default=0,
+        help="also print RSS per stage worker after this many full scans (e.g. 500; long)",
+    )
+    bench.add_argument(
+        "--only", choices=BENCH_PARTS, action="append", help="run only these parts (repeatable)"
+    )
     bench.set_defaults(func=_cmd_bench)
 
 
@@ -278,6 +312,15 @@ def _cmd_sbom(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from scanner.bench import run_bench
+    from scanner.bench import BenchOptions, run_bench
 
-    return run_bench(settings, args.corpus, args.repeat, args.js, args.advisories)
+    options = BenchOptions(
+        corpus=args.corpus,
+        repeat=args.repeat,
+        real_js=tuple(args.js),
+        advisories=args.advisories,
+        guarddog=args.guarddog,
+        memory_scans=args.memory_scans,
+        only=frozenset(args.only or ()),
+    )
+    return run_bench(settings, options)

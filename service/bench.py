@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from scanner.bench_speed import FLOOR_1MB_S, UNAVAILABLE, Peer, Spread, ratio
 from scanner.config import Settings
 from service.jobs import consumed
 from service.webhooks import new_secret, signed_headers
@@ -58,7 +58,8 @@ def _processes(env: dict[str, str], workers: bool, logs: Path) -> Iterator[str]:
     cmds = {"web": web_command(f"127.0.0.1:{port}", 2, Settings().web_threads)}
     if workers:
         scan_queues = f"{consumed('scan')},{consumed('av')},callbacks"
-        cmds["scan"] = worker_command(scan_queues, 2, f"bench-scan-{port}")
+        scan_processes = Settings().worker_processes  # as `gatehouse serve` starts them
+        cmds["scan"] = worker_command(scan_queues, scan_processes, f"bench-scan-{port}")
         cmds["browser"] = worker_command(consumed("browser"), 1, f"bench-browser-{port}")
     procs = []
     for name, cmd in cmds.items():
@@ -358,7 +359,9 @@ def _preflight_once(addr: str, token: str, js: bytes, i: int) -> tuple[float, st
     return time.perf_counter() - t0, str(view["verdict"])
 
 
-def bench_preflight(env: dict[str, str], logs: Path, runs: int) -> None:
+def bench_preflight(env: dict[str, str], logs: Path, runs: int, peer: Peer | None) -> None:
+    """One 1 MB bundle at a time through the service, warm, beside GuardDog's static scan
+    of the same bundle and the floor (issue 16)."""
     token = _preflight_token(env)
     js = _bench_js()
     times: list[float] = []
@@ -371,10 +374,88 @@ def bench_preflight(env: dict[str, str], logs: Path, runs: int) -> None:
                 raise BenchError(f"{exc}\n{_tails(logs)}") from None
             if i >= 2:  # the first two warm the workers (browser launch, rule compilation)
                 times.append(seconds)
+    ours = Spread(tuple(times))
+    theirs = _peer_times(peer, js, runs, Path(env["GATEHOUSE_WORK_ROOT"]))
+    beside = f"GuardDog static {theirs.text()}" if theirs else f"GuardDog: {UNAVAILABLE}"
     print(
         f"end-to-end pre-flight of a 1 MB bundle (upload to report, all stages, warm workers,"
-        f" {runs} runs): p50 {statistics.median(times):.2f} s, p90 {_pct(times, 0.9):.2f} s,"
-        f" last verdict {verdict}"
+        f" {runs} runs): p50 {ours.median:.2f} s, p90 {_pct(times, 0.9):.2f} s"
+        f" ({ours.text()}), last verdict {verdict}; {beside}, ratio {ratio(ours, theirs)};"
+        f" floor {FLOOR_1MB_S:.1f} s, ratio {ratio(ours, Spread((FLOOR_1MB_S,)))}"
+    )
+
+
+def _peer_times(peer: Peer | None, js: bytes, runs: int, scratch: Path) -> Spread | None:
+    if peer is None:
+        return None
+    scratch.mkdir(parents=True, exist_ok=True)
+    times = []
+    for i in range(runs):
+        bundle = scratch / f"peer-{i}.zip"
+        bundle.write_bytes(
+            _zip({"plugin.json": _manifest("bench", "2.0.0"), "dist/bundle.js": js + b"//%d" % i})
+        )
+        times.append(peer.scan_seconds(bundle))
+        bundle.unlink()
+    return Spread(tuple(times))
+
+
+def _submit(addr: str, token: str, js: bytes, i: int) -> str:
+    bundle = _zip(
+        {"plugin.json": _manifest("bench", f"3.0.{i}"), "dist/bundle.js": js + f"//{i}".encode()}
+    )
+    body, ctype = _multipart({}, bundle)
+    conn = http.client.HTTPConnection(addr, timeout=120)
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": ctype}
+    conn.request("POST", "/api/v1/scans", body=body, headers=auth)
+    return str(json.loads(conn.getresponse().read())["id"])
+
+
+def _wait_done(addr: str, token: str, scan_id: str, deadline: float) -> None:
+    conn = http.client.HTTPConnection(addr, timeout=120)
+    auth = {"Authorization": f"Bearer {token}"}
+    status = ""
+    while status != "completed":
+        if time.monotonic() > deadline:
+            raise BenchError(f"scan {scan_id} still {status} at the deadline")
+        conn.request("GET", f"/api/v1/scans/{scan_id}?wait=30", headers=auth)
+        status = str(json.loads(conn.getresponse().read())["status"])
+
+
+def _busy_cores() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores so far, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def bench_throughput(env: dict[str, str], logs: Path, bundles: int, runs: int) -> None:
+    """Distinct 1 MB bundles submitted at once to the workers `gatehouse serve` starts:
+    bundles per hour from the first upload to the last report, and how busy the cores were."""
+    token = _preflight_token(env)
+    js = _bench_js()
+    rates: list[float] = []
+    busy: list[float] = []
+    with _processes(env, workers=True, logs=logs) as addr:
+        for i in range(2):  # warm-up: browser launch, rule compilation, advisory import
+            _preflight_once(addr, token, js, 500 + i)
+        for run in range(runs):
+            cpu_before, start = _busy_cores(), time.perf_counter()
+            first = 10_000 * (run + 1)
+            ids = [_submit(addr, token, js, first + i) for i in range(bundles)]
+            deadline = time.monotonic() + SCAN_DEADLINE * bundles
+            for scan_id in ids:
+                _wait_done(addr, token, scan_id, deadline)
+            elapsed = time.perf_counter() - start
+            cpu_after = _busy_cores()
+            rates.append(bundles / elapsed * 3600)
+            busy.append(100 * (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1]))
+    print(
+        f"throughput, {bundles} distinct 1 MB bundles at once, default workers"
+        f" ({Settings().worker_processes} scan processes, 1 browser process), {runs} runs:"
+        f" {Spread(tuple(rates)).text('bundles/hour', 0)} (min/median/max);"
+        f" cores busy {Spread(tuple(busy)).text('%', 0)} (the load generator and the"
+        " database share them)"
     )
 
 
@@ -403,6 +484,8 @@ def run(
     clamd_socket: Path,
     scans: int,
     only: set[str],
+    guarddog: Path | None = None,
+    throughput: tuple[int, int] = (60, 3),
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     env.update(
@@ -451,7 +534,12 @@ def run(
 
         # The intake part left 1,000 scans queued: measure pre-flight on an idle queue.
         redis.Redis.from_url(broker_url).flushdb()
-        bench_preflight(env, logs, 10)
+        bench_preflight(env, logs, 10, Peer.find(guarddog))
+    if not only or "throughput" in only:
+        import redis
+
+        redis.Redis.from_url(broker_url).flushdb()
+        bench_throughput(env, logs, *throughput)
     if not only or "busy" in only:
         import redis
 

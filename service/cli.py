@@ -135,9 +135,23 @@ def add_commands(sub: Any) -> None:
     bench.add_argument("--scans", type=int, default=100_000)
     bench.add_argument(
         "--only",
-        choices=("intake", "get", "review", "preflight", "busy", "cdn", "retro"),
+        choices=("intake", "get", "review", "preflight", "throughput", "busy", "cdn", "retro"),
         action="append",
         help="run only these",
+    )
+    bench.add_argument(
+        "--guarddog",
+        type=Path,
+        help="the peer's guarddog executable, in a venv of its own"
+        " (default: $GATEHOUSE_BENCH_GUARDDOG)",
+    )
+    bench.add_argument(
+        "--throughput",
+        type=int,
+        nargs=2,
+        default=(60, 3),
+        metavar=("BUNDLES", "RUNS"),
+        help="distinct 1 MB bundles per throughput run, and runs",
     )
     bench.set_defaults(func=cmd_bench_service)
 
@@ -382,6 +396,8 @@ def cmd_bench_service(args: argparse.Namespace, settings: Settings) -> int:
                 clamd_settings.clamd_socket_path,
                 args.scans,
                 set(args.only or ()),
+                args.guarddog,
+                tuple(args.throughput),
             )
         finally:
             if server is not None:
