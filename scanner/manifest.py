@@ -19,8 +19,8 @@ MANIFEST_NAME = "plugin.json"
 MAX_MANIFEST_BYTES = 64 * 1024
 # Patterns are applied with fullmatch: "$" alone would let a trailing newline through.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-# The one semver check, shared with the registry webhook.
-SEMVER_RE = semver.SEMVER_RE
+# The one version check, shared with the registry webhook.
+SEMVER_RE = semver.PLUGIN_VERSION_RE
 IDENT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}")
 # Globals a plugin must not replace by choosing them as its UMD name.
 RESERVED_GLOBALS = frozenset(
@@ -254,7 +254,13 @@ def validate_manifest(data: Any, paths: frozenset[str]) -> ManifestLoad:
     for key in sorted(set(data) - TOP_LEVEL_KEYS):
         c.error(key, "unknown field", "manifest-unknown-field")
     name = _string(c, data, "name", NAME_RE, "must match ^[a-z0-9][a-z0-9-]{0,62}$")
-    version = _string(c, data, "version", SEMVER_RE, "must be a semantic version such as 1.2.0")
+    version = _string(
+        c,
+        data,
+        "version",
+        SEMVER_RE,
+        "must be a semantic version such as 1.2.0, without build metadata",
+    )
     display = _string(
         c, data, "displayName", re.compile(r"\S.{0,99}", re.S), "must be 1-100 characters"
     )

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scanner.db import insert_if_absent
-from scanner.semver import is_semver
+from scanner.semver import is_plugin_version
 from service import bundles
 from service.audit import audit
 from service.blobs import sha256_file
@@ -93,11 +93,8 @@ def validate(req: SubmissionRequest, svc: Services, has_file: bool) -> None:
         raise SubmissionError("publisher_id", "must be 1-200 letters, digits, . _ : -")
     if len(req.plugin_name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(req.plugin_name):
         raise SubmissionError("name", "must be a lowercase package name")
-    if not is_semver(req.plugin_version):
-        raise SubmissionError("version", "must be a semantic version (1.2.3)")
-    if "+" in req.plugin_version:
-        # Build metadata has no precedence: 1.0.0+2 would be 1.0.0 again with other bytes.
-        raise SubmissionError("version", "build metadata (+...) is not part of a version")
+    if not is_plugin_version(req.plugin_version):
+        raise SubmissionError("version", "must be a semantic version (1.2.3), no build metadata")
     if has_file == bool(req.bundle_url):
         raise SubmissionError("bundle", "give the bundle either inline or as bundle_url, not both")
     if req.bundle_url is not None:

@@ -61,4 +61,6 @@ def _manifest_accepts(version: str) -> bool:
 
 @pytest.mark.parametrize("version", TRICKY)
 def test_manifest_and_webhook_accept_the_same_versions(version: str) -> None:
-    assert _manifest_accepts(version) is _webhook_accepts(version) is semver.is_semver(version)
+    expected = semver.is_semver(version) and "+" not in version  # no build metadata
+    assert _manifest_accepts(version) is _webhook_accepts(version) is expected
+    assert semver.is_plugin_version(version) is expected

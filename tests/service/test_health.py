@@ -79,7 +79,8 @@ def test_a_pool_that_reports_its_browser_down_makes_readiness_false(
     problem = heartbeats.pool_problem(states, parent)
     assert problem is not None and "aborted" in problem
     assert not (states / "stale.json").exists()  # a record of a dead process is dropped
-    assert heartbeats.pool_problem(states, parent + 1) is None  # another worker's child
+    other = next(p for p in range(parent + 1, parent + 100) if p not in (me, parent))
+    assert heartbeats.pool_problem(states, other) is None  # another worker's child
     chromium = svc.settings.chromium_path
     heartbeats.beat(svc.engine, "browser-1@host", ["browser"], chromium, problem)
     check = _browser_check(svc)
