@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from tree_sitter import Node, Query, QueryCursor
 
 from scanner.js.parser import compile_query
+from scanner.regex import compile_linear
 
 MAX_DEPTH = 24
 # Every folded string, final or intermediate, stays under this many characters.
@@ -375,8 +376,22 @@ def _binding_query() -> Query:
     )
 
 
+# Every `name =` of a file in one pass: not `obj.name =`, `name ==` or `name =>`. Linear:
+# a start inside a word is refused by the one-byte lookbehind, so each run of identifier
+# bytes is tried once, and the whitespace after it once.
+_ASSIGNED_NAME_RE = compile_linear(
+    rb"(?<![\w$.\x80-\xff])([\w$\x80-\xff]+)\s*=(?![=>])",
+    rule="js:values:assigned_name",
+    backtracking_safe_because="each identifier run is tried from its first byte only",
+)
+
+
 class SourceBindings:
-    """Finds the one value a name is bound to in a file, looking only where it is assigned."""
+    """Finds the one value a name is bound to in a file, looking only where it is assigned.
+
+    The places where names are assigned are indexed in one pass over the source on the
+    first lookup, so a file with many names costs linear time, not names x size.
+    """
 
     MAX_ASSIGNMENTS = 64
 
@@ -384,24 +399,35 @@ class SourceBindings:
         self.source = source
         self.root = root
         self.cache: dict[str, Node | None] = {}
+        self._sites: dict[bytes, list[int]] | None = None
 
     def __call__(self, name: str) -> Node | None:
         if name not in self.cache:
             self.cache[name] = self._find(name)
         return self.cache[name]
 
+    def _index(self) -> dict[bytes, list[int]]:
+        if self._sites is None:
+            sites: dict[bytes, list[int]] = {}
+            for m in _ASSIGNED_NAME_RE.finditer(self.source):
+                at = sites.setdefault(m.group(1), [])
+                # Past the cap the name is unresolvable anyway: stop growing its list.
+                if len(at) <= self.MAX_ASSIGNMENTS:
+                    at.append(m.start())
+            self._sites = sites
+        return self._sites
+
     def _find(self, name: str) -> Node | None:
-        # `name =` but not `obj.name =`, `name ==` or `name =>`.
-        pattern = re.compile(rb"(?<![\w$.])" + re.escape(name.encode()) + rb"\s*=(?![=>])")
+        starts = self._index().get(name.encode(), [])
+        if len(starts) > self.MAX_ASSIGNMENTS:
+            return None
         cursor = QueryCursor(_binding_query())
         values: list[Node] = []
-        for n, m in enumerate(pattern.finditer(self.source)):
-            if n >= self.MAX_ASSIGNMENTS:
-                return None
-            cursor.set_byte_range(m.start(), m.end())
+        for start in starts:
+            cursor.set_byte_range(start, start + len(name.encode()) + 1)
             for _, caps in cursor.matches(self.root):
                 node = caps["name"][0]
-                if node.start_byte == m.start():
+                if node.start_byte == start:
                     values.append(caps["value"][0])
         # A name assigned more than once could hold anything: trust only a single binding.
         return values[0] if len(values) == 1 else None
