@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
 
+import re2
 from tree_sitter import Node, Query, QueryCursor
 
 from scanner.js.parser import compile_query
@@ -44,6 +45,9 @@ class Value:
     text: str
     complete: bool = True
     decoded: bool = False  # passed through a decoder (atob, fromCharCode, escapes...)
+    # Assembled at run time (pieces joined, a marker replaced away, sliced, reversed):
+    # nobody writes a plain API name that way unless it is meant not to be read.
+    built: bool = False
 
 
 def unescape_js(body: str) -> str:
@@ -170,7 +174,7 @@ class Resolver:
 
     def _template(self, node: Node, depth: int) -> Value | None:
         parts: list[str] = []
-        decoded = False
+        decoded = built = False
         size = 0
         for child in node.named_children:
             size += child.end_byte - child.start_byte
@@ -193,9 +197,10 @@ class Resolver:
                     return None
                 parts.append(v.text)
                 decoded |= v.decoded
+                built = True
                 if not v.complete:
                     return Value("".join(parts), False, decoded)
-        return Value("".join(parts), True, decoded)
+        return Value("".join(parts), True, decoded, built)
 
     def _binary(self, node: Node, depth: int) -> Value | int | None:
         op = node.child_by_field_name("operator")
@@ -218,7 +223,9 @@ class Resolver:
             return Value(left.text, False, left.decoded)
         if not self.budget.spend(len(left.text) + len(right.text)):
             return None
-        return Value(left.text + right.text, right.complete, left.decoded or right.decoded)
+        return Value(
+            left.text + right.text, right.complete, left.decoded or right.decoded, built=True
+        )
 
     def _array(self, node: Node, depth: int) -> list[Value] | None:
         if node.named_child_count > MAX_ARRAY_ITEMS:
@@ -248,7 +255,7 @@ class Resolver:
             decoded = _decode(name, arg.text)
             if decoded is None or not self.budget.spend(len(decoded)):
                 return None
-            return Value(decoded, True, True)
+            return Value(decoded, True, True, built=True)
         if name == "String.fromCharCode":
             return self._from_char_code(args, depth)
         if fn.type != "member_expression":
@@ -256,6 +263,8 @@ class Resolver:
         obj_node = fn.child_by_field_name("object")
         method = _text(fn.child_by_field_name("property"))
         obj = self._eval(obj_node, depth + 1) if obj_node else None
+        if method in ("replace", "replaceAll") and len(args) == 2 and args[0].type == "regex":
+            return _regex_replace(obj, args[0], self._eval(args[1], depth + 1), self.budget)
         return _method(obj, method, [self._eval(a, depth + 1) for a in args], self.budget)
 
     def _from_char_code(self, args: list[Node], depth: int) -> Value | None:
@@ -278,7 +287,7 @@ class Resolver:
         if not self.budget.spend(len(codes)):
             return None
         try:
-            return Value("".join(chr(c) for c in codes), True, True)
+            return Value("".join(chr(c) for c in codes), True, True, built=True)
         except (ValueError, OverflowError):
             return None
 
@@ -293,7 +302,8 @@ def _method(obj: Folded, method: str, args: list[Folded], budget: FoldBudget) ->
             size = sum(len(v.text) for v in obj) + len(sep.text) * max(0, len(obj) - 1)
             if not budget.spend(size):
                 return None
-            return Value(sep.text.join(v.text for v in obj), True, any(v.decoded for v in obj))
+            joined = sep.text.join(v.text for v in obj)
+            return Value(joined, True, any(v.decoded for v in obj), built=len(obj) > 1)
         if method == "reverse" and not args:
             return list(reversed(obj))
         return None
@@ -313,7 +323,14 @@ def _method(obj: Folded, method: str, args: list[Folded], budget: FoldBudget) ->
         tail = "".join(a.text for a in args if isinstance(a, Value))
         if not budget.spend(len(obj.text) + len(tail)):
             return None
-        return Value(obj.text + tail, True, obj.decoded)
+        return Value(obj.text + tail, True, obj.decoded, built=bool(tail))
+    if method in ("substr", "substring", "slice", "charAt") and all(isinstance(a, int) for a in args):
+        return _slice(obj, method, [a for a in args if isinstance(a, int)])
+    if method == "replace" and len(args) == 2 and all(isinstance(a, Value) for a in args):
+        old, new = (a.text if isinstance(a, Value) else "" for a in args)
+        if "$" in new or not budget.spend(len(obj.text) + len(new)):
+            return None
+        return Value(obj.text.replace(old, new, 1), True, obj.decoded, built=True)
     if method in ("toLowerCase", "toUpperCase", "trim") and not args:
         if not budget.spend(len(obj.text)):
             return None
@@ -322,8 +339,51 @@ def _method(obj: Folded, method: str, args: list[Folded], budget: FoldBudget) ->
             "toUpperCase": obj.text.upper,
             "trim": obj.text.strip,
         }[method]()
-        return Value(text, True, obj.decoded)
+        return Value(text, True, obj.decoded, obj.built)
     return None
+
+
+def _slice(obj: Value, method: str, args: list[int]) -> Value | None:
+    """JavaScript's substring family on a known string (no negative-index subtleties)."""
+    text = obj.text
+    if not args or any(a < 0 for a in args) or len(args) > 2:
+        return None
+    start = args[0]
+    if method == "charAt":
+        return Value(text[start : start + 1], True, obj.decoded, built=True)
+    if method == "substr":
+        end = start + args[1] if len(args) == 2 else len(text)
+    else:
+        end = args[1] if len(args) == 2 else len(text)
+        if method == "substring" and end < start:
+            start, end = end, start
+    return Value(text[start:end], True, obj.decoded, built=True)
+
+
+def _regex_replace(obj: Folded, regex: Node, repl: Folded, budget: FoldBudget) -> Value | None:
+    """``'aXbXc'.replace(/X/g, '')``: how marker-stuffed names are cleaned up at run time.
+
+    The bundle's pattern runs on RE2 (linear time); one RE2 cannot take is not folded.
+    """
+    if not isinstance(obj, Value) or not obj.complete or not isinstance(repl, Value):
+        return None
+    if "$" in repl.text or not budget.spend(len(obj.text) + len(repl.text)):
+        return None
+    pattern = _text(regex.child_by_field_name("pattern"))
+    flags = _text(regex.child_by_field_name("flags"))
+    if set(flags) - set("gimsuy"):
+        return None
+    try:
+        options = re2.Options()
+        options.case_sensitive = "i" not in flags
+        options.dot_nl = "s" in flags
+        compiled = re2.compile(pattern, options)
+        text = compiled.sub(repl.text, obj.text, count=0 if "g" in flags else 1)
+    except Exception:  # noqa: BLE001 - any pattern RE2 refuses (or that breaks it) is not folded
+        return None
+    if len(text) > MAX_STRING:
+        return None
+    return Value(text, True, obj.decoded, built=True)
 
 
 def _decode(name: str, text: str) -> str | None:

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 # Imported for their side effect of registering analyzers by name.
 import scanner.js.code
+import scanner.js.families
 import scanner.js.network
 import scanner.js.page  # noqa: F401
 from scanner.config import Settings
