@@ -324,8 +324,9 @@ def _method(obj: Folded, method: str, args: list[Folded], budget: FoldBudget) ->
         if not budget.spend(len(obj.text) + len(tail)):
             return None
         return Value(obj.text + tail, True, obj.decoded, built=bool(tail))
-    if method in ("substr", "substring", "slice", "charAt") and all(isinstance(a, int) for a in args):
-        return _slice(obj, method, [a for a in args if isinstance(a, int)])
+    ints = [a for a in args if isinstance(a, int)]
+    if method in ("substr", "substring", "slice", "charAt") and len(ints) == len(args):
+        return _slice(obj, method, ints)
     if method == "replace" and len(args) == 2 and all(isinstance(a, Value) for a in args):
         old, new = (a.text if isinstance(a, Value) else "" for a in args)
         if "$" in new or not budget.spend(len(obj.text) + len(new)):
@@ -379,7 +380,7 @@ def _regex_replace(obj: Folded, regex: Node, repl: Folded, budget: FoldBudget) -
         options.dot_nl = "s" in flags
         compiled = re2.compile(pattern, options)
         text = compiled.sub(repl.text, obj.text, count=0 if "g" in flags else 1)
-    except Exception:  # noqa: BLE001 - any pattern RE2 refuses (or that breaks it) is not folded
+    except Exception:  # any pattern RE2 refuses (or that breaks it) is simply not folded
         return None
     if len(text) > MAX_STRING:
         return None
