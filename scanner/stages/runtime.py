@@ -13,10 +13,18 @@ from sandbox.detonation import DEFAULT_ORIGIN, DetonationRequest, Trace
 from scanner.config import Settings
 from scanner.csp import asset_integrity, build_csp
 from scanner.findings import StageResult, StageStatus
+from scanner.js.rules import CompiledRules
+from scanner.js.runtime_code import runtime_code_findings
 from scanner.runtime import STAGE, observed_capabilities, trace_findings
+from scanner.stages.js_static import compiled_rules
 from scanner.workspace import Workspace
 
 ROLES = ("user", "admin")
+SCRIPT_SUFFIXES = [".js", ".mjs", ".cjs"]
+
+
+def _sources(workspace: Workspace) -> list[bytes]:
+    return [workspace.path_of(f.path).read_bytes() for f in workspace.with_suffix(SCRIPT_SUFFIXES)]
 
 
 class DetonationPool(Protocol):
@@ -51,11 +59,17 @@ class RuntimeStage:
     version: ClassVar[int] = 1
 
     def __init__(
-        self, detonator: DetonationPool, time_limit: float, origin: str = DEFAULT_ORIGIN
+        self,
+        detonator: DetonationPool,
+        time_limit: float,
+        origin: str = DEFAULT_ORIGIN,
+        rules: CompiledRules | None = None,
     ) -> None:
         self.detonator = detonator
         self.time_limit = time_limit
         self.origin = origin.rstrip("/")
+        # The JS rules, for the code the plugin builds at run time (None: not analysed).
+        self.rules = rules
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeStage:
@@ -68,6 +82,7 @@ class RuntimeStage:
             ),
             settings.detonation_timeout,
             settings.detonation_origin,
+            compiled_rules(settings.rules_dir / "js"),
         )
 
     def run(self, workspace: Workspace) -> StageResult:
@@ -110,6 +125,10 @@ class RuntimeStage:
                 return result
             data = {**trace.to_dict(), "canaries": trace.canaries}
             result.findings.extend(trace_findings(data, caps))
+            if self.rules is not None:
+                result.findings.extend(
+                    runtime_code_findings(data, self.rules, caps, _sources(workspace))
+                )
             observed = set(result.raw.get("observed_capabilities", [])) | observed_capabilities(
                 data
             )
