@@ -442,16 +442,20 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
                 None,
                 role,
             )
-    for e in events:
-        if e.get("type") == "override":
-            yield _f(
-                "runtime-global-override",
-                Category.DOM_ESCAPE,
-                Severity.HIGH,
-                f"replaced the page's {e.get('name')}",
-                None,
-                role,
-            )
+    overrides = sorted({str(e.get("name")) for e in events if e.get("type") == "override"})
+    if overrides:
+        # Polyfills, zone.js and error monitors wrap these and forward. What a skimmer's
+        # wrapper does with what it sees (send it away) is what the exfiltration and
+        # request findings judge; the wrap alone is recorded, once, for a reviewer.
+        yield _f(
+            "runtime-global-override",
+            Category.DOM_ESCAPE,
+            Severity.LOW,
+            f"replaced the page's {', '.join(overrides[:6])}"
+            + (f" and {len(overrides) - 6} more" if len(overrides) > 6 else ""),
+            None,
+            role,
+        )
     if any(e.get("type") == "webrtc" for e in events):
         yield _f(
             "runtime-webrtc",

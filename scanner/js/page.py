@@ -157,8 +157,62 @@ def _guarded(ctx: FileContext, node: Node, prop: str) -> bool:
     return False
 
 
+_SINK_RE = compile_linear(
+    r"\bfetch\s*\(|sendBeacon|XMLHttpRequest|new\s+Image\b|WebSocket|\.src\s*=|document\.cookie",
+    rule="js:page:wrapper_sink",
+)
+_SCOPES = frozenset(
+    {"program", "function_declaration", "function_expression", "arrow_function",
+     "method_definition", "generator_function_declaration", "class_body", "statement_block"}
+)  # fmt: skip
+_OWN_DEFINITION_TYPES = frozenset(
+    {"function_expression", "arrow_function", "class", "function", "call_expression", "object"}
+)
+
+
+def _defines(scope: Node, name: str, ctx: FileContext) -> bool:
+    """Does this scope itself declare ``name`` as a function, class or its own value?"""
+    body = scope.child_by_field_name("body") if scope.type != "program" else scope
+    for stmt in (body.named_children if body is not None else []):
+        if stmt.type in ("function_declaration", "class_declaration"):
+            if ctx.text(stmt.child_by_field_name("name")) == name:
+                return True
+        elif stmt.type in ("variable_declaration", "lexical_declaration"):
+            for decl in stmt.named_children:
+                value = decl.child_by_field_name("value")
+                if (
+                    ctx.text(decl.child_by_field_name("name")) == name
+                    and value is not None
+                    # `var Storage = window.Storage` is still the browser's.
+                    and value.type in _OWN_DEFINITION_TYPES
+                ):
+                    return True
+    return False
+
+
+def _local_name(ctx: FileContext, node: Node, name: str) -> bool:
+    """True when ``name`` at ``node`` resolves to the bundle's own binding, not a global."""
+    scope = node.parent
+    for _ in range(200):
+        if scope is None:
+            return False
+        if scope.type in _SCOPES and _defines(scope, name, ctx):
+            return True
+        scope = scope.parent
+    return False
+
+
+def _replacement(caps: Captures) -> Node | None:
+    if "prop" in caps:  # Object.defineProperty(target, prop, descriptor)
+        args = caps["prop"][0].parent
+        named = args.named_children if args is not None else []
+        return named[2] if len(named) > 2 else None
+    return caps["hit"][0].child_by_field_name("right")
+
+
 @analyzer("override")
 def override(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    """A replaced page primitive: intent is in what the replacement does with what it sees."""
     node = caps["hit"][0]
     target = re.sub(r"\s", "", ctx.text(caps["target"][0], 300))
     if "prop" in caps:  # Object.defineProperty(target, 'prop', ...)
@@ -170,11 +224,29 @@ def override(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
         return  # setting a cookie is the cookie rule's business, not a replaced accessor
     if not _OVERRIDE_RE.match(target):
         return
+    root = target.removeprefix("window.").removeprefix("self.").split(".", 1)[0]
+    if _local_name(ctx, node, root):
+        return  # the bundle's own class or function of that name (echarts' Storage)
     prop = target.rsplit(".", 1)[-1]
     if _guarded(ctx, caps["target"][0], prop):
         yield Hit(node, f"polyfills {target} where it is missing", Severity.INFO)
+        return
+    replacement = _replacement(caps)
+    body = ctx.text(replacement, 20000) if replacement is not None else ""
+    if _SINK_RE.search(body):
+        yield Hit(
+            node,
+            f"replaces {target} for the whole page with code that sends data or reads cookies",
+            honour_declared=False,
+        )
     else:
-        yield Hit(node, f"replaces {target} for the whole page")
+        # Polyfills, async-context and error-monitoring libraries wrap primitives and
+        # forward: a reason to look at run time, where sending would show.
+        yield Hit(
+            node,
+            f"wraps {target} for the whole page (the replacement makes no request itself)",
+            Severity.LOW,
+        )
 
 
 @analyzer("page_write")

