@@ -16,6 +16,7 @@ from bandit.core import manager as bandit_manager  # noqa: E402
 
 from scanner.config import Settings  # noqa: E402
 from scanner.findings import Category, Finding, Severity, StageResult, truncate  # noqa: E402
+from scanner.pyflow import secret_flows  # noqa: E402
 from scanner.workspace import Workspace  # noqa: E402
 
 _SEVERITY = {"LOW": Severity.LOW, "MEDIUM": Severity.MEDIUM, "HIGH": Severity.HIGH}
@@ -25,7 +26,7 @@ _LOCK = threading.Lock()
 
 class PythonStaticStage:
     name: ClassVar[str] = "python-static"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: secrets followed to the network (scanner.pyflow)
     # CPU-bound: a worker process that can be killed (whole bundle: it joins files up).
     runs_in_process: ClassVar[bool] = True
 
@@ -70,6 +71,9 @@ class PythonStaticStage:
             )
         result.coverage.scanned = [p for p in sources if p not in skipped_paths]
         result.findings.extend(_to_finding(self.name, issue, root) for issue in issues)
+        # Bandit matches names; reflection hides them. Follow the data instead.
+        for rel in result.coverage.scanned:
+            result.findings.extend(secret_flows(rel, workspace.read_text(rel)))
         result.raw["bandit"] = [issue.as_dict(with_code=False) for issue in issues]
         return result
 
