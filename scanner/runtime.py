@@ -397,6 +397,13 @@ def _reads(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Fin
         )
 
 
+_ACTIVE_HTML_RE = compile_linear(
+    r"<(iframe|frame|script|form|input|object|embed|textarea|select)\b",
+    rule="runtime:active_html",
+    ignore_case=True,
+)
+
+
 def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Finding]:
     events = trace.get("events", [])
     if caps.dom != "document":
@@ -404,13 +411,17 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
         inserted = [e for e in outside if e.get("kind") == "childList"]
         changed = [e for e in outside if e.get("kind") in ("attributes", "characterData")]
         if inserted:
-            first = inserted[0]
+            # Tooltips, toasts, modals and measuring nodes go to <body>: capability. Frames,
+            # scripts, forms and fields there are how injection and overlays work: intent.
+            active = [e for e in inserted if _ACTIVE_HTML_RE.search(str(e.get("added", "")))]
+            first = (active or inserted)[0]
             yield _f(
                 "runtime-dom-outside-container",
                 Category.DOM_ESCAPE,
-                Severity.HIGH,
-                f"put elements into the page outside its container ({len(inserted)} insertions,"
-                f" first into {first.get('target')})",
+                Severity.HIGH if active else Severity.LOW,
+                f"put {'frames, scripts or form fields' if active else 'elements'} into the"
+                f" page outside its container ({len(inserted)} insertions, first into"
+                f" {first.get('target')})",
                 str(first.get("added")),
                 role,
             )
@@ -434,10 +445,12 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             }
         )
         if listeners:
+            # Keyboard shortcuts and "Escape closes the menu" listen here too; a keylogger
+            # is a listener whose keys leave the page, which the canary findings judge.
             yield _f(
                 "runtime-page-input-listener",
                 Category.DOM_ESCAPE,
-                Severity.MEDIUM,
+                Severity.LOW,
                 f"listens to {', '.join(listeners)} on the whole page",
                 None,
                 role,

@@ -191,3 +191,28 @@ def test_a_wrapper_that_sends_page_data_away_is_still_exfiltration() -> None:
     )
     found = trace_findings(trace, Capabilities())
     assert any(f.category is Category.EXFILTRATION and f.severity >= Severity.HIGH for f in found)
+
+
+def test_widgets_in_the_body_are_low_and_injected_frames_high() -> None:
+    tooltip = {"type": "dom-outside", "kind": "childList", "target": "body",
+               "added": '<div class="tip" style="position:absolute">3 items</div>'}  # fmt: skip
+    frame = {"type": "dom-outside", "kind": "childList", "target": "body",
+             "added": '<div style="left:-999px"><iframe src="http://x.example/"></iframe></div>'}  # fmt: skip
+
+    def severities(event: dict[str, Any]) -> list[Severity]:
+        return [
+            f.severity
+            for f in trace_findings(_trace(event), Capabilities())
+            if f.rule_id == "runtime-dom-outside-container"
+        ]
+
+    assert severities(tooltip) == [Severity.LOW]
+    assert severities(frame) == [Severity.HIGH]
+
+
+def test_a_page_wide_key_listener_alone_is_low() -> None:
+    event = {"type": "page-listener", "event": "keydown"}
+    found = [f for f in trace_findings(_trace(event), Capabilities()) if f.severity > Severity.INFO]
+    assert [(f.rule_id, f.severity) for f in found] == [
+        ("runtime-page-input-listener", Severity.LOW)
+    ]

