@@ -398,7 +398,8 @@ def _reads(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Fin
 
 
 _ACTIVE_HTML_RE = compile_linear(
-    r"<(iframe|frame|script|form|input|object|embed|textarea|select)\b",
+    r"<(iframe|frame|script|form|input|object|embed|textarea|select)\b"
+    r"|<a\b[^>]*\bhref\s*=\s*['\"]?\s*(https?:)?//",
     rule="runtime:active_html",
     ignore_case=True,
 )
@@ -412,7 +413,7 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
         changed = [e for e in outside if e.get("kind") in ("attributes", "characterData")]
         if inserted:
             # Tooltips, toasts, modals and measuring nodes go to <body>: capability. Frames,
-            # scripts, forms and fields there are how injection and overlays work: intent.
+            # scripts, forms, fields and links away are how injection and overlays work.
             active = [e for e in inserted if _ACTIVE_HTML_RE.search(str(e.get("added", "")))]
             first = (active or inserted)[0]
             yield _f(

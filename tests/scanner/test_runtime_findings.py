@@ -197,7 +197,9 @@ def test_widgets_in_the_body_are_low_and_injected_frames_high() -> None:
     tooltip = {"type": "dom-outside", "kind": "childList", "target": "body",
                "added": '<div class="tip" style="position:absolute">3 items</div>'}  # fmt: skip
     frame = {"type": "dom-outside", "kind": "childList", "target": "body",
-             "added": '<div style="left:-999px"><iframe src="http://x.example/"></iframe></div>'}  # fmt: skip
+             "added": '<div><iframe src="http://x.example/"></iframe></div>'}  # fmt: skip
+    banner = {"type": "dom-outside", "kind": "childList", "target": "body",
+              "added": '<div id="ad"><a href="https://deals.example">90% off</a></div>'}  # fmt: skip
 
     def severities(event: dict[str, Any]) -> list[Severity]:
         return [
@@ -208,6 +210,7 @@ def test_widgets_in_the_body_are_low_and_injected_frames_high() -> None:
 
     assert severities(tooltip) == [Severity.LOW]
     assert severities(frame) == [Severity.HIGH]
+    assert severities(banner) == [Severity.HIGH]
 
 
 def test_a_page_wide_key_listener_alone_is_low() -> None:
