@@ -420,7 +420,7 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
                 "runtime-dom-outside-container",
                 Category.DOM_ESCAPE,
                 Severity.HIGH if active else Severity.LOW,
-                f"put {'frames, scripts or form fields' if active else 'elements'} into the"
+                f"put {'frames, scripts, fields or links away' if active else 'elements'} into the"
                 f" page outside its container ({len(inserted)} insertions, first into"
                 f" {first.get('target')})",
                 str(first.get("added")),
