@@ -129,6 +129,9 @@ def _bound_name(node: Node, ctx: FileContext) -> tuple[str, Node] | None:
     return (name, scope) if scope is not None else None
 
 
+MAX_FLOW_NODES = 20_000
+
+
 def _flows_to_sink(ctx: FileContext, node: Node) -> str | None:
     sink = _sink_around(ctx, node)
     if sink is not None:
@@ -137,25 +140,29 @@ def _flows_to_sink(ctx: FileContext, node: Node) -> str | None:
     if bound is None:
         return None
     name, scope = bound
-    body = ctx.text(scope, 50_000)
-    for sink_name in _COOKIE_SINK_CALLS:
-        at = body.find(sink_name)
-        while at != -1:
-            if _mentions(body[at : at + 300], name):
-                return sink_name
-            at = body.find(sink_name, at + 1)
+    # The variable as an argument of a request or an encoder in the same function.
+    stack, seen = [scope], 0
+    while stack and seen < MAX_FLOW_NODES:
+        current = stack.pop()
+        seen += 1
+        if current.type in ("call_expression", "new_expression"):
+            callee = _callee(ctx, current)
+            args = current.child_by_field_name("arguments")
+            if callee in _COOKIE_SINK_CALLS and args is not None and _uses(ctx, args, name):
+                return callee
+        stack.extend(current.named_children)
     return None
 
 
-def _mentions(text: str, name: str) -> bool:
-    """``name`` as a whole identifier (not a property, not part of a longer name)."""
-    at = text.find(name)
-    while at != -1:
-        before = text[at - 1] if at else " "
-        after = text[at + len(name)] if at + len(name) < len(text) else " "
-        if not (before.isalnum() or before in "_$.") and not (after.isalnum() or after in "_$"):
+def _uses(ctx: FileContext, node: Node, name: str) -> bool:
+    stack, seen = [node], 0
+    while stack and seen < 2000:
+        current = stack.pop()
+        seen += 1
+        if current.type == "identifier" and ctx.text(current) == name:
             return True
-        at = text.find(name, at + 1)
+        if current.type not in _FUNCTIONS:
+            stack.extend(current.named_children)
     return False
 
 
@@ -173,7 +180,11 @@ def cookie_access(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hi
             node, "writes cookies of the host page", Severity.MEDIUM, Category.UNDECLARED_CAPABILITY
         )
         return
-    sink = _flows_to_sink(ctx, node)
+    prop = parent.child_by_field_name("property") if parent.type == "member_expression" else None
+    parsed = prop is not None and ctx.text(prop) in _COOKIE_PARSERS
+    # One named value parsed out (an XSRF token for a same-origin header) is how helpers
+    # use cookies; the whole string carried off is how stealers do.
+    sink = _sink_around(ctx, node) if parsed else _flows_to_sink(ctx, node)
     if sink is not None:
         yield Hit(
             node,
@@ -183,8 +194,7 @@ def cookie_access(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hi
             honour_declared=False,
         )
         return
-    prop = parent.child_by_field_name("property") if parent.type == "member_expression" else None
-    if prop is not None and ctx.text(prop) in _COOKIE_PARSERS:
+    if parsed:
         yield Hit(
             node,
             "parses the host page's cookies for a named value (no request or encoding of it"

@@ -33,6 +33,8 @@ MAX_STEPS = 200_000
 MAX_FOLDED_CHARS = 16_000_000
 # Longer array literals are not folded at all (an 18 MB one took minutes and gigabytes).
 MAX_ARRAY_ITEMS = 65_536
+# Nested applications of a file's own functions (each one charged to the step budget).
+MAX_APPLY_DEPTH = 4
 _ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|u[0-9a-fA-F]{4}|\r\n|[\s\S])")
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 DECODERS = frozenset({"atob", "unescape", "decodeURIComponent", "decodeURI"})
@@ -115,6 +117,10 @@ class Resolver:
     def __init__(self, lookup: Lookup | None = None, budget: FoldBudget | None = None) -> None:
         self.lookup: Lookup = lookup or (lambda name: None)
         self.budget = budget or FoldBudget()
+        # Decoder functions (``function d(a){return a.join('').split('').reverse()...}``)
+        # are applied to constant arguments: parameters bound here, innermost last.
+        self._env: list[dict[str, Folded]] = []
+        self._functions = getattr(lookup, "function", None)
         # (start, end, type) -> (result, depth it was folded at)
         self._cache: dict[tuple[int, int, str], tuple[Folded, int]] = {}
 
@@ -135,6 +141,8 @@ class Resolver:
     def _eval(self, node: Node, depth: int) -> Folded:
         if depth > MAX_DEPTH:
             return None
+        if self._env:  # inside an applied function the same node means other things
+            return self._fold(node, depth) if self.budget.step() else None
         key = (node.start_byte, node.end_byte, node.type)
         cached = self._cache.get(key)
         # A result cut short by depth may fold further from higher up; any other is final.
@@ -164,6 +172,8 @@ class Resolver:
         if kind == "binary_expression":
             return self._binary(node, depth)
         if kind == "identifier":
+            if self._env and _text(node) in self._env[-1]:
+                return self._env[-1][_text(node)]
             bound = self.lookup(_text(node))
             return self._eval(bound, depth + 1) if bound is not None else None
         if kind == "array":
@@ -258,6 +268,8 @@ class Resolver:
             return Value(decoded, True, True, built=True)
         if name == "String.fromCharCode":
             return self._from_char_code(args, depth)
+        if fn.type == "identifier":
+            return self._apply(name, args, depth)
         if fn.type != "member_expression":
             return None
         obj_node = fn.child_by_field_name("object")
@@ -266,6 +278,26 @@ class Resolver:
         if method in ("replace", "replaceAll") and len(args) == 2 and args[0].type == "regex":
             return _regex_replace(obj, args[0], self._eval(args[1], depth + 1), self.budget)
         return _method(obj, method, [self._eval(a, depth + 1) for a in args], self.budget)
+
+    def _apply(self, name: str, args: list[Node], depth: int) -> Folded:
+        """A file's own one-line function applied to constants (how decoders are written)."""
+        if self._functions is None or len(self._env) >= MAX_APPLY_DEPTH:
+            return None
+        found = self._functions(name)
+        if found is None:
+            return None
+        params, body = found
+        values = [self._eval(a, depth + 1) for a in args]
+        if len(values) < len(params) or any(v is None for v in values[: len(params)]):
+            return None
+        self._env.append(dict(zip(params, values, strict=False)))
+        try:
+            out = self._eval(body, depth + 1)
+        finally:
+            self._env.pop()
+        if isinstance(out, Value):
+            return Value(out.text, out.complete, out.decoded, built=True)
+        return out
 
     def _from_char_code(self, args: list[Node], depth: int) -> Value | None:
         codes: list[int] = []
@@ -446,6 +478,10 @@ _ASSIGNED_NAME_RE = compile_linear(
     backtracking_safe_because="each identifier run is tried from its first byte only",
 )
 
+_DECLARED_FUNCTION_RE = compile_linear(
+    rb"\bfunction\s+([A-Za-z_$][\w$]*)\s*\(", rule="js:values:declared_function"
+)
+
 
 class SourceBindings:
     """Finds the one value a name is bound to in a file, looking only where it is assigned.
@@ -461,11 +497,43 @@ class SourceBindings:
         self.root = root
         self.cache: dict[str, Node | None] = {}
         self._sites: dict[bytes, list[int]] | None = None
+        self._declared: dict[bytes, list[int]] | None = None
+        self._function_cache: dict[str, tuple[list[str], Node] | None] = {}
 
     def __call__(self, name: str) -> Node | None:
         if name not in self.cache:
             self.cache[name] = self._find(name)
         return self.cache[name]
+
+    def function(self, name: str) -> tuple[list[str], Node] | None:
+        """``function name(a, b) { return <expr>; }`` declared once: (params, expr)."""
+        if name not in self._function_cache:
+            self._function_cache[name] = self._find_function(name)
+        return self._function_cache[name]
+
+    def _find_function(self, name: str) -> tuple[list[str], Node] | None:
+        if self._declared is None:
+            declared: dict[bytes, list[int]] = {}
+            for m in _DECLARED_FUNCTION_RE.finditer(self.source):
+                declared.setdefault(m.group(1), []).append(m.start(1))
+            self._declared = declared
+        starts = self._declared.get(name.encode(), [])
+        if len(starts) != 1:
+            return None
+        node = self.root.descendant_for_byte_range(starts[0], starts[0] + len(name.encode()))
+        decl = node.parent if node is not None else None
+        if decl is None or decl.type != "function_declaration":
+            return None
+        params_node = decl.child_by_field_name("parameters")
+        body = decl.child_by_field_name("body")
+        statements = [c for c in body.named_children if c.type != "comment"] if body else []
+        if params_node is None or len(statements) != 1 or statements[0].type != "return_statement":
+            return None
+        params = [_text(p) for p in params_node.named_children]
+        if any(p.type != "identifier" for p in params_node.named_children):
+            return None
+        expr = statements[0].named_children[0] if statements[0].named_children else None
+        return (params, expr) if expr is not None else None
 
     def _index(self) -> dict[bytes, list[int]]:
         if self._sites is None:

