@@ -243,7 +243,8 @@ def test_an_xsrf_token_for_a_request_header_is_not_theft() -> None:
     function send(cfg) {
       var headers = {}, token = null;
       if (cfg.xsrfCookieName) {
-        token = document.cookie.match(new RegExp('(^|;\\\\s*)(' + cfg.xsrfCookieName + ')=([^;]*)'));
+        var name = cfg.xsrfCookieName;
+        token = document.cookie.match(new RegExp('(^|;\\\\s*)(' + name + ')=([^;]*)'));
       }
       if (token) headers[cfg.xsrfHeaderName] = token.pop();
       var xhr = new XMLHttpRequest();
