@@ -193,3 +193,32 @@ def miner(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
             evidence=text[:160],
             honour_declared=False,
         )
+
+
+_ADDRESS_PATTERN_RE = compile_linear(
+    r"bc1|\[13\]|0x\[[a-fA-F0-9-]+\]\{40\}|\{25,3[49]\}|T\[[^\]]+\]\{33\}|\{32,44\}",
+    rule="js:families:address_pattern",
+)
+_SWAP_WRITE_RE = compile_linear(
+    r"clipboardData\.setData|clipboard\.writeText|execCommand\(\s*['\"]copy"
+    r"|\.value\s*=|\.replace\(",
+    rule="js:families:swap_write",
+)
+
+
+@analyzer("address_swapper")
+def address_swapper(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    """A wallet-address pattern, and the clipboard (or a field) written in the same code."""
+    node = caps["hit"][0]
+    pattern = ctx.text(node, 400)
+    if not _ADDRESS_PATTERN_RE.search(pattern):
+        return
+    scope = node.parent
+    for _ in range(12):  # the enclosing function, or the file
+        if scope is None or scope.type in ("function_declaration", "function_expression",
+                                           "arrow_function", "program"):  # fmt: skip
+            break
+        scope = scope.parent
+    body = ctx.text(scope, 50_000) if scope is not None else ""
+    if "clipboard" in body.lower() and _SWAP_WRITE_RE.search(body):
+        yield Hit(node, evidence=pattern[:160], honour_declared=False)
