@@ -414,7 +414,11 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
         if inserted:
             # Tooltips, toasts, modals and measuring nodes go to <body>: capability. Frames,
             # scripts, forms, fields and links away are how injection and overlays work.
-            active = [e for e in inserted if _ACTIVE_HTML_RE.search(str(e.get("added", "")))]
+            active = [
+                e
+                for e in inserted
+                if _ACTIVE_HTML_RE.search(str(e.get("added", "")).replace("\x00", ""))
+            ]
             first = (active or inserted)[0]
             yield _f(
                 "runtime-dom-outside-container",

@@ -40,15 +40,21 @@ _CODE_EVENTS = ("eval", "function", "string-timer")
 def _samples(trace: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(how, code) for each distinct piece of code built at run time, at most a few."""
     seen: set[str] = set()
+    written = False
     for e in trace.get("events", []):
         kind = e.get("type")
         if kind in _CODE_EVENTS:
             code = str(e.get("code", "")).encode("utf-8", "replace").decode("utf-8")
         elif kind == "document-write":
-            html = str(e.get("html", "")).encode("utf-8", "replace").decode("utf-8")
+            # NULs between characters (text written as UTF-16) hide tags from a reader only.
+            html = str(e.get("html", "")).replace("\x00", "")
+            html = html.encode("utf-8", "replace").decode("utf-8")
             code = "\n".join(m.group(1) for m in _SCRIPT_RE.finditer(html[:20000]))
             if _REMOTE_FRAME_RE.search(html):
                 yield "document.write", html
+            elif not written:
+                written = True
+                yield "document.write-page", html
         else:
             continue
         if code.strip() and code not in seen:
@@ -75,6 +81,9 @@ def runtime_code_findings(
     for how, code in _samples(trace):
         if how == "document.write":
             out.append(_written_frame(code, role))
+            continue
+        if how == "document.write-page":
+            out.append(_written_page(code, role))
             continue
         out.extend(_analysed(how, code, rules, capabilities, role))
         head = _normalise(code)[:200]
@@ -122,6 +131,19 @@ def _written_frame(html: str, role: str) -> Finding:
         severity=Severity.HIGH,
         message=f"wrote a frame, script or object from another host into the page with"
         f" document.write (as {role}): how exploit-kit landing pages load their next stage",
+        evidence=html[:300],
+    )
+
+
+def _written_page(html: str, role: str) -> Finding:
+    """A plugin mounts into a live page: document.write there rewrites the host's page."""
+    return Finding(
+        stage=STAGE,
+        rule_id="runtime-document-write",
+        category=Category.DOM_ESCAPE,
+        severity=Severity.HIGH,
+        message=f"wrote into the host page with document.write (as {role}): after load that"
+        " replaces the page, which no plugin has a reason to do",
         evidence=html[:300],
     )
 

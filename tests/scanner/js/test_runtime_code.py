@@ -55,3 +55,21 @@ def test_scripts_written_into_the_page_are_analysed() -> None:
     html = f"<p>x</p><script>{STAGE_TWO}</script>"
     found = _ids(_trace({"type": "document-write", "html": html}))
     assert ("js-windows-script", "malware") in found
+
+
+def test_any_document_write_after_load_rewrites_the_host_page() -> None:
+    html = "<\x00h\x00t\x00m\x00l\x00>\x00<\x00b\x00o\x00d\x00y\x00>\x00hi"
+    found = runtime_code_findings(
+        _trace({"type": "document-write", "html": html}), RULES, Capabilities(), [BUNDLE]
+    )
+    assert [(f.rule_id, f.category, f.severity) for f in found] == [
+        ("runtime-document-write", Category.DOM_ESCAPE, Severity.HIGH)
+    ]
+
+
+def test_tags_spelled_with_nuls_are_still_seen() -> None:
+    html = "".join(c + "\x00" for c in "<iframe src='http://ek.example/'></iframe>")
+    found = runtime_code_findings(
+        _trace({"type": "document-write", "html": html}), RULES, Capabilities(), [BUNDLE]
+    )
+    assert [f.rule_id for f in found] == ["runtime-written-remote-frame"]
