@@ -10,6 +10,9 @@ miner has to speak a pool protocol.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
+
+from tree_sitter import Node
 
 from scanner.findings import Category, Severity
 from scanner.js.engine import Captures, FileContext, Hit, analyzer
@@ -101,12 +104,43 @@ def _regex_safe(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+_NAME_RE = compile_linear(r"^[A-Za-z_$][A-Za-z0-9_$]*$", rule="js:families:name")
+_LITERAL_PIECE_TYPES = ("string", "binary_expression", "parenthesized_expression")
+
+
+def _split_word(ctx: FileContext, key: Node, name: str) -> bool:
+    """``window['parse'+'Int']``: a property name cut mid-word into literal fragments.
+
+    Minifiers fold such constants and nobody writes them by hand, whatever the name; a
+    boundary between two letters shows the cut is there only to break up the word.
+    """
+    if not _NAME_RE.match(name) or key.type != "binary_expression":
+        return False
+    pieces: list[str] = []
+    stack = [key]
+    while stack:
+        n = stack.pop()
+        if n.type not in _LITERAL_PIECE_TYPES:
+            return False  # a variable part: a computed name, not a cut-up constant
+        if n.type == "string":
+            pieces.append(string_literal(n))
+        else:
+            stack.extend(reversed([c for c in n.named_children if c.type != "comment"]))
+    pieces = [p for p in pieces if p]
+    return len(pieces) >= 2 and any(a[-1].isalnum() and b[0].isalnum() for a, b in pairwise(pieces))
+
+
 @analyzer("hidden_name")
 def hidden_name(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
     """A sensitive API name assembled from fragments, decoded, or with a marker removed."""
     node = caps["hit"][0]
-    value = ctx.resolver.full(caps["key"][0])
-    if value is None or not value.built or value.text not in HIDDEN_NAMES:
+    key = caps["key"][0]
+    value = ctx.resolver.full(key)
+    if value is None or not value.built:
+        return
+    if value.text not in HIDDEN_NAMES and not (
+        node.type == "subscript_expression" and _split_word(ctx, key, value.text)
+    ):
         return
     how = "decodes" if value.decoded else "assembles"
     yield Hit(

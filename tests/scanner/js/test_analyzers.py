@@ -277,3 +277,12 @@ def test_a_page_listener_that_sends_keys_is_a_keylogger() -> None:
     assert [(f.severity, f.category) for f in found] == [
         (Severity.CRITICAL, Category.CREDENTIAL_ACCESS)
     ]
+
+
+def test_any_property_name_cut_mid_word_into_literals_is_hidden() -> None:
+    """Landing pages cut even harmless names (parseInt, Math.floor) to defeat search."""
+    cut = "var n = window['parse' + 'Int'], f = window['M' + 'a' + 'th']['fl' + /* x */ 'oor'];"
+    found = _rule(_findings(cut), "js-hidden-name")
+    assert {f.message.split("'")[1] for f in found} == {"parseInt", "Math", "floor"}
+    readable = "a = el['data-' + 'id']; b = s['-webkit-' + 'transform']; c = o['on' + type];"
+    assert _rule(_findings(readable), "js-hidden-name") == []
