@@ -28,7 +28,7 @@ def compiled_rules(directory: Path) -> CompiledRules:
 
 class JsStaticStage:
     name: ClassVar[str] = STAGE
-    version: ClassVar[int] = 2  # 2: folding and parse budgets
+    version: ClassVar[int] = 3  # 2: folding and parse budgets; 3: severity by data flow, families
     # CPU-bound: a worker process that can be killed; shards of files run side by side.
     runs_in_process: ClassVar[bool] = True
     per_file: ClassVar[bool] = True

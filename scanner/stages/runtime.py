@@ -56,7 +56,7 @@ def shared_pool(
 
 class RuntimeStage:
     name: ClassVar[str] = STAGE
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: code built at run time analysed with the JS rules
 
     def __init__(
         self,
