@@ -397,6 +397,14 @@ def _reads(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Fin
         )
 
 
+_ACTIVE_HTML_RE = compile_linear(
+    r"<(iframe|frame|script|form|input|object|embed|textarea|select)\b"
+    r"|<a\b[^>]*\bhref\s*=\s*['\"]?\s*(https?:)?//",
+    rule="runtime:active_html",
+    ignore_case=True,
+)
+
+
 def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Finding]:
     events = trace.get("events", [])
     if caps.dom != "document":
@@ -404,13 +412,21 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
         inserted = [e for e in outside if e.get("kind") == "childList"]
         changed = [e for e in outside if e.get("kind") in ("attributes", "characterData")]
         if inserted:
-            first = inserted[0]
+            # Tooltips, toasts, modals and measuring nodes go to <body>: capability. Frames,
+            # scripts, forms, fields and links away are how injection and overlays work.
+            active = [
+                e
+                for e in inserted
+                if _ACTIVE_HTML_RE.search(str(e.get("added", "")).replace("\x00", ""))
+            ]
+            first = (active or inserted)[0]
             yield _f(
                 "runtime-dom-outside-container",
                 Category.DOM_ESCAPE,
-                Severity.HIGH,
-                f"put elements into the page outside its container ({len(inserted)} insertions,"
-                f" first into {first.get('target')})",
+                Severity.HIGH if active else Severity.LOW,
+                f"put {'frames, scripts, fields or links away' if active else 'elements'} into the"
+                f" page outside its container ({len(inserted)} insertions, first into"
+                f" {first.get('target')})",
                 str(first.get("added")),
                 role,
             )
@@ -434,24 +450,30 @@ def _page(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             }
         )
         if listeners:
+            # Keyboard shortcuts and "Escape closes the menu" listen here too; a keylogger
+            # is a listener whose keys leave the page, which the canary findings judge.
             yield _f(
                 "runtime-page-input-listener",
                 Category.DOM_ESCAPE,
-                Severity.MEDIUM,
+                Severity.LOW,
                 f"listens to {', '.join(listeners)} on the whole page",
                 None,
                 role,
             )
-    for e in events:
-        if e.get("type") == "override":
-            yield _f(
-                "runtime-global-override",
-                Category.DOM_ESCAPE,
-                Severity.HIGH,
-                f"replaced the page's {e.get('name')}",
-                None,
-                role,
-            )
+    overrides = sorted({str(e.get("name")) for e in events if e.get("type") == "override"})
+    if overrides:
+        # Polyfills, zone.js and error monitors wrap these and forward. What a skimmer's
+        # wrapper does with what it sees (send it away) is what the exfiltration and
+        # request findings judge; the wrap alone is recorded, once, for a reviewer.
+        yield _f(
+            "runtime-global-override",
+            Category.DOM_ESCAPE,
+            Severity.LOW,
+            f"replaced the page's {', '.join(overrides[:6])}"
+            + (f" and {len(overrides) - 6} more" if len(overrides) > 6 else ""),
+            None,
+            role,
+        )
     if any(e.get("type") == "webrtc" for e in events):
         yield _f(
             "runtime-webrtc",

@@ -17,6 +17,8 @@ class Component:
     declared_in: str
     dev: bool = False
     source: str | None = None  # resolved URL, git or path
+    # The lockfile says installing it runs code (npm's hasInstallScript).
+    install_script: bool = False
 
     @property
     def purl(self) -> str:

@@ -125,7 +125,15 @@ def _add_locked(scan: DependencyScan, path: str, name: str, entry: dict[str, Any
             evidence=resolved,
         )
     scan.components.append(
-        Component(NPM, name, version or None, path, dev=dev, source=resolved or None)
+        Component(
+            NPM,
+            name,
+            version or None,
+            path,
+            dev=dev,
+            source=resolved or None,
+            install_script=bool(entry.get("hasInstallScript")),
+        )
     )
 
 

@@ -156,10 +156,16 @@ class VendoredLibraries:
     def _gaps(self, path: str, data: bytes, identified: set[str]) -> Iterable[DetectorGap]:
         """Unusable content patterns whose library text is here and was not identified."""
         seen = set()
+        lowered: bytes | None = None
         for p in self.content:
             if p.library in identified or p.library in seen:
                 continue
             if (reason := p.unusable_in(data)) is not None:
+                # A pattern's longest literal can be a common word ("prototype" for
+                # jQuery): without the library's name in the file it is no sign of it.
+                lowered = data.lower() if lowered is None else lowered
+                if _name_token(p.library) not in lowered:
+                    continue
                 seen.add(p.library)
                 yield DetectorGap(p.library, path, reason)
 
@@ -195,6 +201,11 @@ class VendoredLibraries:
 
 _QUANTIFIER = r"(?:[*+?]|\{[^}]*\})"
 _INNER_GROUP = re.compile(r"\(([^()]*)\)(" + _QUANTIFIER + ")?")
+
+
+def _name_token(library: str) -> bytes:
+    """``jquery-ui-dialog`` -> ``jquery``: the part of a library's name its code mentions."""
+    return re.split(r"[-_.]", library.lower().removesuffix(".js"))[0].encode()
 
 
 def _required_literal(pattern: str) -> bytes | None:

@@ -139,7 +139,8 @@ def long_string(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]
         return
     text = string_literal(node)
     compact = re.sub(r"\s", "", text)
-    if len(compact) >= 400 and _BASE64_RE.match(compact):
+    # isascii first: base64 is ASCII, and a lone surrogate (\ud800) cannot go to RE2.
+    if len(compact) >= 400 and compact.isascii() and _BASE64_RE.match(compact):
         head = _b64_head(compact)
         if head is not None and _looks_like_js(head):
             full = _b64_full(compact)

@@ -96,7 +96,8 @@ def _request_hits(
             yield Hit(
                 hit,
                 f"{what} to a computed URL, and the manifest declares no network access",
-                Severity.MEDIUM,
+                # Evidence of a capability, not of intent: the runtime sees where it goes.
+                Severity.LOW,
                 Category.UNDECLARED_CAPABILITY,
                 honour_declared=False,
             )
@@ -119,7 +120,7 @@ def _request_hits(
         yield Hit(
             hit,
             f"{what} contacts {target.origin}, an origin the manifest does not declare",
-            Severity.MEDIUM,
+            Severity.LOW,
             Category.UNDECLARED_CAPABILITY,
             honour_declared=False,
         )
@@ -203,7 +204,7 @@ def element_injection(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterabl
             continue
         where = target.origin if target.kind == "remote" else "a computed URL"
         if tag == "script":
-            sev = Severity.HIGH if target.kind == "remote" else Severity.MEDIUM
+            sev = Severity.HIGH if target.kind == "remote" else Severity.LOW
             yield Hit(
                 hit,
                 f"loads a script from {where} at run time",
@@ -215,7 +216,7 @@ def element_injection(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterabl
             yield Hit(
                 hit,
                 f"embeds a {tag} from {where}, not a declared origin",
-                Severity.MEDIUM,
+                Severity.MEDIUM if target.kind == "remote" else Severity.LOW,
                 Category.UNDECLARED_CAPABILITY,
                 honour_declared=False,
             )
@@ -230,20 +231,61 @@ def dynamic_import(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[H
     if target.kind == "remote" and ctx.capabilities.allows_origin(target.origin + "/"):
         return
     where = target.origin if target.kind == "remote" else "a computed URL"
-    sev = Severity.HIGH if target.kind == "remote" else Severity.MEDIUM
+    # Bundlers load their own chunks with import(computed): only a known remote host counts.
+    sev = Severity.HIGH if target.kind == "remote" else Severity.LOW
     yield Hit(hit, f"imports code from {where} at run time", sev, honour_declared=False)
+
+
+_CLOAK_RE = compile_linear(
+    r"userAgent|referrer|document\.cookie|getHours|getDay|getTimezoneOffset|platform"
+    r"|navigator\.language|webdriver|localStorage",
+    rule="js:network:cloak",
+)
+_CONDITIONS = ("if_statement", "ternary_expression", "binary_expression", "while_statement")
+
+
+def _cloaking_condition(ctx: FileContext, node: Node) -> str | None:
+    """What the visitor is tested on before the redirect: device, referrer, time, cookie."""
+    ancestor = node.parent
+    for _ in range(10):
+        if ancestor is None:
+            return None
+        if ancestor.type in _CONDITIONS:
+            cond = ancestor.child_by_field_name("condition") or ancestor.child_by_field_name("left")
+            if cond is not None and cond != node:
+                m = _CLOAK_RE.search(ctx.text(cond, 2000))
+                if m is not None:
+                    return f"the visitor's {m.group(0)} passes a test"
+        ancestor = ancestor.parent
+    return None
 
 
 @analyzer("navigation")
 def navigation(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
     hit = caps["hit"][0]
     url = caps.get("url", [None])[0]
-    target = target_of(ctx.resolver.value(url)) if url is not None else Target("unknown")
+    value = ctx.resolver.value(url) if url is not None else None
+    target = target_of(value) if url is not None else Target("unknown")
     if target.kind == "remote" and not ctx.capabilities.allows_origin(target.origin + "/"):
+        # A fixed link (a library's "about" page) is a link; a URL with run-time data in
+        # it is how a redirect carries the user's page, cookies or referrer away.
+        carries = value is not None and not value.complete
+        cloak = _cloaking_condition(ctx, hit)
+        if cloak is not None:
+            yield Hit(
+                hit,
+                f"sends the user to {target.origin} only when {cloak}: the cloaking of an"
+                " injected redirect",
+                Severity.HIGH,
+                Category.MALWARE,
+                honour_declared=False,
+            )
+            return
         yield Hit(
             hit,
-            f"sends the user to {target.origin}, an origin the manifest does not declare",
-            Severity.HIGH,
+            f"sends the user to {target.origin}, an origin the manifest does not declare"
+            + (", with data added at run time" if carries else ""),
+            Severity.HIGH if carries else Severity.LOW,
         )
     else:
         yield Hit(hit)

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
 
+import re2
 from tree_sitter import Node, Query, QueryCursor
 
 from scanner.js.parser import compile_query
+from scanner.regex import compile_linear
 
 MAX_DEPTH = 24
 # Every folded string, final or intermediate, stays under this many characters.
@@ -31,6 +33,8 @@ MAX_STEPS = 200_000
 MAX_FOLDED_CHARS = 16_000_000
 # Longer array literals are not folded at all (an 18 MB one took minutes and gigabytes).
 MAX_ARRAY_ITEMS = 65_536
+# Nested applications of a file's own functions (each one charged to the step budget).
+MAX_APPLY_DEPTH = 4
 _ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|u[0-9a-fA-F]{4}|\r\n|[\s\S])")
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 DECODERS = frozenset({"atob", "unescape", "decodeURIComponent", "decodeURI"})
@@ -43,6 +47,9 @@ class Value:
     text: str
     complete: bool = True
     decoded: bool = False  # passed through a decoder (atob, fromCharCode, escapes...)
+    # Assembled at run time (pieces joined, a marker replaced away, sliced, reversed):
+    # nobody writes a plain API name that way unless it is meant not to be read.
+    built: bool = False
 
 
 def unescape_js(body: str) -> str:
@@ -110,6 +117,10 @@ class Resolver:
     def __init__(self, lookup: Lookup | None = None, budget: FoldBudget | None = None) -> None:
         self.lookup: Lookup = lookup or (lambda name: None)
         self.budget = budget or FoldBudget()
+        # Decoder functions (``function d(a){return a.join('').split('').reverse()...}``)
+        # are applied to constant arguments: parameters bound here, innermost last.
+        self._env: list[dict[str, Folded]] = []
+        self._functions = getattr(lookup, "function", None)
         # (start, end, type) -> (result, depth it was folded at)
         self._cache: dict[tuple[int, int, str], tuple[Folded, int]] = {}
 
@@ -130,6 +141,8 @@ class Resolver:
     def _eval(self, node: Node, depth: int) -> Folded:
         if depth > MAX_DEPTH:
             return None
+        if self._env:  # inside an applied function the same node means other things
+            return self._fold(node, depth) if self.budget.step() else None
         key = (node.start_byte, node.end_byte, node.type)
         cached = self._cache.get(key)
         # A result cut short by depth may fold further from higher up; any other is final.
@@ -159,6 +172,8 @@ class Resolver:
         if kind == "binary_expression":
             return self._binary(node, depth)
         if kind == "identifier":
+            if self._env and _text(node) in self._env[-1]:
+                return self._env[-1][_text(node)]
             bound = self.lookup(_text(node))
             return self._eval(bound, depth + 1) if bound is not None else None
         if kind == "array":
@@ -169,7 +184,7 @@ class Resolver:
 
     def _template(self, node: Node, depth: int) -> Value | None:
         parts: list[str] = []
-        decoded = False
+        decoded = built = False
         size = 0
         for child in node.named_children:
             size += child.end_byte - child.start_byte
@@ -192,9 +207,10 @@ class Resolver:
                     return None
                 parts.append(v.text)
                 decoded |= v.decoded
+                built = True
                 if not v.complete:
                     return Value("".join(parts), False, decoded)
-        return Value("".join(parts), True, decoded)
+        return Value("".join(parts), True, decoded, built)
 
     def _binary(self, node: Node, depth: int) -> Value | int | None:
         op = node.child_by_field_name("operator")
@@ -217,7 +233,9 @@ class Resolver:
             return Value(left.text, False, left.decoded)
         if not self.budget.spend(len(left.text) + len(right.text)):
             return None
-        return Value(left.text + right.text, right.complete, left.decoded or right.decoded)
+        return Value(
+            left.text + right.text, right.complete, left.decoded or right.decoded, built=True
+        )
 
     def _array(self, node: Node, depth: int) -> list[Value] | None:
         if node.named_child_count > MAX_ARRAY_ITEMS:
@@ -247,15 +265,39 @@ class Resolver:
             decoded = _decode(name, arg.text)
             if decoded is None or not self.budget.spend(len(decoded)):
                 return None
-            return Value(decoded, True, True)
+            return Value(decoded, True, True, built=True)
         if name == "String.fromCharCode":
             return self._from_char_code(args, depth)
+        if fn.type == "identifier":
+            return self._apply(name, args, depth)
         if fn.type != "member_expression":
             return None
         obj_node = fn.child_by_field_name("object")
         method = _text(fn.child_by_field_name("property"))
         obj = self._eval(obj_node, depth + 1) if obj_node else None
+        if method in ("replace", "replaceAll") and len(args) == 2 and args[0].type == "regex":
+            return _regex_replace(obj, args[0], self._eval(args[1], depth + 1), self.budget)
         return _method(obj, method, [self._eval(a, depth + 1) for a in args], self.budget)
+
+    def _apply(self, name: str, args: list[Node], depth: int) -> Folded:
+        """A file's own one-line function applied to constants (how decoders are written)."""
+        if self._functions is None or len(self._env) >= MAX_APPLY_DEPTH:
+            return None
+        found = self._functions(name)
+        if found is None:
+            return None
+        params, body = found
+        values = [self._eval(a, depth + 1) for a in args]
+        if len(values) < len(params) or any(v is None for v in values[: len(params)]):
+            return None
+        self._env.append(dict(zip(params, values, strict=False)))
+        try:
+            out = self._eval(body, depth + 1)
+        finally:
+            self._env.pop()
+        if isinstance(out, Value):
+            return Value(out.text, out.complete, out.decoded, built=True)
+        return out
 
     def _from_char_code(self, args: list[Node], depth: int) -> Value | None:
         codes: list[int] = []
@@ -277,7 +319,7 @@ class Resolver:
         if not self.budget.spend(len(codes)):
             return None
         try:
-            return Value("".join(chr(c) for c in codes), True, True)
+            return Value("".join(chr(c) for c in codes), True, True, built=True)
         except (ValueError, OverflowError):
             return None
 
@@ -292,7 +334,8 @@ def _method(obj: Folded, method: str, args: list[Folded], budget: FoldBudget) ->
             size = sum(len(v.text) for v in obj) + len(sep.text) * max(0, len(obj) - 1)
             if not budget.spend(size):
                 return None
-            return Value(sep.text.join(v.text for v in obj), True, any(v.decoded for v in obj))
+            joined = sep.text.join(v.text for v in obj)
+            return Value(joined, True, any(v.decoded for v in obj), built=len(obj) > 1)
         if method == "reverse" and not args:
             return list(reversed(obj))
         return None
@@ -312,7 +355,15 @@ def _method(obj: Folded, method: str, args: list[Folded], budget: FoldBudget) ->
         tail = "".join(a.text for a in args if isinstance(a, Value))
         if not budget.spend(len(obj.text) + len(tail)):
             return None
-        return Value(obj.text + tail, True, obj.decoded)
+        return Value(obj.text + tail, True, obj.decoded, built=bool(tail))
+    ints = [a for a in args if isinstance(a, int)]
+    if method in ("substr", "substring", "slice", "charAt") and len(ints) == len(args):
+        return _slice(obj, method, ints)
+    if method == "replace" and len(args) == 2 and all(isinstance(a, Value) for a in args):
+        old, new = (a.text if isinstance(a, Value) else "" for a in args)
+        if "$" in new or not budget.spend(len(obj.text) + len(new)):
+            return None
+        return Value(obj.text.replace(old, new, 1), True, obj.decoded, built=True)
     if method in ("toLowerCase", "toUpperCase", "trim") and not args:
         if not budget.spend(len(obj.text)):
             return None
@@ -321,8 +372,51 @@ def _method(obj: Folded, method: str, args: list[Folded], budget: FoldBudget) ->
             "toUpperCase": obj.text.upper,
             "trim": obj.text.strip,
         }[method]()
-        return Value(text, True, obj.decoded)
+        return Value(text, True, obj.decoded, obj.built)
     return None
+
+
+def _slice(obj: Value, method: str, args: list[int]) -> Value | None:
+    """JavaScript's substring family on a known string (no negative-index subtleties)."""
+    text = obj.text
+    if not args or any(a < 0 for a in args) or len(args) > 2:
+        return None
+    start = args[0]
+    if method == "charAt":
+        return Value(text[start : start + 1], True, obj.decoded, built=True)
+    if method == "substr":
+        end = start + args[1] if len(args) == 2 else len(text)
+    else:
+        end = args[1] if len(args) == 2 else len(text)
+        if method == "substring" and end < start:
+            start, end = end, start
+    return Value(text[start:end], True, obj.decoded, built=True)
+
+
+def _regex_replace(obj: Folded, regex: Node, repl: Folded, budget: FoldBudget) -> Value | None:
+    """``'aXbXc'.replace(/X/g, '')``: how marker-stuffed names are cleaned up at run time.
+
+    The bundle's pattern runs on RE2 (linear time); one RE2 cannot take is not folded.
+    """
+    if not isinstance(obj, Value) or not obj.complete or not isinstance(repl, Value):
+        return None
+    if "$" in repl.text or not budget.spend(len(obj.text) + len(repl.text)):
+        return None
+    pattern = _text(regex.child_by_field_name("pattern"))
+    flags = _text(regex.child_by_field_name("flags"))
+    if set(flags) - set("gimsuy"):
+        return None
+    try:
+        options = re2.Options()
+        options.case_sensitive = "i" not in flags
+        options.dot_nl = "s" in flags
+        compiled = re2.compile(pattern, options)
+        text = compiled.sub(repl.text, obj.text, count=0 if "g" in flags else 1)
+    except Exception:  # any pattern RE2 refuses (or that breaks it) is simply not folded
+        return None
+    if len(text) > MAX_STRING:
+        return None
+    return Value(text, True, obj.decoded, built=True)
 
 
 def _decode(name: str, text: str) -> str | None:
@@ -375,8 +469,26 @@ def _binding_query() -> Query:
     )
 
 
+# Every `name =` of a file in one pass: not `obj.name =`, `name ==` or `name =>`. Linear:
+# a start inside a word is refused by the one-byte lookbehind, so each run of identifier
+# bytes is tried once, and the whitespace after it once.
+_ASSIGNED_NAME_RE = compile_linear(
+    rb"(?<![\w$.\x80-\xff])([\w$\x80-\xff]+)\s*=(?![=>])",
+    rule="js:values:assigned_name",
+    backtracking_safe_because="each identifier run is tried from its first byte only",
+)
+
+_DECLARED_FUNCTION_RE = compile_linear(
+    rb"\bfunction\s+([A-Za-z_$][\w$]*)\s*\(", rule="js:values:declared_function"
+)
+
+
 class SourceBindings:
-    """Finds the one value a name is bound to in a file, looking only where it is assigned."""
+    """Finds the one value a name is bound to in a file, looking only where it is assigned.
+
+    The places where names are assigned are indexed in one pass over the source on the
+    first lookup, so a file with many names costs linear time, not names x size.
+    """
 
     MAX_ASSIGNMENTS = 64
 
@@ -384,24 +496,67 @@ class SourceBindings:
         self.source = source
         self.root = root
         self.cache: dict[str, Node | None] = {}
+        self._sites: dict[bytes, list[int]] | None = None
+        self._declared: dict[bytes, list[int]] | None = None
+        self._function_cache: dict[str, tuple[list[str], Node] | None] = {}
 
     def __call__(self, name: str) -> Node | None:
         if name not in self.cache:
             self.cache[name] = self._find(name)
         return self.cache[name]
 
+    def function(self, name: str) -> tuple[list[str], Node] | None:
+        """``function name(a, b) { return <expr>; }`` declared once: (params, expr)."""
+        if name not in self._function_cache:
+            self._function_cache[name] = self._find_function(name)
+        return self._function_cache[name]
+
+    def _find_function(self, name: str) -> tuple[list[str], Node] | None:
+        if self._declared is None:
+            declared: dict[bytes, list[int]] = {}
+            for m in _DECLARED_FUNCTION_RE.finditer(self.source):
+                declared.setdefault(m.group(1), []).append(m.start(1))
+            self._declared = declared
+        starts = self._declared.get(name.encode(), [])
+        if len(starts) != 1:
+            return None
+        node = self.root.descendant_for_byte_range(starts[0], starts[0] + len(name.encode()))
+        decl = node.parent if node is not None else None
+        if decl is None or decl.type != "function_declaration":
+            return None
+        params_node = decl.child_by_field_name("parameters")
+        body = decl.child_by_field_name("body")
+        statements = [c for c in body.named_children if c.type != "comment"] if body else []
+        if params_node is None or len(statements) != 1 or statements[0].type != "return_statement":
+            return None
+        params = [_text(p) for p in params_node.named_children]
+        if any(p.type != "identifier" for p in params_node.named_children):
+            return None
+        expr = statements[0].named_children[0] if statements[0].named_children else None
+        return (params, expr) if expr is not None else None
+
+    def _index(self) -> dict[bytes, list[int]]:
+        if self._sites is None:
+            sites: dict[bytes, list[int]] = {}
+            for m in _ASSIGNED_NAME_RE.finditer(self.source):
+                at = sites.setdefault(m.group(1), [])
+                # Past the cap the name is unresolvable anyway: stop growing its list.
+                if len(at) <= self.MAX_ASSIGNMENTS:
+                    at.append(m.start())
+            self._sites = sites
+        return self._sites
+
     def _find(self, name: str) -> Node | None:
-        # `name =` but not `obj.name =`, `name ==` or `name =>`.
-        pattern = re.compile(rb"(?<![\w$.])" + re.escape(name.encode()) + rb"\s*=(?![=>])")
+        starts = self._index().get(name.encode(), [])
+        if len(starts) > self.MAX_ASSIGNMENTS:
+            return None
         cursor = QueryCursor(_binding_query())
         values: list[Node] = []
-        for n, m in enumerate(pattern.finditer(self.source)):
-            if n >= self.MAX_ASSIGNMENTS:
-                return None
-            cursor.set_byte_range(m.start(), m.end())
+        for start in starts:
+            cursor.set_byte_range(start, start + len(name.encode()) + 1)
             for _, caps in cursor.matches(self.root):
                 node = caps["name"][0]
-                if node.start_byte == m.start():
+                if node.start_byte == start:
                     values.append(caps["value"][0])
         # A name assigned more than once could hold anything: trust only a single binding.
         return values[0] if len(values) == 1 else None

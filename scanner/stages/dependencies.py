@@ -107,7 +107,7 @@ class DependencyStage:
                     evidence=truncate(b.url),
                 )
             )
-        result.findings.extend(self._typosquats(scan.components))
+        result.findings.extend(self._typosquats(scan.components, scan.findings))
         result.findings.extend(self._vulnerabilities(scan.components, result))
         result.coverage.scanned = sorted(
             {c.declared_in for c in scan.components}
@@ -126,7 +126,11 @@ class DependencyStage:
         ]
         return result
 
-    def _typosquats(self, components: list[Component]) -> Iterable[Finding]:
+    def _typosquats(
+        self, components: list[Component], declared: list[Finding]
+    ) -> Iterable[Finding]:
+        # The bundle's own package.json install hooks run when its dependencies install.
+        own_hooks = any(f.rule_id == "dep-install-script" for f in declared)
         seen = set()
         for c in components:
             if c.ecosystem not in (NPM, PYPI) or (c.ecosystem, c.name) in seen:
@@ -143,6 +147,8 @@ class DependencyStage:
                     path=c.declared_in,
                     evidence=c.name,
                 )
+                if c.install_script or own_hooks:
+                    yield _squat_that_runs_code(self.name, c, target, own_hooks)
 
     def _vulnerabilities(
         self, components: list[Component], result: StageResult
@@ -168,6 +174,23 @@ class DependencyStage:
         for component, vulns in matches.items():
             for same in merge_aliases(vulns):
                 yield _vulnerability_finding(component, same)
+
+
+def _squat_that_runs_code(stage: str, c: Component, target: str, own_hooks: bool) -> Finding:
+    """A lookalike name is a guess; a lookalike that runs code at install is the attack."""
+    how = "its lockfile entry runs an install script" if c.install_script else (
+        "the bundle's package.json runs install scripts"
+    )  # fmt: skip
+    return Finding(
+        stage,
+        "dep-typosquat-install-script",
+        Category.MALWARE,
+        Severity.CRITICAL,
+        f"{c.name} imitates the popular {c.ecosystem} package {target}, and {how}:"
+        " the shape of a typosquatting attack",
+        path=c.declared_in,
+        evidence=c.name,
+    )
 
 
 def _pypi_matches(

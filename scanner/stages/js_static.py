@@ -9,6 +9,7 @@ from typing import ClassVar
 
 # Imported for their side effect of registering analyzers by name.
 import scanner.js.code
+import scanner.js.families
 import scanner.js.network
 import scanner.js.page  # noqa: F401
 from scanner.config import Settings
@@ -34,8 +35,9 @@ def compiled_rules(directory: Path) -> CompiledRules:
 
 class JsStaticStage:
     name: ClassVar[str] = STAGE
-    # 2: folding and parse budgets; 3: recognised library code skipped or attributed
-    version: ClassVar[int] = 3
+    # 2: folding and parse budgets; 3: recognised library code skipped or attributed;
+    # 4: severity by data flow, families
+    version: ClassVar[int] = 4
     # CPU-bound: a worker process that can be killed; shards of files run side by side.
     runs_in_process: ClassVar[bool] = True
     per_file: ClassVar[bool] = True

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult, truncate
+from scanner.pyflow import secret_flows
 from scanner.workspace import Workspace
 
 # Bandit loads its plugins on import; its optional SARIF formatter is not installed and
@@ -22,7 +23,7 @@ _LOCK = threading.Lock()
 
 class PythonStaticStage:
     name: ClassVar[str] = "python-static"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: secrets followed to the network (scanner.pyflow)
     # CPU-bound: a worker process that can be killed (whole bundle: it joins files up).
     runs_in_process: ClassVar[bool] = True
 
@@ -67,6 +68,9 @@ class PythonStaticStage:
             )
         result.coverage.scanned = [p for p in sources if p not in skipped_paths]
         result.findings.extend(_to_finding(self.name, issue, root) for issue in issues)
+        # Bandit matches names; reflection hides them. Follow the data instead.
+        for rel in result.coverage.scanned:
+            result.findings.extend(secret_flows(rel, workspace.read_text(rel)))
         result.raw["bandit"] = [issue.as_dict(with_code=False) for issue in issues]
         return result
 

@@ -20,8 +20,14 @@ if TYPE_CHECKING:
     # detonation happens, so a scan that never mounts a bundle never pays for it.
     from sandbox.browser import BrowserPool
     from sandbox.detonation import DetonationRequest, Trace
+    from scanner.js.rules import CompiledRules
 
 ROLES = ("user", "admin")
+SCRIPT_SUFFIXES = [".js", ".mjs", ".cjs"]
+
+
+def _sources(workspace: Workspace) -> list[bytes]:
+    return [workspace.path_of(f.path).read_bytes() for f in workspace.with_suffix(SCRIPT_SUFFIXES)]
 
 
 class DetonationPool(Protocol):
@@ -57,10 +63,15 @@ def shared_pool(
 
 class RuntimeStage:
     name: ClassVar[str] = STAGE
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: code built at run time analysed with the JS rules
 
     def __init__(
-        self, detonator: DetonationPool, time_limit: float, origin: str | None = None
+        self,
+        detonator: DetonationPool,
+        time_limit: float,
+        origin: str | None = None,
+        rules: CompiledRules | None = None,
+        rules_dir: Path | None = None,
     ) -> None:
         if origin is None:
             from sandbox.detonation import DEFAULT_ORIGIN
@@ -69,12 +80,26 @@ class RuntimeStage:
         self.detonator = detonator
         self.time_limit = time_limit
         self.origin = origin.rstrip("/")
+        # The JS rules, for the code the plugin builds at run time (None: not analysed).
+        self.rules = rules
+        # The JS rules judge code built at run time; compiled on the first detonation.
+        self.rules_dir = rules_dir
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeStage:
         return cls(
-            _SharedBrowser(settings), settings.detonation_timeout, settings.detonation_origin
+            _SharedBrowser(settings),
+            settings.detonation_timeout,
+            settings.detonation_origin,
+            rules_dir=settings.rules_dir / "js",
         )
+
+    def _rules(self) -> CompiledRules | None:
+        if self.rules is None and self.rules_dir is not None:
+            from scanner.stages.js_static import compiled_rules
+
+            self.rules = compiled_rules(self.rules_dir)
+        return self.rules
 
     def run(self, workspace: Workspace) -> StageResult:
         result = StageResult(self.name, self.version)
@@ -124,6 +149,13 @@ class RuntimeStage:
         for role, trace in zip(ROLES, traces, strict=True):
             data = {**trace.to_dict(), "canaries": trace.canaries}
             result.findings.extend(trace_findings(data, caps))
+            rules = self._rules()
+            if rules is not None:
+                from scanner.js.runtime_code import runtime_code_findings
+
+                result.findings.extend(
+                    runtime_code_findings(data, rules, caps, _sources(workspace))
+                )
             observed = set(result.raw.get("observed_capabilities", [])) | observed_capabilities(
                 data
             )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import scanner.js.code
+import scanner.js.families
 import scanner.js.network
 import scanner.js.page
 import scanner.runtime
@@ -213,3 +214,17 @@ def test_an_unusable_pattern_is_a_coverage_gap_where_its_library_may_be(tmp_path
     assert [(g.library, g.path) for g in gaps] == [("oldlib", "a.js")]
     assert unusable_detectors([atomic]) != []
     assert "RE2 cannot run it" in gaps[0].reason
+
+
+def test_a_common_word_without_the_librarys_name_is_no_coverage_gap(tmp_path: Path) -> None:
+    """jQuery's unusable pattern's literal is "prototype": every library has that word."""
+    backref = Detector(
+        "jquery", "filecontent", r'="(§§version§§)",.{50,300}(.)\.fn=(\2)\.prototype='
+    )
+    libs = VendoredLibraries([backref])
+    ws = workspace_of(
+        tmp_path / "b",
+        {"a.js": b"A.prototype.x=1;", "b.js": b"/*! jQuery */ A.prototype.x=1;"},
+    )
+    _, _, gaps = libs.scan_with_gaps(ws)
+    assert [(g.library, g.path) for g in gaps] == [("jquery", "b.js")]

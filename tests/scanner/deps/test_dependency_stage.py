@@ -125,3 +125,46 @@ def test_the_sbom_is_valid_cyclonedx_with_tools_methods_and_stable_refs(
                 assert 0 < rating["score"] <= 10
     assert any(r.get("vector") for v in vulns for r in v["ratings"])
     assert any("ember" in a["ref"] for v in vulns for a in v.get("affects", []))
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {  # the lockfile records that the lookalike runs code when installed
+            "package-lock.json": json.dumps(
+                {
+                    "lockfileVersion": 3,
+                    "packages": {
+                        "node_modules/lodahs": {"version": "1.0.0", "hasInstallScript": True}
+                    },
+                }
+            )
+        },
+        {  # the bundle's own install hook runs next to a lookalike dependency
+            "package.json": json.dumps(
+                {
+                    "name": "p",
+                    "dependencies": {"lodahs": "1.0.0"},
+                    "scripts": {"postinstall": "node setup.js"},
+                }
+            )
+        },
+    ],
+)
+def test_a_typosquat_that_runs_code_at_install_is_rejected(
+    stage: DependencyStage, settings: Settings, make_bundle: BundleMaker, files: dict[str, str]
+) -> None:
+    result = scan_bundle(make_bundle(files), settings, [stage], Policy.load(settings.policy_path))
+    squat = [f for f in result.findings if f.rule_id == "dep-typosquat-install-script"]
+    assert [(f.category, f.severity) for f in squat] == [(Category.MALWARE, Severity.CRITICAL)]
+    assert result.decision.verdict is Verdict.REJECT
+
+
+def test_a_typosquat_alone_still_goes_to_a_person(
+    stage: DependencyStage, settings: Settings, make_bundle: BundleMaker
+) -> None:
+    lock = {"lockfileVersion": 3, "packages": {"node_modules/lodahs": {"version": "1.0.0"}}}
+    bundle = make_bundle({"package-lock.json": json.dumps(lock)})
+    result = scan_bundle(bundle, settings, [stage], Policy.load(settings.policy_path))
+    assert not any(f.rule_id == "dep-typosquat-install-script" for f in result.findings)
+    assert result.decision.verdict is Verdict.REVIEW

