@@ -95,7 +95,7 @@ def trace_findings(trace: dict[str, Any], caps: Capabilities) -> list[Finding]:
                 role,
             )
         )
-    return _dedupe(out)
+    return dedupe(out)
 
 
 def _outbound(trace: dict[str, Any]) -> Iterator[tuple[str, str, str, list[str]]]:
@@ -626,7 +626,8 @@ def observed_capabilities(trace: dict[str, Any]) -> set[str]:
     return caps
 
 
-def _dedupe(findings: list[Finding]) -> list[Finding]:
+def dedupe(findings: list[Finding]) -> list[Finding]:
+    """The findings without repeats of the same rule saying the same thing."""
     seen: set[tuple[str, str]] = set()
     out = []
     for f in findings:

@@ -18,6 +18,7 @@ from scanner.js.engine import analyze_source
 from scanner.js.rules import CompiledRules
 from scanner.manifest import Capabilities
 from scanner.regex import compile_linear
+from scanner.runtime import dedupe
 
 STAGE = "runtime"
 # A feature test (``new Function('return this')``, ``eval('1')``) is not a hidden program.
@@ -91,7 +92,7 @@ def runtime_code_findings(
         unseen = len(head) >= MIN_HIDDEN_CODE and not any(head in s for s in bundle)
         if unseen and not capabilities.eval:
             out.append(_hidden(how, code, role))
-    return _dedupe(out)
+    return dedupe(out)
 
 
 def _analysed(
@@ -146,14 +147,3 @@ def _written_page(html: str, role: str) -> Finding:
         " replaces the page, which no plugin has a reason to do",
         evidence=html[:300],
     )
-
-
-def _dedupe(findings: list[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for f in findings:
-        key = (f.rule_id, f.message)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
