@@ -91,15 +91,24 @@ def test_a_modified_copy_is_critical_and_shows_the_injected_code(
     assert decide(result.findings, [result], policy).verdict is Verdict.REJECT
 
 
-def test_a_missing_plugin_licence_goes_to_review(index: LibraryIndex, tmp_path: Path) -> None:
+def test_a_missing_plugin_licence_is_shown_and_the_policy_decides(
+    index: LibraryIndex, tmp_path: Path
+) -> None:
     data = manifest()
     del data["license"]
     ws = workspace_of(tmp_path, {"plugin.json": json.dumps(data), "dist/bundle.js": PLUGIN})
     result = _stage(index).run(ws)
     [f] = result.findings
     assert f.rule_id == "licence-missing" and f.category is Category.LICENSE
-    policy = Policy.load(PROJECT_ROOT / "rules" / "policy.toml")
-    assert decide(result.findings, [result], policy).verdict is Verdict.REVIEW
+    shipped = Policy.load(PROJECT_ROOT / "rules" / "policy.toml")
+    assert decide(result.findings, [result], shipped).verdict is Verdict.PASS
+    strict = PROJECT_ROOT / "rules" / "policy.toml"
+    text = strict.read_text().replace(
+        'licence-missing = { action = "pass" }', 'licence-missing = { action = "review" }'
+    )
+    (tmp_path / "policy.toml").write_text(text)
+    required = Policy.load(tmp_path / "policy.toml")
+    assert decide(result.findings, [result], required).verdict is Verdict.REVIEW
 
 
 @pytest.mark.parametrize(
