@@ -10,14 +10,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scanner.bench_data import sized_sample, synthetic_minified_js
+from scanner.bench_data import bench_plugin, sized_sample, synthetic_minified_js
 from scanner.clamd_server import ClamdServer
 from scanner.config import MiB, Settings
 from scanner.pipeline import build_stages, default_stage_factories, scan_bundle
@@ -35,19 +34,7 @@ BOMB_BYTES = 2 * 1024 * MiB
 
 
 def _bundle(path: Path, js: bytes) -> Path:
-    manifest = {
-        "name": "bench",
-        "version": "1.0.0",
-        "displayName": "Bench",
-        "globalName": "Bench",
-        "entry": "dist/bundle.js",
-        "capabilities": {"network": [], "dom": "container"},
-        "license": "MIT",
-    }
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("plugin.json", json.dumps(manifest))
-        zf.writestr("dist/bundle.js", js)
-    return path
+    return bench_plugin(path, js)
 
 
 def _ensure_clamd(settings: Settings, scratch: Path) -> tuple[Settings, ClamdServer | None]:

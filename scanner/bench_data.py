@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import zipfile
+from pathlib import Path
 
 
 def synthetic_minified_js(size: int, seed: int = 7) -> bytes:
@@ -66,3 +69,20 @@ def sized_sample(size: int, seed: int, real_js: bytes | None) -> bytes:
         return synthetic_minified_js(size, seed=seed)
     copies = max(1, round(size / len(real_js)))  # sizes below one copy are measured as one
     return b";\n".join([real_js] * copies)
+
+
+def bench_plugin(path: Path, js: bytes) -> Path:
+    """A bundle of one entry file with a truthful manifest: what every bench figure scans."""
+    manifest = {
+        "name": "bench",
+        "version": "1.0.0",
+        "displayName": "Bench",
+        "globalName": "Bench",
+        "entry": "dist/bundle.js",
+        "capabilities": {"network": [], "dom": "container"},
+        "license": "MIT",
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("plugin.json", json.dumps(manifest))
+        zf.writestr("dist/bundle.js", js)
+    return path

@@ -16,12 +16,11 @@ import statistics
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.bench_data import sized_sample
+from scanner.bench_data import bench_plugin, sized_sample
 from scanner.config import MiB, Settings
 
 PEER_ENV = "GATEHOUSE_BENCH_GUARDDOG"
@@ -92,18 +91,7 @@ class Peer:
 
 def plugin_bundle(path: Path, js: bytes) -> Path:
     """A bundle with a manifest and one entry file: what every figure here scans."""
-    manifest = {
-        "name": "bench",
-        "version": "1.0.0",
-        "displayName": "Bench",
-        "globalName": "Bench",
-        "entry": "dist/bundle.js",
-        "capabilities": {"network": [], "dom": "container"},
-    }
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("plugin.json", json.dumps(manifest))
-        zf.writestr("dist/bundle.js", js + MOUNT)
-    return path
+    return bench_plugin(path, js + MOUNT)
 
 
 def sample(size: int, seed: int, reals: Sequence[bytes]) -> bytes:
