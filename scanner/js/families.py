@@ -67,10 +67,12 @@ HIDDEN_NAMES = frozenset(
         "WScript",
     }
 )
-# ProgIDs of the Windows Script Host and its file, shell and download objects: none of
-# them exists in a browser, so a plugin naming one is a dropper.
+# ProgIDs of the Windows Script Host and its file, shell and download objects, and of
+# the Windows scripting runtime (``Scripting.*``: droppers test for its Dictionary to tell
+# a real Windows host from an emulator): none of them exists in a browser, so a plugin
+# naming one is a dropper.
 _WSH_PROGID_RE = compile_linear(
-    r"wscript\.shell|scripting\.filesystemobject|adodb\.stream|shell\.application"
+    r"wscript\.shell|^scripting\.|adodb\.stream|shell\.application"
     r"|msxml2\.serverxmlhttp|winhttp\.winhttprequest|wscript\.network|schedule\.service"
     r"|^winmgmts:",
     rule="js:families:wsh_progid",
@@ -138,17 +140,57 @@ def hidden_name(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]
     value = ctx.resolver.full(key)
     if value is None or not value.built:
         return
+    how = "decodes" if value.decoded else "assembles"
+    if _calls_own_function(ctx, node, value.text):
+        yield Hit(
+            node,
+            f"calls its own function {value.text!r} through a page global whose name it"
+            f" {how} at run time, so that no call to it appears in the source",
+            evidence=ctx.text(node.parent, 200),
+            honour_declared=False,
+        )
+        return
     if value.text not in HIDDEN_NAMES and not (
         node.type == "subscript_expression" and _split_word(ctx, key, value.text)
     ):
         return
-    how = "decodes" if value.decoded else "assembles"
     yield Hit(
         node,
         f"{how} the name {value.text!r} at run time so that it never appears in the source",
         evidence=ctx.text(node, 200),
         honour_declared=False,
     )
+
+
+_GLOBAL_OBJECTS = frozenset({"window", "self", "globalThis", "top", "parent"})
+_FUNCTION_NODES = frozenset(
+    {"function_declaration", "function_expression", "arrow_function", "method_definition"}
+)
+
+
+def _calls_own_function(ctx: FileContext, node: Node, name: str) -> bool:
+    """``window[built]()`` (or top-level ``this[built]()``) where ``built`` is a function
+    this file declares: the call graph hidden from a reader, nothing else."""
+    parent = node.parent
+    owner = node.child_by_field_name("object")
+    if (
+        node.type != "subscript_expression"
+        or parent is None
+        or parent.type != "call_expression"
+        or parent.child_by_field_name("function") != node
+        or owner is None
+        or not _NAME_RE.match(name)
+    ):
+        return False
+    if owner.type == "this":
+        scope = node.parent
+        while scope is not None:
+            if scope.type in _FUNCTION_NODES:
+                return False  # a method's own this
+            scope = scope.parent
+    elif owner.type != "identifier" or ctx.text(owner) not in _GLOBAL_OBJECTS:
+        return False
+    return ctx.resolver.declares_function(name)
 
 
 @analyzer("windows_script")

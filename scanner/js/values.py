@@ -121,8 +121,16 @@ class Resolver:
         # are applied to constant arguments: parameters bound here, innermost last.
         self._env: list[dict[str, Folded]] = []
         self._functions = getattr(lookup, "function", None)
+        # Straight-line code reuses one name for several strings (``x = 'pu'; x = x +
+        # 'sh'``): where the single binding is unknown, the assignment just before the use.
+        self._nearest = getattr(lookup, "nearest", None)
         # (start, end, type) -> (result, depth it was folded at)
         self._cache: dict[tuple[int, int, str], tuple[Folded, int]] = {}
+
+    def declares_function(self, name: str) -> bool:
+        """Whether the file declares ``function name(...)`` (any body)."""
+        declares = getattr(self.lookup, "declares_function", None)
+        return bool(declares(name)) if declares is not None else False
 
     def value(self, node: Node | None) -> Value | None:
         """The string (or known prefix) ``node`` evaluates to, or None."""
@@ -175,7 +183,11 @@ class Resolver:
             if self._env and _text(node) in self._env[-1]:
                 return self._env[-1][_text(node)]
             bound = self.lookup(_text(node))
+            if bound is None and self._nearest is not None and not self._env:
+                bound = self._nearest(_text(node), node)
             return self._eval(bound, depth + 1) if bound is not None else None
+        if kind == "subscript_expression":
+            return self._subscript(node, depth)
         if kind == "array":
             return self._array(node, depth)
         if kind == "call_expression":
@@ -251,6 +263,22 @@ class Resolver:
             items.append(v)
         return items
 
+    def _subscript(self, node: Node, depth: int) -> Value | None:
+        """``parts[2]`` of a known array, ``text[4]`` of a known string."""
+        obj_node = node.child_by_field_name("object")
+        index_node = node.child_by_field_name("index")
+        if obj_node is None or index_node is None:
+            return None
+        index = self._eval(index_node, depth + 1)
+        if not isinstance(index, int) or index < 0:
+            return None
+        obj = self._eval(obj_node, depth + 1)
+        if isinstance(obj, list):
+            return obj[index] if index < len(obj) else None
+        if isinstance(obj, Value) and obj.complete and index < len(obj.text):
+            return Value(obj.text[index], True, obj.decoded, built=True)
+        return None
+
     def _call(self, node: Node, depth: int) -> Folded:
         fn = node.child_by_field_name("function")
         args_node = node.child_by_field_name("arguments")
@@ -270,10 +298,18 @@ class Resolver:
             return self._from_char_code(args, depth)
         if fn.type == "identifier":
             return self._apply(name, args, depth)
-        if fn.type != "member_expression":
-            return None
         obj_node = fn.child_by_field_name("object")
-        method = _text(fn.child_by_field_name("property"))
+        if fn.type == "member_expression":
+            method = _text(fn.child_by_field_name("property"))
+        elif fn.type == "subscript_expression":
+            # ``s['replace'](...)``: the method named by a string, as obfuscators write it.
+            index = fn.child_by_field_name("index")
+            key = self._eval(index, depth + 1) if index is not None else None
+            if not isinstance(key, Value) or not key.complete:
+                return None
+            method = key.text
+        else:
+            return None
         obj = self._eval(obj_node, depth + 1) if obj_node else None
         if method in ("replace", "replaceAll") and len(args) == 2 and args[0].type == "regex":
             return _regex_replace(obj, args[0], self._eval(args[1], depth + 1), self.budget)
@@ -483,6 +519,35 @@ _DECLARED_FUNCTION_RE = compile_linear(
 )
 
 
+_STATEMENT_LISTS = frozenset({"program", "statement_block"})
+_FUNCTION_NODES = frozenset(
+    {"function_declaration", "function_expression", "arrow_function", "method_definition"}
+)
+# How far back (in bytes of code between) a reassigned name is followed.
+_NEAREST_GAP_BYTES = 4096
+
+
+def _assigned_by(statement: Node, name: str) -> Node | None:
+    """The value ``statement`` gives ``name`` when it is exactly ``name = v`` or a
+    declaration of it."""
+    if statement.type == "expression_statement" and statement.named_children:
+        expression = statement.named_children[0]
+        left = expression.child_by_field_name("left")
+        if (
+            expression.type == "assignment_expression"
+            and left is not None
+            and left.type == "identifier"
+            and _text(left) == name
+        ):
+            return expression.child_by_field_name("right")
+        return None
+    if statement.type in ("variable_declaration", "lexical_declaration"):
+        for declarator in statement.named_children:
+            if _text(declarator.child_by_field_name("name")) == name:
+                return declarator.child_by_field_name("value")
+    return None
+
+
 class SourceBindings:
     """Finds the one value a name is bound to in a file, looking only where it is assigned.
 
@@ -511,13 +576,56 @@ class SourceBindings:
             self._function_cache[name] = self._find_function(name)
         return self._function_cache[name]
 
-    def _find_function(self, name: str) -> tuple[list[str], Node] | None:
+    def nearest(self, name: str, use: Node) -> Node | None:
+        """The value assigned to ``name`` by its last assignment before the statement that
+        uses it, when that is a statement of the same block and nothing in between
+        mentions the name (a call there might have changed it). Inside a function that
+        does not assign the name itself, nothing is known.
+        """
+        encoded = name.encode()
+        starts = self._index().get(encoded, [])
+        if len(starts) < 2 or len(starts) > self.MAX_ASSIGNMENTS:
+            return None  # bound once (the plain lookup's case), never, or too often
+        statement: Node | None = use
+        while statement is not None and (
+            statement.parent is None or statement.parent.type not in _STATEMENT_LISTS
+        ):
+            if statement.type in _FUNCTION_NODES:
+                return None
+            statement = statement.parent
+        if statement is None or statement.parent is None:
+            return None
+        before = [s for s in starts if s < statement.start_byte]
+        if not before:
+            return None
+        site: Node | None = self.root.descendant_for_byte_range(max(before), max(before) + 1)
+        while site is not None and site.parent != statement.parent:
+            site = site.parent
+        if site is None or site.end_byte > statement.start_byte:
+            return None
+        between = self.source[site.end_byte : statement.start_byte]
+        if len(between) > _NEAREST_GAP_BYTES or encoded in between:
+            return None
+        return _assigned_by(site, name)
+
+    def declares_function(self, name: str) -> bool:
+        for start in self._declared_index().get(name.encode(), []):
+            node = self.root.descendant_for_byte_range(start, start + len(name.encode()))
+            parent = node.parent if node is not None else None
+            if parent is not None and parent.type == "function_declaration":
+                return True
+        return False
+
+    def _declared_index(self) -> dict[bytes, list[int]]:
         if self._declared is None:
             declared: dict[bytes, list[int]] = {}
             for m in _DECLARED_FUNCTION_RE.finditer(self.source):
                 declared.setdefault(m.group(1), []).append(m.start(1))
             self._declared = declared
-        starts = self._declared.get(name.encode(), [])
+        return self._declared
+
+    def _find_function(self, name: str) -> tuple[list[str], Node] | None:
+        starts = self._declared_index().get(name.encode(), [])
         if len(starts) != 1:
             return None
         node = self.root.descendant_for_byte_range(starts[0], starts[0] + len(name.encode()))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 # Imported for their side effect of registering analyzers by name.
+import scanner.js.carriers
 import scanner.js.code
 import scanner.js.families
 import scanner.js.network

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import scanner.js.carriers
 import scanner.js.code
 import scanner.js.families
 import scanner.js.network

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import random
+import string
 
 from scanner.findings import Category, Finding, Severity
 from scanner.js.engine import analyze_source
@@ -286,3 +288,78 @@ def test_any_property_name_cut_mid_word_into_literals_is_hidden() -> None:
     assert {f.message.split("'")[1] for f in found} == {"parseInt", "Math", "floor"}
     readable = "a = el['data-' + 'id']; b = s['-webkit-' + 'transform']; c = o['on' + type];"
     assert _rule(_findings(readable), "js-hidden-name") == []
+
+
+def _opaque_blob(n: int = 700) -> str:
+    symbols = string.ascii_letters + string.digits + "(){}[];.,'`~%&|=+-<>!?:"
+    pick = random.Random(3).choice
+    return "".join(pick(symbols) for _ in range(n))
+
+
+def _planted(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.rule_id == "js-planted-data"]
+
+
+def test_a_file_that_only_leaves_unread_constants_in_the_page_is_a_carrier() -> None:
+    keys = "".join(f"var k{i}x = {100_000 + i * 7_919};\n" for i in range(5))
+    export = "var P = {mount: function (el) { el.textContent = 'ok'; }};\n"
+    found = _planted(_findings(keys + export))
+    assert [f.severity for f in found] == [Severity.MEDIUM]
+    assert "5 constants" in found[0].message
+    # The same constants read by the plugin's own code are configuration, not a carrier.
+    reads = "var P = {mount: function (el) { el.textContent = k0x + k1x + k2x + k3x + k4x; }};"
+    assert _planted(_findings(keys + reads)) == []
+    # A file that does work of its own besides is judged by that work.
+    work = export + "P.mount(document.body);\nconsole.log('mounted');\n"
+    assert _planted(_findings(keys + work)) == []
+
+
+def test_an_opaque_string_nobody_reads_is_a_payload_for_another_script() -> None:
+    blob = _opaque_blob()
+    code = "var P = {mount: function (el) { el.textContent = 'ok'; }};\nP.mount(document.body);\n"
+    for planted in (f'var s9 = "{blob}";\n', f'window.s9 = "{blob}";\n'):
+        found = _planted(_findings(planted + code))
+        assert [f.severity for f in found] == [Severity.HIGH], planted[:12]
+        assert found[0].category is Category.OBFUSCATION
+        assert "'s9'" in found[0].message
+    # Read by the bundle itself: whatever it is, the code that uses it is what is judged.
+    read = f'var s9 = "{blob}";\nvar P = {{mount: function (el) {{ el.title = s9; }}}};\n'
+    assert _planted(_findings(read)) == []
+
+
+def test_unread_blobs_that_are_media_or_prose_are_not_payloads() -> None:
+    image = base64.b64encode(bytes(range(256)) * 4).decode()
+    prose = " ".join(["the quick brown fox jumps over the lazy dog"] * 30)
+    code = "console.log('ready');\nconsole.log('done');\n"
+    for value in (image, prose):
+        assert _planted(_findings(f'var unused = "{value}";\n' + code)) == []
+
+
+def test_calling_its_own_function_through_a_built_global_name_is_hidden() -> None:
+    runner = "function qXy(s) { document.title = s; }\n"
+    for call in (
+        "window['q' + 'Xy']('hello');",
+        "var k = ['q X y', 'other']; this[k[0].replace(/\\s/g, '')]('hello');",
+    ):
+        found = [f for f in _findings(runner + call) if f.rule_id == "js-hidden-name"]
+        assert [f.severity for f in found] == [Severity.HIGH], call
+        assert "own function 'qXy'" in found[0].message
+    # A method's own this, or a name the file does not declare, is ordinary dispatch.
+    handler = "function on_ready() {}\n"
+    top = handler + "this['on_' + 'ready']();"
+    assert [f.rule_id for f in _findings(top)] == ["js-hidden-name"]
+    method = handler + "var o = {run: function () { this['on_' + 'ready'](); }};"
+    assert not [f for f in _findings(method) if f.rule_id == "js-hidden-name"]
+    other = "window['call_' + 'back']('x');"
+    assert not [f for f in _findings(other) if f.rule_id == "js-hidden-name"]
+
+
+def test_windows_scripting_runtime_objects_mark_a_dropper_old_ajax_does_not() -> None:
+    for progid in ("Scripting.Dictionary", "Scri' + 'pting.FileSystemObject"):
+        found = _findings(f"var d = new ActiveXObject('{progid}'); d.add('a', 't');")
+        assert [(f.severity, f.category) for f in found if f.rule_id == "js-windows-script"] == [
+            (Severity.CRITICAL, Category.MALWARE)
+        ], progid
+    for legacy in ("Msxml2.XMLHTTP", "htmlfile"):
+        found = _findings(f"var x = new ActiveXObject('{legacy}');")
+        assert not [f for f in found if f.severity >= Severity.MEDIUM], legacy

@@ -78,6 +78,9 @@ def test_folds(source: str, text: str, complete: bool, decoded: bool) -> None:
         ("var result = ['e', 'v'].join('');", "ev", True),
         ("var result = 'document';", "document", False),
         ("var result = ['document'].join('');", "document", False),
+        ("var t = ['ev', 'al']; var result = t[0] + t[1];", "eval", True),
+        ("var result = 'xyz'[1];", "y", True),
+        ("var result = 'wXrite'['replace'](/X/g, '');", "write", True),
     ],
 )
 def test_built_strings_are_marked(source: str, text: str, built: bool) -> None:
@@ -115,6 +118,15 @@ def test_refuses_what_is_not_constant(source: str) -> None:
 def test_names_bound_twice_are_not_trusted() -> None:
     source = "var h = 'good.example'; h = readHost(); var result = 'https://' + h + '/x';"
     assert _value(source) == Value("https://", False, False)
+
+
+def test_a_reassigned_name_folds_from_the_assignment_just_before_its_use() -> None:
+    source = "var p = 'a push'.substr(2, 2); p = p + 's' + 'h'; var result = p;"
+    assert _value(source) == Value("push", True, False, built=True)
+    # Not across a statement that mentions the name: a call may have changed it.
+    assert _value("var p = 'a'; p = 'b'; mutate(p); var result = p + 'c';") is None
+    # Not into a function body: when it runs, the name may hold anything.
+    assert _value("var p = 'a'; p = 'b'; function f() { var result = p + 'c'; }") is None
 
 
 def test_unescape_handles_every_escape_form() -> None:

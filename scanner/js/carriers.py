@@ -1,0 +1,164 @@
+"""Data planted in the page for another script: the carrier half of a split loader.
+
+Exploit kits and loaders split their stage 2 across scripts so that no one of them reads
+as code: one script leaves an encoded blob or a set of keys in page globals, another
+(served elsewhere, or injected later) decodes and runs it. A plugin has no business
+leaving constants in the page that its own code never reads; a plugin whose only work is
+doing so is a carrier, whatever the data looks like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from tree_sitter import Node
+
+from scanner.findings import Severity
+from scanner.js.code import shannon_entropy
+from scanner.js.engine import Captures, FileContext, Hit, analyzer
+from scanner.js.rules import JsRule
+from scanner.js.values import string_literal
+from scanner.regex import compile_linear
+
+DECLARATIONS = ("variable_declaration", "lexical_declaration")
+# Whose properties are page globals when assigned at the top of a classic script.
+GLOBAL_OBJECTS = frozenset({"window", "self", "globalThis", "this", "top", "parent"})
+CONSTANT_TYPES = ("number", "string", "true", "false", "null", "undefined")
+# Past this many planted names a file is a data table (generated code), not a carrier:
+# checking each name against the file would cost names x size.
+MAX_CANDIDATES = 64
+# A file that is nothing but this many unread constants (and one statement besides, its
+# export) does no work of its own.
+MIN_PLANTED = 3
+# An opaque string this long that nothing reads is a payload, whatever else the file does.
+MIN_OPAQUE_CHARS = 512
+MIN_OPAQUE_ENTROPY = 4.5
+_WHITESPACE_RE = compile_linear(r"\s", rule="js:carriers:whitespace")
+# Images, fonts and wasm travel as base64; a blob of those is not judged here.
+_BASE64_RE = compile_linear(r"[A-Za-z0-9+/=_-]+", rule="js:carriers:base64")
+
+
+@analyzer("planted_data")
+def planted_data(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
+    """Constants left in page globals that the file never reads (judged once per file)."""
+    node = caps["hit"][0]
+    program = node.parent
+    if program is None or program.type != "program":
+        return
+    first = next((s for s in program.named_children if _triggers(s)), None)
+    if first is None or first.start_byte != node.start_byte:
+        return  # the file's first top-level assignment speaks for it
+    statements = [c for c in program.named_children if c.type not in ("comment", "empty_statement")]
+    planted: list[tuple[str, Node]] = []
+    others = 0
+    for statement in statements:
+        found = list(_constants(statement)) if _is_assignment(statement) else []
+        if not found or len(planted) + len(found) > MAX_CANDIDATES:
+            others += 1
+            continue
+        unread = [(name, value) for name, value in found if _unread(ctx, name)]
+        if len(unread) == len(found):
+            planted.extend(unread)
+        else:
+            others += 1
+    for name, value in planted:
+        if value.type == "string" and _opaque(string_literal(value)):
+            yield Hit(
+                value,
+                f"leaves an opaque encoded string in the page global {name!r} that this bundle"
+                " never reads: a payload for another script to decode (a split loader)",
+                Severity.HIGH,
+                evidence=ctx.text(value, 160),
+                honour_declared=False,
+            )
+    if len(planted) >= MIN_PLANTED and others <= 1:
+        names = ", ".join(name for name, _ in planted[:8])
+        yield Hit(
+            node,
+            f"does nothing but leave {len(planted)} constants in page globals it never reads"
+            f" ({names}): data for another script on the page",
+            Severity.MEDIUM,
+            evidence=ctx.text(node, 160),
+            honour_declared=False,
+        )
+
+
+def _is_assignment(statement: Node) -> bool:
+    return statement.type in DECLARATIONS or statement.type == "expression_statement"
+
+
+def _triggers(statement: Node) -> bool:
+    """What the rule's query matches: a declaration, or an assignment to a member."""
+    if statement.type in DECLARATIONS:
+        return True
+    if statement.type != "expression_statement" or not statement.named_children:
+        return False
+    expression = statement.named_children[0]
+    left = expression.child_by_field_name("left")
+    return (
+        expression.type == "assignment_expression"
+        and left is not None
+        and left.type == "member_expression"
+    )
+
+
+def _constants(statement: Node) -> Iterator[tuple[str, Node]]:
+    """(name, value) for each page global the statement sets to a constant; stops at the
+    first part that is not one (the caller then counts the statement as work)."""
+    if statement.type in DECLARATIONS:
+        for declarator in statement.named_children:
+            if declarator.type == "comment":
+                continue
+            name = declarator.child_by_field_name("name")
+            value = declarator.child_by_field_name("value")
+            if declarator.type != "variable_declarator" or name is None or value is None:
+                return
+            if name.type != "identifier" or not _constant(value):
+                return
+            yield _text(name), value
+        return
+    expression = statement.named_children[0] if statement.named_children else None
+    if expression is None or expression.type != "assignment_expression":
+        return
+    left = expression.child_by_field_name("left")
+    value = expression.child_by_field_name("right")
+    if left is None or value is None or left.type != "member_expression" or not _constant(value):
+        return
+    owner = left.child_by_field_name("object")
+    prop = left.child_by_field_name("property")
+    if owner is None or prop is None or _text(owner) not in GLOBAL_OBJECTS:
+        return
+    yield _text(prop), value
+
+
+def _constant(value: Node) -> bool:
+    if value.type in CONSTANT_TYPES:
+        return True
+    if value.type == "unary_expression" and value.named_child_count == 1:
+        return _constant(value.named_children[0])
+    if value.type == "template_string":
+        return not any(c.type == "template_substitution" for c in value.named_children)
+    if value.type == "array":
+        return all(_constant(c) for c in value.named_children if c.type != "comment")
+    return False
+
+
+def _unread(ctx: FileContext, name: str) -> bool:
+    """Spelled once in the file, so never read here. A substring count over-counts (the
+    name inside another word or string), which only ever keeps a name from counting."""
+    return ctx.source.count(name.encode("utf-8")) == 1
+
+
+def _opaque(text: str) -> bool:
+    """Not prose, markup, code or a base64 blob: no whitespace at all, many symbols."""
+    if len(text) < MIN_OPAQUE_CHARS:
+        return False
+    # RE2 takes UTF-8: a lone surrogate from a \ud800 escape becomes '?'.
+    safe = text.encode("utf-8", "replace").decode("utf-8")
+    if _WHITESPACE_RE.search(safe) or _BASE64_RE.fullmatch(safe):
+        return False
+    return shannon_entropy(text) >= MIN_OPAQUE_ENTROPY
+
+
+def _text(node: Node) -> str:
+    return node.text.decode("utf-8", "replace") if node.text else ""
