@@ -12,7 +12,8 @@ import scanner.js.carriers
 import scanner.js.code
 import scanner.js.families
 import scanner.js.network
-import scanner.js.page  # noqa: F401
+import scanner.js.page
+import scanner.js.recon  # noqa: F401
 from scanner.config import Settings
 from scanner.findings import Category, Finding, Severity, StageResult
 from scanner.js.engine import ANALYZERS, STAGE, FileAnalysis, analyze_source

@@ -15,6 +15,7 @@ import scanner.js.code
 import scanner.js.families
 import scanner.js.network
 import scanner.js.page
+import scanner.js.recon
 import scanner.runtime
 import scanner.stages.directives  # noqa: F401 - registers their patterns
 from scanner.advisories.feeds import Detector, detector_regex, read_feed, unusable_detectors
