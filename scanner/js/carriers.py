@@ -21,11 +21,12 @@ from scanner.js.values import string_literal
 from scanner.regex import compile_linear
 
 DECLARATIONS = ("variable_declaration", "lexical_declaration")
+MODULE_STATEMENTS = ("import_statement", "export_statement")
 # Whose properties are page globals when assigned at the top of a classic script.
 GLOBAL_OBJECTS = frozenset({"window", "self", "globalThis", "this", "top", "parent"})
 CONSTANT_TYPES = ("number", "string", "true", "false", "null", "undefined")
-# Past this many planted names a file is a data table (generated code), not a carrier:
-# checking each name against the file would cost names x size.
+# Past this many constant names a file is a data table (generated code), not a carrier:
+# checking each name against the file costs its size.
 MAX_CANDIDATES = 64
 # A file that is nothing but this many unread constants (and one statement besides, its
 # export) does no work of its own.
@@ -41,24 +42,22 @@ _BASE64_RE = compile_linear(r"[A-Za-z0-9+/=_-]+", rule="js:carriers:base64")
 @analyzer("planted_data")
 def planted_data(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
     """Constants left in page globals that the file never reads (judged once per file)."""
-    node = caps["hit"][0]
-    program = node.parent
-    if program is None or program.type != "program":
+    program = caps["hit"][0].parent
+    if program is None or program.type != "program" or rule.id in ctx.judged:
         return
-    first = next((s for s in program.named_children if _triggers(s)), None)
-    if first is None or first.start_byte != node.start_byte:
-        return  # the file's first top-level assignment speaks for it
+    ctx.judged.add(rule.id)
     statements = [c for c in program.named_children if c.type not in ("comment", "empty_statement")]
+    if any(s.type in MODULE_STATEMENTS for s in statements):
+        return  # a module's top-level names are its own, not the page's
     planted: list[tuple[str, Node]] = []
-    others = 0
+    others = checked = 0
     for statement in statements:
         found = list(_constants(statement)) if _is_assignment(statement) else []
-        if not found or len(planted) + len(found) > MAX_CANDIDATES:
+        checked += len(found)
+        if not found or checked > MAX_CANDIDATES:
             others += 1
-            continue
-        unread = [(name, value) for name, value in found if _unread(ctx, name)]
-        if len(unread) == len(found):
-            planted.extend(unread)
+        elif all(_unread(ctx, name) for name, _ in found):
+            planted.extend(found)
         else:
             others += 1
     for name, value in planted:
@@ -73,33 +72,19 @@ def planted_data(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit
             )
     if len(planted) >= MIN_PLANTED and others <= 1:
         names = ", ".join(name for name, _ in planted[:8])
+        first = planted[0][1]
         yield Hit(
-            node,
+            first.parent or first,
             f"does nothing but leave {len(planted)} constants in page globals it never reads"
             f" ({names}): data for another script on the page",
             Severity.MEDIUM,
-            evidence=ctx.text(node, 160),
+            evidence=ctx.text(first.parent, 160),
             honour_declared=False,
         )
 
 
 def _is_assignment(statement: Node) -> bool:
     return statement.type in DECLARATIONS or statement.type == "expression_statement"
-
-
-def _triggers(statement: Node) -> bool:
-    """What the rule's query matches: a declaration, or an assignment to a member."""
-    if statement.type in DECLARATIONS:
-        return True
-    if statement.type != "expression_statement" or not statement.named_children:
-        return False
-    expression = statement.named_children[0]
-    left = expression.child_by_field_name("left")
-    return (
-        expression.type == "assignment_expression"
-        and left is not None
-        and left.type == "member_expression"
-    )
 
 
 def _constants(statement: Node) -> Iterator[tuple[str, Node]]:

@@ -49,6 +49,8 @@ class FileContext:
     resolver: Resolver
     capabilities: Capabilities
     depth: int = 0
+    # Analyzers that judge a whole file note here that they have (once per file).
+    judged: set[str] = field(default_factory=set)
 
     def text(self, node: Node | None, limit: int | None = None) -> str:
         if node is None:

@@ -312,6 +312,8 @@ def test_a_file_that_only_leaves_unread_constants_in_the_page_is_a_carrier() -> 
     # A file that does work of its own besides is judged by that work.
     work = export + "P.mount(document.body);\nconsole.log('mounted');\n"
     assert _planted(_findings(keys + work)) == []
+    # In a module, top-level names are the module's own, not the page's.
+    assert _planted(_findings(keys + "export default 1;\n")) == []
 
 
 def test_an_opaque_string_nobody_reads_is_a_payload_for_another_script() -> None:

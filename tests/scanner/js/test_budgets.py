@@ -114,6 +114,17 @@ def test_many_distinct_names_resolve_in_linear_time() -> None:
     assert large < 20 * max(small, 0.01)
 
 
+def test_many_top_level_constants_cost_linear_time() -> None:
+    """The carrier check counts each constant's name in the file: only for the first few."""
+
+    def bundle(names: int) -> bytes:
+        return "".join(f"var k{i} = {i};\nuse(k{i});\n" for i in range(names)).encode()
+
+    small, _ = _analyze(bundle(2000))
+    large, _ = _analyze(bundle(16000))
+    assert large < 20 * max(small, 0.01)
+
+
 def test_indexed_bindings_still_resolve_single_assignments_only() -> None:
     source = b"var a='https://x.test/';b=a+'p';c=1;c=2;o.d='no';var e=a==b;"
     root = parse(source).root_node
