@@ -158,8 +158,12 @@ class Trace:
     refused_connections: list[str] = field(default_factory=list)
     # The browser went over its memory cap during this detonation and was stopped.
     over_memory: bool = False
-    # CPU the browser spent while the plugin ran (after mounting): workers' too.
+    # CPU the browser spent while the plugin ran (after mounting): workers' too, and the
+    # other role's and the browser's own (the roles run side by side on one browser).
     cpu_seconds: float = 0.0
+    # CPU of this page's own main thread over the same time, from DevTools (the sandboxed
+    # renderer cannot read its process's total); None when it could not be read.
+    page_cpu_seconds: float | None = None
     # Origins whose received bytes, put together, hold canaries (names): split secrets.
     flows: dict[str, list[str]] = field(default_factory=dict)
 
@@ -178,6 +182,7 @@ class Trace:
             "over_memory": self.over_memory,
             "flows": self.flows,
             "cpu_seconds": self.cpu_seconds,
+            "page_cpu_seconds": self.page_cpu_seconds,
             "duration_ms": round(self.duration_ms, 1),
         }
 
@@ -285,6 +290,7 @@ class Detonator:
         session = context.new_cdp_session(page)
         session.on("Runtime.bindingCalled", lambda e: recorder.event(e.get("payload")))
         session.send("Runtime.enable")
+        session.send("Performance.enable")
         session.send("Runtime.addBinding", {"name": RAW_BINDING})
         return session
 
@@ -311,12 +317,16 @@ class Detonator:
         if mounted is None:
             return
         cpu_before = self.sockets.cpu_seconds()
+        page_cpu_before = _renderer_cpu(session)
         channel = Channel(session, recorder.nonce, recorder.channel)
         mounted_look = channel.check()  # what it shows at first
         if not _provoke(page, channel, c, deadline=start + req.time_limit_s):
             # The page kept us busy past the deadline: later clock steps never ran.
             recorder.add_event({"type": "provocation-cut", "message": "ran out of time"})
         trace.cpu_seconds = round(self.sockets.cpu_seconds() - cpu_before, 2)
+        page_cpu_after = _renderer_cpu(session)
+        if page_cpu_before is not None and page_cpu_after is not None:
+            trace.page_cpu_seconds = round(page_cpu_after - page_cpu_before, 2)
         before = channel.check()
         trace.screenshot = page.screenshot(type="png", caret="initial", animations="allow")
         self._unmount(page, channel, trace)
@@ -376,6 +386,15 @@ def _seed_storage(value: str) -> str:
         + literal
         + ", 'token'); } catch (e) {} }; } catch (e) {} })();"
     )
+
+
+def _renderer_cpu(session: CDPSession) -> float | None:
+    """CPU seconds of the page's main thread so far (read outside the page's reach)."""
+    try:
+        metrics = session.send("Performance.getMetrics")["metrics"]
+        return next(float(m["value"]) for m in metrics if m["name"] == "ThreadTime")
+    except (PlaywrightError, KeyError, StopIteration, TypeError, ValueError):
+        return None
 
 
 class Channel:

@@ -37,6 +37,7 @@ CODE_DIRECTIVES = ("script-src", "worker-src", "frame-src", "child-src", "object
 CODE_SOURCES = ("http", "data", "blob", "//")
 # CPU the browser may spend while a plugin runs (after mounting) before it is a burn.
 CPU_BURN_SECONDS = 3.0
+BROWSER_BURN_SECONDS = 2 * CPU_BURN_SECONDS
 MINER_HINT_RE = compile_linear(
     r"stratum|cryptonight|coinhive|monero|xmr|hashrate", rule="runtime:miner_hint", ignore_case=True
 )
@@ -546,6 +547,12 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
     wasm = [e for e in events if e.get("type") == "wasm"]
     busy = sum(int(e.get("duration", 0)) for e in events if e.get("type") == "long-task")
     cpu = float(trace.get("cpu_seconds") or 0.0)
+    # Without workers or WebAssembly a plugin's work runs on its page's main thread: judge
+    # that, not the browser's total, which holds the other role's page and the browser's
+    # own work (and swings with the machine's load). Far more than both roles' usual
+    # total still counts: the GPU process can be made to compute too.
+    own_cpu = trace.get("page_cpu_seconds")
+    own = float(own_cpu) if own_cpu is not None else cpu
     if (workers or wasm) and (busy > 2000 or cpu >= CPU_BURN_SECONDS):
         spent = f"{cpu:.1f} CPU-seconds" if cpu >= CPU_BURN_SECONDS else f"{busy} ms"
         yield _f(
@@ -556,12 +563,13 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             None,
             role,
         )
-    elif cpu >= CPU_BURN_SECONDS:
+    elif own >= CPU_BURN_SECONDS or cpu >= BROWSER_BURN_SECONDS:
+        who, seconds = ("its page", own) if own >= CPU_BURN_SECONDS else ("the browser", cpu)
         yield _f(
             "runtime-cpu-burn",
             Category.CRYPTOMINING,
             Severity.MEDIUM,
-            f"kept the browser busy for {cpu:.1f} CPU-seconds while it ran",
+            f"kept {who} busy for {seconds:.1f} CPU-seconds while it ran",
             None,
             role,
         )

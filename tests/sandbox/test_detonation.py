@@ -155,6 +155,22 @@ def test_benign_plugin_using_its_declared_api_is_quiet(pool: BrowserPool, tmp_pa
     assert "connect-src 'self' https://api.acme.example" in result.raw["csp"]
 
 
+def test_a_busy_page_is_measured_by_its_own_main_thread(pool: BrowserPool, tmp_path: Path) -> None:
+    """The page's CPU is its own main thread's, not the whole browser's (which also runs
+    the other role's page side by side)."""
+    body = (
+        "setTimeout(function () { var h = 1;"
+        " for (var i = 0; i < 6e8; i++) { h = Math.imul(h ^ i, 16777619); } }, 1000);"
+        "container.textContent = 'hashing';"
+    )
+    _, busy = _run(pool, _plugin(tmp_path / "busy", body))
+    _, idle = _run(pool, _plugin(tmp_path / "idle", "container.textContent = 'ok';"))
+    busy_cpu = json.loads(busy.artifacts["trace-user.json"])["page_cpu_seconds"]
+    idle_cpu = json.loads(idle.artifacts["trace-user.json"])["page_cpu_seconds"]
+    assert busy_cpu is not None and idle_cpu is not None
+    assert busy_cpu > 0.3 and busy_cpu > 3 * idle_cpu
+
+
 def test_mount_failure_fails_closed(pool: BrowserPool, tmp_path: Path) -> None:
     findings, _ = _run(pool, _plugin(tmp_path, "", globalName="SomethingElse"))
     assert {f.category for f in findings} == {Category.COVERAGE}

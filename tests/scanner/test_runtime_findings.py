@@ -219,3 +219,30 @@ def test_a_page_wide_key_listener_alone_is_low() -> None:
     assert [(f.rule_id, f.severity) for f in found] == [
         ("runtime-page-input-listener", Severity.LOW)
     ]
+
+
+def _burn(cpu: float, page_cpu: float | None, *events: dict[str, Any]) -> list[str]:
+    trace = _trace(*events)
+    trace["cpu_seconds"] = cpu
+    trace["page_cpu_seconds"] = page_cpu
+    caps = Capabilities(workers=True)
+    return [
+        f"{f.severity.name} {f.message}"
+        for f in trace_findings(trace, caps)
+        if f.rule_id == "runtime-cpu-burn"
+    ]
+
+
+def test_cpu_burn_is_judged_on_the_page_own_main_thread() -> None:
+    # The browser was busy with the other role's page and its own work: not this plugin.
+    assert _burn(4.0, 0.4) == []
+    assert _burn(4.0, 3.2) == [
+        "MEDIUM kept its page busy for 3.2 CPU-seconds while it ran (as user)"
+    ]
+    # Far more than both roles usually take counts even when the page itself was quiet
+    # (the GPU process can be made to compute), and an unreadable page figure falls back.
+    assert [m.split(" kept")[0] for m in _burn(7.0, 0.4)] == ["MEDIUM"]
+    assert [m.split(" kept")[0] for m in _burn(3.5, None)] == ["MEDIUM"]
+    # With a worker the browser's total decides, as a miner's worker may live elsewhere.
+    worker = {"type": "worker", "url": "blob:x"}
+    assert [m.split(" kept")[0] for m in _burn(3.5, 0.4, worker)] == ["HIGH"]
