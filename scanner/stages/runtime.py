@@ -63,7 +63,8 @@ def shared_pool(
 
 class RuntimeStage:
     name: ClassVar[str] = STAGE
-    version: ClassVar[int] = 2  # 2: code built at run time analysed with the JS rules
+    # 2: code built at run time analysed with the JS rules; 3: CPU burn on the page's thread
+    version: ClassVar[int] = 3
 
     def __init__(
         self,
