@@ -9,6 +9,7 @@ doing so is a carrier, whatever the data looks like.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 
 from tree_sitter import Node
@@ -34,6 +35,10 @@ MIN_PLANTED = 3
 # An opaque string this long that nothing reads is a payload, whatever else the file does.
 MIN_OPAQUE_CHARS = 512
 MIN_OPAQUE_ENTROPY = 4.5
+# Encoded code is letters and punctuation shuffled; tables of words are not.
+MIN_OPAQUE_SYMBOLS = 0.1
+MAX_NON_ASCII = 0.05
+MAX_CONSTANT_DEPTH = 16
 _WHITESPACE_RE = compile_linear(r"\s", rule="js:carriers:whitespace")
 # Images, fonts and wasm travel as base64; a blob of those is not judged here.
 _BASE64_RE = compile_linear(r"[A-Za-z0-9+/=_-]+", rule="js:carriers:base64")
@@ -42,8 +47,8 @@ _BASE64_RE = compile_linear(r"[A-Za-z0-9+/=_-]+", rule="js:carriers:base64")
 @analyzer("planted_data")
 def planted_data(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]:
     """Constants left in page globals that the file never reads (judged once per file)."""
-    program = caps["hit"][0].parent
-    if program is None or program.type != "program" or rule.id in ctx.judged:
+    program = caps["hit"][0]
+    if program.type != "program" or rule.id in ctx.judged:
         return
     ctx.judged.add(rule.id)
     statements = [c for c in program.named_children if c.type not in ("comment", "empty_statement")]
@@ -61,7 +66,7 @@ def planted_data(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit
         else:
             others += 1
     for name, value in planted:
-        if value.type == "string" and _opaque(string_literal(value)):
+        if value.type in ("string", "template_string") and _opaque(string_literal(value)):
             yield Hit(
                 value,
                 f"leaves an opaque encoded string in the page global {name!r} that this bundle"
@@ -116,15 +121,17 @@ def _constants(statement: Node) -> Iterator[tuple[str, Node]]:
     yield _text(prop), value
 
 
-def _constant(value: Node) -> bool:
+def _constant(value: Node, depth: int = 0) -> bool:
+    if depth > MAX_CONSTANT_DEPTH:
+        return False  # hostile nesting: not data a carrier needs
     if value.type in CONSTANT_TYPES:
         return True
     if value.type == "unary_expression" and value.named_child_count == 1:
-        return _constant(value.named_children[0])
+        return _constant(value.named_children[0], depth + 1)
     if value.type == "template_string":
         return not any(c.type == "template_substitution" for c in value.named_children)
     if value.type == "array":
-        return all(_constant(c) for c in value.named_children if c.type != "comment")
+        return all(_constant(c, depth + 1) for c in value.named_children if c.type != "comment")
     return False
 
 
@@ -135,14 +142,24 @@ def _unread(ctx: FileContext, name: str) -> bool:
 
 
 def _opaque(text: str) -> bool:
-    """Not prose, markup, code or a base64 blob: no whitespace at all, many symbols."""
-    if len(text) < MIN_OPAQUE_CHARS:
+    """Not prose, markup, JSON, a data URI, a base64 blob or a table of words in any
+    script: no whitespace, almost all ASCII, many symbols among the letters."""
+    if len(text) < MIN_OPAQUE_CHARS or text.startswith("data:"):
+        return False
+    if sum(1 for c in text if not c.isascii()) > MAX_NON_ASCII * len(text):
         return False
     # RE2 takes UTF-8: a lone surrogate from a \ud800 escape becomes '?'.
     safe = text.encode("utf-8", "replace").decode("utf-8")
     if _WHITESPACE_RE.search(safe) or _BASE64_RE.fullmatch(safe):
         return False
-    return shannon_entropy(text) >= MIN_OPAQUE_ENTROPY
+    symbols = sum(1 for c in text if not c.isalnum())
+    if symbols < MIN_OPAQUE_SYMBOLS * len(text) or shannon_entropy(text) < MIN_OPAQUE_ENTROPY:
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return True
+    return False  # data in JSON is data, whoever reads it
 
 
 def _text(node: Node) -> str:

@@ -17,7 +17,7 @@ from tree_sitter import Node
 from scanner.findings import Category, Severity
 from scanner.js.engine import Captures, FileContext, Hit, analyzer
 from scanner.js.rules import JsRule
-from scanner.js.values import string_literal
+from scanner.js.values import Value, string_literal
 from scanner.regex import compile_linear
 
 # Names whose only reason to be assembled from pieces at run time is that a reader (or a
@@ -116,7 +116,7 @@ def _split_word(ctx: FileContext, key: Node, name: str) -> bool:
     Minifiers fold such constants and nobody writes them by hand, whatever the name; a
     boundary between two letters shows the cut is there only to break up the word.
     """
-    if not _NAME_RE.match(name) or key.type != "binary_expression":
+    if not _NAME_RE.match(_regex_safe(name)) or key.type != "binary_expression":
         return False
     pieces: list[str] = []
     stack = [key]
@@ -141,7 +141,7 @@ def hidden_name(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]
     if value is None or not value.built:
         return
     how = "decodes" if value.decoded else "assembles"
-    if _calls_own_function(ctx, node, value.text):
+    if _calls_own_function(ctx, node, key, value):
         yield Hit(
             node,
             f"calls its own function {value.text!r} through a page global whose name it"
@@ -163,14 +163,18 @@ def hidden_name(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]
 
 
 _GLOBAL_OBJECTS = frozenset({"window", "self", "globalThis", "top", "parent"})
+_MAX_SCOPE_CLIMB = 64
+_MAX_KEY_NODES = 200
 _FUNCTION_NODES = frozenset(
     {"function_declaration", "function_expression", "arrow_function", "method_definition"}
 )
 
 
-def _calls_own_function(ctx: FileContext, node: Node, name: str) -> bool:
-    """``window[built]()`` (or top-level ``this[built]()``) where ``built`` is a function
-    this file declares: the call graph hidden from a reader, nothing else."""
+def _calls_own_function(ctx: FileContext, node: Node, key: Node, value: Value) -> bool:
+    """``window[dec(k[1])]()`` (or top-level ``this[...]()``) where the key, decoded or
+    computed by a call or a table lookup, names a function this file declares: the call
+    graph hidden from a reader. A prefix joined to a word (``window[NS + 'Init']()``) is
+    how namespaced callbacks are found, and is not this."""
     parent = node.parent
     owner = node.child_by_field_name("object")
     if (
@@ -179,18 +183,35 @@ def _calls_own_function(ctx: FileContext, node: Node, name: str) -> bool:
         or parent.type != "call_expression"
         or parent.child_by_field_name("function") != node
         or owner is None
-        or not _NAME_RE.match(name)
+        or not _NAME_RE.match(_regex_safe(value.text))
+        or not (value.decoded or _computed(key))
     ):
         return False
     if owner.type == "this":
         scope = node.parent
-        while scope is not None:
+        for _ in range(_MAX_SCOPE_CLIMB):
+            if scope is None:
+                break
             if scope.type in _FUNCTION_NODES:
                 return False  # a method's own this
             scope = scope.parent
+        else:
+            return False  # deeper than a landing page nests its calls
     elif owner.type != "identifier" or ctx.text(owner) not in _GLOBAL_OBJECTS:
         return False
-    return ctx.resolver.declares_function(name)
+    return ctx.resolver.declares_function(value.text)
+
+
+def _computed(key: Node) -> bool:
+    """A call or a subscript inside the key (a decoder, a string table)."""
+    stack, seen = [key], 0
+    while stack and seen < _MAX_KEY_NODES:
+        current = stack.pop()
+        seen += 1
+        if current.type in ("call_expression", "subscript_expression"):
+            return True
+        stack.extend(current.named_children)
+    return False
 
 
 @analyzer("windows_script")

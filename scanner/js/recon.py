@@ -15,8 +15,9 @@ from scanner.js.rules import JsRule
 from scanner.js.values import string_literal
 from scanner.regex import compile_linear
 
+# A drive or a Windows binary behind res://, or the system folder where drivers live.
 _PROBE_RE = compile_linear(
-    r"(?i)^res://|res://[a-z]:|^[a-z]:\\+(windows|program files|programdata)\\",
+    r"(?i)res://[a-z]:|res://[^'\"\s]*\.(dll|exe|sys)\b|^[a-z]:[\\/]+windows[\\/]+system32[\\/]",
     rule="js:recon:local_probe",
 )
 

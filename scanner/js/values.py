@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from urllib.parse import unquote
 
 import re2
@@ -180,11 +181,12 @@ class Resolver:
         if kind == "binary_expression":
             return self._binary(node, depth)
         if kind == "identifier":
-            if self._env and _text(node) in self._env[-1]:
-                return self._env[-1][_text(node)]
-            bound = self.lookup(_text(node))
+            name = _text(node)
+            if self._env and name in self._env[-1]:
+                return self._env[-1][name]
+            bound = self.lookup(name)
             if bound is None and self._nearest is not None and not self._env:
-                bound = self._nearest(_text(node), node)
+                bound = self._nearest(name, node)
             return self._eval(bound, depth + 1) if bound is not None else None
         if kind == "subscript_expression":
             return self._subscript(node, depth)
@@ -240,7 +242,10 @@ class Resolver:
             return left
         right = self._eval(right_node, depth + 1) if right_node else None
         if isinstance(right, int):
-            right = Value(str(right))
+            digits = _digits(right)
+            if digits is None:
+                return None
+            right = Value(digits)
         if not isinstance(right, Value):
             return Value(left.text, False, left.decoded)
         if not self.budget.spend(len(left.text) + len(right.text)):
@@ -257,7 +262,8 @@ class Resolver:
         for child in node.named_children:
             v = self._eval(child, depth + 1)
             if isinstance(v, int):
-                v = Value(str(v))
+                digits = _digits(v)
+                v = Value(digits) if digits is not None else None
             if not isinstance(v, Value) or not v.complete:
                 return None
             items.append(v)
@@ -465,6 +471,14 @@ def _decode(name: str, text: str) -> str | None:
     return unquote(text)
 
 
+def _digits(n: int) -> str | None:
+    """``str(n)``, or None past Python's digit limit for int-to-string conversion."""
+    try:
+        return str(n)
+    except ValueError:
+        return None
+
+
 def _number(node: Node) -> int | None:
     text = _text(node).replace("_", "")
     for base in (0, 10):  # base 10 catches legacy zero-padded literals such as 010
@@ -525,6 +539,58 @@ _FUNCTION_NODES = frozenset(
 )
 # How far back (in bytes of code between) a reassigned name is followed.
 _NEAREST_GAP_BYTES = 4096
+# Levels followed down from the root to a use (folding gives up on deeper code), and
+# lookups of reassigned names per file.
+MAX_PATH = 96
+MAX_NEAREST_LOOKUPS = 2000
+# How far past its last assignment a use may be for the assignment to be followed.
+_NEAREST_REACH_BYTES = 64 * 1024
+_PLAIN_STATEMENTS = frozenset(
+    {"expression_statement", "variable_declaration", "lexical_declaration", "return_statement"}
+)
+
+
+def path_to(root: Node, node: Node, limit: int = MAX_PATH) -> list[Node] | None:
+    """The nodes from ``root`` down to ``node`` (both included), found from the top: in
+    tree-sitter each step up from a node walks down from the root again. None past
+    ``limit`` levels."""
+    cursor = root.walk()
+    path = [root]
+    target = (node.start_byte, node.end_byte, node.type)
+    while len(path) <= limit:
+        current = path[-1]
+        if (current.start_byte, current.end_byte, current.type) == target:
+            return path
+        if cursor.goto_first_child_for_byte(node.start_byte) is None:
+            return None
+        # Siblings may start at the byte too (an empty node): take the one holding node.
+        while _ends_before(cursor.node, node) and cursor.goto_next_sibling():
+            pass
+        child = cursor.node
+        if child is None:
+            return None
+        path.append(child)
+    return None
+
+
+def _ends_before(candidate: Node | None, node: Node) -> bool:
+    return candidate is not None and candidate.end_byte < node.end_byte
+
+
+def _plain_statement(root: Node, use: Node) -> tuple[Node, Node] | None:
+    """(statement, block) for the statement holding ``use`` when it is a plain one
+    directly in a block, with no function boundary between it and the use."""
+    path = path_to(root, use)
+    if path is None:
+        return None
+    found: tuple[Node, Node] | None = None
+    for parent, node in pairwise(path):
+        if node.type in _FUNCTION_NODES:
+            found = None
+        elif node.type.endswith(("statement", "declaration")):
+            plain = node.type in _PLAIN_STATEMENTS and parent.type in _STATEMENT_LISTS
+            found = (node, parent) if plain else None
+    return found
 
 
 def _assigned_by(statement: Node, name: str) -> Node | None:
@@ -541,11 +607,12 @@ def _assigned_by(statement: Node, name: str) -> Node | None:
         ):
             return expression.child_by_field_name("right")
         return None
+    value = None
     if statement.type in ("variable_declaration", "lexical_declaration"):
-        for declarator in statement.named_children:
+        for declarator in statement.named_children:  # the last one of the name wins
             if _text(declarator.child_by_field_name("name")) == name:
-                return declarator.child_by_field_name("value")
-    return None
+                value = declarator.child_by_field_name("value")
+    return value
 
 
 class SourceBindings:
@@ -564,6 +631,9 @@ class SourceBindings:
         self._sites: dict[bytes, list[int]] | None = None
         self._declared: dict[bytes, list[int]] | None = None
         self._function_cache: dict[str, tuple[list[str], Node] | None] = {}
+        self._nearest_cache: dict[tuple[str, int], Node | None] = {}
+        self._nearest_left = MAX_NEAREST_LOOKUPS
+        self._declares_cache: dict[str, bool] = {}
 
     def __call__(self, name: str) -> Node | None:
         if name not in self.cache:
@@ -578,43 +648,60 @@ class SourceBindings:
 
     def nearest(self, name: str, use: Node) -> Node | None:
         """The value assigned to ``name`` by its last assignment before the statement that
-        uses it, when that is a statement of the same block and nothing in between
-        mentions the name (a call there might have changed it). Inside a function that
-        does not assign the name itself, nothing is known.
+        uses it: only when the use sits in a plain statement of a block (not a loop or
+        condition header), the assignment is a statement of the same block, and nothing
+        in between mentions the name (a call there might have changed it). Inside a
+        function that does not assign the name itself, nothing is known.
         """
         encoded = name.encode()
         starts = self._index().get(encoded, [])
         if len(starts) < 2 or len(starts) > self.MAX_ASSIGNMENTS:
             return None  # bound once (the plain lookup's case), never, or too often
-        statement: Node | None = use
-        while statement is not None and (
-            statement.parent is None or statement.parent.type not in _STATEMENT_LISTS
-        ):
-            if statement.type in _FUNCTION_NODES:
-                return None
-            statement = statement.parent
-        if statement is None or statement.parent is None:
+        last = max((s for s in starts if s < use.start_byte), default=None)
+        if last is None or use.start_byte - last > _NEAREST_REACH_BYTES:
+            return None  # nothing close enough before it: no need to find its statement
+        if self._nearest_left <= 0:
+            return None  # this file has used up its lookups
+        self._nearest_left -= 1
+        found = _plain_statement(self.root, use)
+        if found is None:
             return None
-        before = [s for s in starts if s < statement.start_byte]
+        statement, block = found
+        key = (name, statement.start_byte)
+        if key not in self._nearest_cache:
+            self._nearest_cache[key] = self._nearest(encoded, starts, statement, block)
+        return self._nearest_cache[key]
+
+    def _nearest(
+        self, encoded: bytes, starts: list[int], statement: Node, block: Node
+    ) -> Node | None:
+        before = [s for s in starts if block.start_byte <= s < statement.start_byte]
         if not before:
             return None
-        site: Node | None = self.root.descendant_for_byte_range(max(before), max(before) + 1)
-        while site is not None and site.parent != statement.parent:
-            site = site.parent
+        cursor = block.walk()
+        if cursor.goto_first_child_for_byte(max(before)) is None:
+            return None
+        site = cursor.node
         if site is None or site.end_byte > statement.start_byte:
             return None
-        between = self.source[site.end_byte : statement.start_byte]
-        if len(between) > _NEAREST_GAP_BYTES or encoded in between:
+        if statement.start_byte - site.end_byte > _NEAREST_GAP_BYTES:
             return None
-        return _assigned_by(site, name)
+        if self.source.find(encoded, site.end_byte, statement.start_byte) != -1:
+            return None
+        return _assigned_by(site, encoded.decode())
 
     def declares_function(self, name: str) -> bool:
-        for start in self._declared_index().get(name.encode(), []):
-            node = self.root.descendant_for_byte_range(start, start + len(name.encode()))
-            parent = node.parent if node is not None else None
-            if parent is not None and parent.type == "function_declaration":
-                return True
-        return False
+        if name not in self._declares_cache:
+            self._declares_cache[name] = any(
+                self._declares_at(start, name)
+                for start in self._declared_index().get(name.encode(), [])[: self.MAX_ASSIGNMENTS]
+            )
+        return self._declares_cache[name]
+
+    def _declares_at(self, start: int, name: str) -> bool:
+        node = self.root.descendant_for_byte_range(start, start + len(name.encode()))
+        parent = node.parent if node is not None else None
+        return parent is not None and parent.type == "function_declaration"
 
     def _declared_index(self) -> dict[bytes, list[int]]:
         if self._declared is None:

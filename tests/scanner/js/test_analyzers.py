@@ -340,7 +340,7 @@ def test_unread_blobs_that_are_media_or_prose_are_not_payloads() -> None:
 def test_calling_its_own_function_through_a_built_global_name_is_hidden() -> None:
     runner = "function qXy(s) { document.title = s; }\n"
     for call in (
-        "window['q' + 'Xy']('hello');",
+        "window[['q', 'Xy'].join('')]('hello');",
         "var k = ['q X y', 'other']; this[k[0].replace(/\\s/g, '')]('hello');",
     ):
         found = [f for f in _findings(runner + call) if f.rule_id == "js-hidden-name"]
@@ -348,12 +348,27 @@ def test_calling_its_own_function_through_a_built_global_name_is_hidden() -> Non
         assert "own function 'qXy'" in found[0].message
     # A method's own this, or a name the file does not declare, is ordinary dispatch.
     handler = "function on_ready() {}\n"
-    top = handler + "this['on_' + 'ready']();"
+    top = handler + "this[['on_', 'ready'].join('')]();"
     assert [f.rule_id for f in _findings(top)] == ["js-hidden-name"]
-    method = handler + "var o = {run: function () { this['on_' + 'ready'](); }};"
+    method = handler + "var o = {run: function () { this[['on_', 'ready'].join('')](); }};"
     assert not [f for f in _findings(method) if f.rule_id == "js-hidden-name"]
-    other = "window['call_' + 'back']('x');"
+    other = "window[['call_', 'back'].join('')]('x');"
     assert not [f for f in _findings(other) if f.rule_id == "js-hidden-name"]
+    # A namespace prefix joined to a word is how old code finds its global callbacks.
+    prefixed = "var NS = 'acme'; function acmeInit() {}\nwindow[NS + 'Init']();"
+    assert not [f for f in _findings(prefixed) if f.severity >= Severity.MEDIUM]
+
+
+def test_hostile_shapes_neither_crash_nor_hang_the_new_folding() -> None:
+    """Nesting past the limits, lone surrogates and huge numbers are refused, not raised."""
+    for source in (
+        "var x = " + "!" * 3000 + "1;",
+        "var x = " + "[" * 2000 + "1" + "]" * 2000 + ";",
+        "var s = '\\ud800'; s = s + 'a'; window[s + 'b']();",
+        "o['a' + 0x" + "f" * 4000 + "];",
+        "x = 'a'; x = 'b';\n" + "[" * 200 + "o[x + '']" + "]" * 200 + ";",
+    ):
+        _findings(source)  # no exception
 
 
 def test_windows_scripting_runtime_objects_mark_a_dropper_old_ajax_does_not() -> None:

@@ -127,6 +127,13 @@ def test_a_reassigned_name_folds_from_the_assignment_just_before_its_use() -> No
     assert _value("var p = 'a'; p = 'b'; mutate(p); var result = p + 'c';") is None
     # Not into a function body: when it runs, the name may hold anything.
     assert _value("var p = 'a'; p = 'b'; function f() { var result = p + 'c'; }") is None
+    # Not past a loop or condition header, which assigns it again.
+    assert _value("var k = 'a'; k = 'b'; for (k in o) var result = k + 'x';") is None
+    assert _value("var p = 'a'; p = 'b'; while (p = next()) var result = p + 'x';") is None
+    # Of a declaration naming it twice, the last declarator is what it holds.
+    assert _value("var q = 'z'; var q = 'a', q = 'b'; var result = q + 'c';") == Value(
+        "bc", True, False, built=True
+    )
 
 
 def test_unescape_handles_every_escape_form() -> None:
