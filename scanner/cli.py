@@ -37,6 +37,16 @@ BENCH_PARTS = (
 )
 
 
+def add_peer_option(parser: argparse.ArgumentParser) -> None:
+    """``--guarddog``: the peer both benchmark commands print beside their figures."""
+    parser.add_argument(
+        "--guarddog",
+        type=Path,
+        help="the peer's guarddog executable, in a venv of its own"
+        " (default: $GATEHOUSE_BENCH_GUARDDOG)",
+    )
+
+
 class UsageError(Exception):
     """The command line asks for something impossible; exit 2 with the message."""
 
@@ -107,12 +117,7 @@ def add_commands(sub: Any) -> None:
         " one not over 1.5 times it, e.g. a 19 KB and a 1 MB library)",
     )
     bench.add_argument("--advisories", type=Path, help="advisory sources to time the import with")
-    bench.add_argument(
-        "--guarddog",
-        type=Path,
-        help="the peer's guarddog executable, in a venv of its own"
-        " (default: $GATEHOUSE_BENCH_GUARDDOG)",
-    )
+    add_peer_option(bench)
     bench.add_argument(
         "--memory-scans",
         type=int,

@@ -139,12 +139,7 @@ def add_commands(sub: Any) -> None:
         action="append",
         help="run only these",
     )
-    bench.add_argument(
-        "--guarddog",
-        type=Path,
-        help="the peer's guarddog executable, in a venv of its own"
-        " (default: $GATEHOUSE_BENCH_GUARDDOG)",
-    )
+    scanner_cli.add_peer_option(bench)
     bench.add_argument(
         "--throughput",
         type=int,
