@@ -17,7 +17,7 @@ from tree_sitter import Node
 from scanner.findings import Category, Severity
 from scanner.js.engine import Captures, FileContext, Hit, analyzer
 from scanner.js.rules import JsRule
-from scanner.js.values import Value, path_to, string_literal
+from scanner.js.values import FUNCTION_NODES, Value, path_to, string_literal
 from scanner.regex import compile_linear
 
 # Names whose only reason to be assembled from pieces at run time is that a reader (or a
@@ -164,9 +164,6 @@ def hidden_name(ctx: FileContext, rule: JsRule, caps: Captures) -> Iterable[Hit]
 
 _GLOBAL_OBJECTS = frozenset({"window", "self", "globalThis", "top", "parent"})
 _MAX_KEY_NODES = 200
-_FUNCTION_NODES = frozenset(
-    {"function_declaration", "function_expression", "arrow_function", "method_definition"}
-)
 
 
 def _calls_own_function(ctx: FileContext, node: Node, key: Node, value: Value) -> bool:
@@ -189,7 +186,7 @@ def _calls_own_function(ctx: FileContext, node: Node, key: Node, value: Value) -
     if owner.type == "this":
         # Found from the top: each step up from a node walks down from the root again.
         path = path_to(ctx.root, node)
-        if path is None or any(n.type in _FUNCTION_NODES for n in path):
+        if path is None or any(n.type in FUNCTION_NODES for n in path):
             return False  # a method's own this, or deeper than folding follows
     elif owner.type != "identifier" or ctx.text(owner) not in _GLOBAL_OBJECTS:
         return False

@@ -10,6 +10,7 @@ from tree_sitter import Node
 from scanner.findings import Category, Severity
 from scanner.js.engine import Captures, FileContext, Hit, analyzer
 from scanner.js.rules import JsRule
+from scanner.js.values import FUNCTION_NODES
 from scanner.regex import compile_linear
 
 PAGE_TARGETS = frozenset(
@@ -81,9 +82,6 @@ _EXPRESSION_PARENTS = frozenset(
      "template_string", "parenthesized_expression", "arguments", "pair", "object", "array",
      "subscript_expression", "new_expression", "ternary_expression", "spread_element"}
 )  # fmt: skip
-_FUNCTIONS = frozenset(
-    {"function_declaration", "function_expression", "arrow_function", "method_definition"}
-)
 
 
 def _callee(ctx: FileContext, call: Node) -> str:
@@ -124,7 +122,7 @@ def _bound_name(node: Node, ctx: FileContext) -> tuple[str, Node] | None:
     if not name:
         return None
     scope = parent
-    while scope is not None and scope.type not in _FUNCTIONS and scope.type != "program":
+    while scope is not None and scope.type not in FUNCTION_NODES and scope.type != "program":
         scope = scope.parent
     return (name, scope) if scope is not None else None
 
@@ -161,7 +159,7 @@ def _uses(ctx: FileContext, node: Node, name: str) -> bool:
         seen += 1
         if current.type == "identifier" and ctx.text(current) == name:
             return True
-        if current.type not in _FUNCTIONS:
+        if current.type not in FUNCTION_NODES:
             stack.extend(current.named_children)
     return False
 

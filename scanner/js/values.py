@@ -534,7 +534,8 @@ _DECLARED_FUNCTION_RE = compile_linear(
 
 
 _STATEMENT_LISTS = frozenset({"program", "statement_block"})
-_FUNCTION_NODES = frozenset(
+# Nodes that open a function scope (what a name means inside changes there).
+FUNCTION_NODES = frozenset(
     {"function_declaration", "function_expression", "arrow_function", "method_definition"}
 )
 # How far back (in bytes of code between) a reassigned name is followed.
@@ -585,7 +586,7 @@ def _plain_statement(root: Node, use: Node) -> tuple[Node, Node] | None:
         return None
     found: tuple[Node, Node] | None = None
     for parent, node in pairwise(path):
-        if node.type in _FUNCTION_NODES:
+        if node.type in FUNCTION_NODES:
             found = None
         elif node.type.endswith(("statement", "declaration")):
             plain = node.type in _PLAIN_STATEMENTS and parent.type in _STATEMENT_LISTS
