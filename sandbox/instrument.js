@@ -286,6 +286,10 @@
   // Background code and miners.
   construct("Worker", (args) => emit("worker", { kind: "Worker", url: sample(str(args[0])) }));
   construct("SharedWorker", (args) => emit("worker", { kind: "SharedWorker", url: sample(str(args[0])) }));
+  // Worklets (audio, paint) run the plugin's code off the page's thread too.
+  if (window.Worklet) {
+    wrap(Worklet.prototype, "addModule", (args) => emit("worker", { kind: "Worklet", url: sample(str(args[0])) }), "Worklet.addModule");
+  }
   if (window.WebAssembly) {
     for (const m of ["instantiate", "instantiateStreaming", "compile", "compileStreaming"]) wrap(WebAssembly, m, () => emit("wasm", { op: m }), "WebAssembly." + m);
   }

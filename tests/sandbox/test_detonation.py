@@ -171,6 +171,17 @@ def test_a_busy_page_is_measured_by_its_own_main_thread(pool: BrowserPool, tmp_p
     assert busy_cpu > 0.3 and busy_cpu > 3 * idle_cpu
 
 
+def test_a_worklet_counts_as_code_off_the_page_thread(pool: BrowserPool, tmp_path: Path) -> None:
+    """Compute in a worklet is judged like a worker's (the browser's CPU, not the page's)."""
+    body = (
+        "var src = URL.createObjectURL(new Blob(['registerPaint(\"x\", class { paint() {} });']));"
+        "CSS.paintWorklet.addModule(src); container.textContent = 'ok';"
+    )
+    _, result = _run(pool, _plugin(tmp_path, body))
+    events = json.loads(result.artifacts["trace-user.json"])["events"]
+    assert any(e.get("type") == "worker" and e.get("kind") == "Worklet" for e in events)
+
+
 def test_mount_failure_fails_closed(pool: BrowserPool, tmp_path: Path) -> None:
     findings, _ = _run(pool, _plugin(tmp_path, "", globalName="SomethingElse"))
     assert {f.category for f in findings} == {Category.COVERAGE}
