@@ -64,7 +64,7 @@ def shared_pool(
 class RuntimeStage:
     name: ClassVar[str] = STAGE
     # 2: code built at run time analysed with the JS rules; 3: CPU burn on the page's thread
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
 
     def __init__(
         self,

@@ -155,6 +155,27 @@ def test_benign_plugin_using_its_declared_api_is_quiet(pool: BrowserPool, tmp_pa
     assert "connect-src 'self' https://api.acme.example" in result.raw["csp"]
 
 
+def test_a_poll_every_few_seconds_is_not_a_flood(pool: BrowserPool, tmp_path: Path) -> None:
+    """Seven hours jumped would fire a 5 s poll 5,000 times; intervals catch up a bounded
+    number of ticks per jump, so an ordinary chat widget is neither CPU burn nor a flood,
+    and the detonation stays well inside its time limit."""
+    body = (
+        "var n = 0; setInterval(function () { n += 1; ctx.api.fetch('/messages')"
+        ".then(function (r) { return r.text(); }).then(function (t) { container.textContent = n + ':' + t.length; })"
+        ".catch(function () {}); }, 5000);"
+    )
+    findings, result = _run(pool, _plugin(tmp_path, body))
+    assert result.status is StageStatus.OK
+    assert [f for f in findings if f.severity >= Severity.MEDIUM] == []
+    trace = json.loads(result.artifacts["trace-user.json"])
+    assert not trace.get("dropped")
+    polls = [
+        e for e in trace["events"] if e["type"] == "request" and "/messages" in e.get("url", "")
+    ]
+    # Every jump still fires it (1 s, 10 s, 1 min at full rate; the long ones up to the cap).
+    assert 100 < len(polls) < 600
+
+
 def test_a_busy_page_is_measured_by_its_own_main_thread(pool: BrowserPool, tmp_path: Path) -> None:
     """The page's CPU is its own main thread's, not the whole browser's (which also runs
     the other role's page side by side)."""
