@@ -57,7 +57,9 @@
     return cut(call(ArrJoin, call(ArrSlice, lines, 2, 6), " | "), 300);
   };
   // Events are null-prototype objects of primitives: no inherited toJSON the page could add.
+  let emitted = 0;  // how many events so far: the clock asks whether a timer did anything
   const emit = (type, data) => {
+    emitted += 1;
     const event = NullObject(null);
     event.type = type;
     try {
@@ -415,19 +417,10 @@
   const arm = (rec) => {
     rec.real = call(RealSetTimeout, window, () => fire(rec), call(MathMax, Math, 0, rec.due - vnow()));
   };
-  // An interval catches up at most this many missed ticks in one jump, then skips the
-  // rest, as a browser does for a page it kept from running. Without the cap a benign poll
-  // every 5 s fires 5,000 times in the 7 hours jumped (each a request through the proxy),
-  // which reads as CPU burn and floods the trace; a chained setTimeout fires once anyway.
-  const BURST = 100;
   const fire = (rec) => {
     if (call(MapGet, timers, rec.id) !== rec) return;
     call(RealClearTimeout, window, rec.real);
-    if (rec.every) {
-      rec.burst += 1;
-      rec.due = rec.burst < BURST ? rec.due + rec.every : call(MathMax, Math, rec.due, vnow()) + rec.every;
-      arm(rec);
-    } else call(MapDelete, timers, rec.id);
+    if (rec.every) { rec.due += rec.every; arm(rec); } else call(MapDelete, timers, rec.id);
     try {
       if (typeof rec.fn === "function") RApply(rec.fn, window, rec.args);
       else call(origEval, window, str(rec.fn));
@@ -463,17 +456,41 @@
   DefProp(OrigDate.prototype, "constructor", { value: DateHook, writable: true, configurable: true, enumerable: false });
   window.Date = DateHook;
   Performance.prototype.now = disguise(PerfNow, (target, self, args) => RApply(target, self, args) + skew);
+  // A jump fires every due timer in order, intervals once per missed tick, with two
+  // limits. An interval tick that did something we record (a request, a cookie read)
+  // counts, and at most BURST of those catch up per jump: without that a benign poll
+  // every 5 s fires 5,000 times in the 7 hours jumped, each a request through the proxy,
+  // which reads as CPU burn and floods the trace. A tick that records nothing (a counter
+  // of ticks before a payload acts) is not capped: the payload still fires once its count
+  // is reached. And catching up stops after CATCH_UP_MS of real time per jump: the rest of
+  // the missed ticks are skipped, as a browser skips them for a page it kept from running.
+  // One-shot timers always fire.
+  const BURST = 100, CATCH_UP_MS = 500;
   const advance = (ms) => {
     skew += ms;
     call(MapForEach, timers, (rec) => { rec.burst = 0; });
+    const began = call(RealNow, OrigDate);
     let fired = 0;
     for (let round = 0; round < 10000; round++) {
       let next = null;
       call(MapForEach, timers, (rec) => { if (rec.due <= vnow() && (!next || rec.due < next.due)) next = rec; });
       if (!next) break;
+      if (next.every && (next.burst >= BURST || call(RealNow, OrigDate) - began > CATCH_UP_MS)) {
+        call(RealClearTimeout, window, next.real);
+        next.due = vnow() + next.every;
+        arm(next);
+        continue;
+      }
+      const before = emitted;
       fire(next);
+      if (emitted !== before) next.burst += 1;
       fired++;
     }
+    // Past the round cap, ticks still missed are skipped too (re-armed at zero delay they
+    // would go on catching up in real time, four milliseconds apart, long after the jump).
+    call(MapForEach, timers, (rec) => {
+      if (rec.every && rec.due <= vnow()) { call(RealClearTimeout, window, rec.real); rec.due = vnow() + rec.every; arm(rec); }
+    });
     try {
       for (const a of call(GetAnimations, document)) {
         if (call(animState, a) === "running") call(animTime.set, a, (call(animTime.get, a) || 0) + ms);

