@@ -454,6 +454,8 @@ class Channel:
                     "objectId": handler["objectId"],
                     "arguments": [{"value": {"nonce": self.nonce, "op": op, **args}}],
                     "returnByValue": True,
+                    # A clock jump answers once its timers ran (it yields between them).
+                    "awaitPromise": True,
                 },
             )
         except (PlaywrightError, KeyError, TypeError):

