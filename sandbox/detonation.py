@@ -19,12 +19,13 @@ import secrets
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from playwright.sync_api import Browser, BrowserContext, CDPSession, JSHandle, Page
+from playwright.sync_api import Browser, BrowserContext, CDPSession, Page
 from playwright.sync_api import Error as PlaywrightError
 
 from sandbox.canaries import carried
@@ -41,6 +42,8 @@ RAW_BINDING = "__ghRaw"
 OBJECT_GROUP = "gatehouse-channel"
 FIELDS_TO_FILL = 12
 MOUSE_MOVES = 30
+# How long a clock jump may take to run its timers (it stops catching up after 0.5 s).
+JUMP_WAIT_S = 5.0
 TEXT_FIELDS = "input:not([type=hidden]):not([type=checkbox]):not([type=radio]), textarea"
 # Types the module scripts and styles of a bundle need; the rest come from mimetypes.
 CONTENT_TYPES = {
@@ -313,12 +316,13 @@ class Detonator:
             "pageerror", lambda e: recorder.add_event({"type": "error", "message": str(e)[:500]})
         )
         page.goto(req.origin + "/", wait_until="load")
-        mounted = self._mount(page, req, c, trace)
-        if mounted is None:
+        channel = Channel(
+            session, recorder.nonce, recorder.channel, lambda s: page.wait_for_timeout(s * 1000)
+        )
+        if not self._mount(channel, req, c, trace):
             return
         cpu_before = self.sockets.cpu_seconds()
         page_cpu_before = _renderer_cpu(session)
-        channel = Channel(session, recorder.nonce, recorder.channel)
         mounted_look = channel.check()  # what it shows at first
         if not _provoke(page, channel, c, deadline=start + req.time_limit_s):
             # The page kept us busy past the deadline: later clock steps never ran.
@@ -329,50 +333,35 @@ class Detonator:
             trace.page_cpu_seconds = round(page_cpu_after - page_cpu_before, 2)
         before = channel.check()
         trace.screenshot = page.screenshot(type="png", caret="initial", animations="allow")
-        self._unmount(page, channel, trace)
+        calls = self._unmount(channel, trace)
         # Once more after unmount: hooks replaced on the way out count as well.
         after = channel.check()
         trace.integrity = _merge_checks(mounted_look, before, after)
-        with contextlib.suppress(PlaywrightError):
-            calls = int(mounted.evaluate("m => m.tokenCalls()"))
-            if calls:
-                recorder.add_event({"type": "token-read", "count": calls})
+        if calls:
+            recorder.add_event({"type": "token-read", "count": calls})
 
-    def _mount(
-        self, page: Page, req: DetonationRequest, c: Canaries, trace: Trace
-    ) -> JSHandle | None:
-        """Mount the plugin; a handle that counts its calls of ``ctx.auth.getToken()``
-        (kept in a closure of ours, out of the plugin's reach), or None when it failed."""
-        script = """([name, role, token, person]) => {
-          let calls = 0;
-          const result = (error) => ({error, tokenCalls: () => calls});
-          const plugin = window[name];
-          if (!plugin || typeof plugin.mount !== "function") return result("window." + name + ".mount is not a function");
-          const user = {id: person.id, name: person.name, email: person.email, role};
-          const ctx = {
-            auth: {getUser: () => user, getToken: () => { calls += 1; return token; }},
-            navigate: (path) => {},
-            notifications: {show: () => {}, error: () => {}},
-            api: {fetch: (path, opts) => fetch("/api" + path, opts)},
-          };
-          try {
-            const unmount = plugin.mount(document.getElementById("plugin-root"), ctx);
-            window.__ghUnmount = typeof unmount === "function" ? unmount : null;
-          } catch (e) { return result("mount threw: " + (e && (e.stack || e.message) || e)); }
-          return result(null);
-        }"""
+    def _mount(self, channel: Channel, req: DetonationRequest, c: Canaries, trace: Trace) -> bool:
+        """Mount the plugin through the instrumentation, which keeps its unmount function
+        and counts its calls of ``ctx.auth.getToken()`` out of the plugin's reach."""
         person = {"id": c.user_id, "name": c.user_name, "email": c.email}
-        handle = page.evaluate_handle(script, [req.global_name, req.role, c.token, person])
-        error = handle.evaluate("m => m.error")
+        answer = channel.call(
+            "mount", name=req.global_name, role=req.role, token=c.token, person=person
+        )
+        if not isinstance(answer, dict):
+            trace.mount_error = "the sandbox's instrumentation did not answer the mount"
+            return False
+        error = answer.get("error")
         trace.mount_error = str(error)[:500] if error else None
-        return handle if error is None else None
+        return not error
 
-    def _unmount(self, page: Page, channel: Channel, trace: Trace) -> None:
-        error = page.evaluate("""() => { try { if (window.__ghUnmount) window.__ghUnmount(); return null; }
-                                 catch (e) { return String(e && e.message || e); } }""")
-        if error:
-            trace.events.append({"type": "unmount-error", "message": str(error)[:300]})
+    def _unmount(self, channel: Channel, trace: Trace) -> int:
+        """Run the plugin's unmount function, then a minute; how often it read the token."""
+        answer = channel.call("unmount")
+        answer = answer if isinstance(answer, dict) else {}
+        if answer.get("error"):
+            trace.events.append({"type": "unmount-error", "message": str(answer["error"])[:300]})
         channel.clock(60_000)
+        return int(answer.get("tokens") or 0)
 
 
 def _seed_storage(value: str) -> str:
@@ -402,10 +391,19 @@ class Channel:
     event type only we know, found and called through the DevTools protocol (no attribute,
     global or event the page could see, call or stop)."""
 
-    def __init__(self, session: CDPSession, nonce: str, event_type: str) -> None:
+    def __init__(
+        self,
+        session: CDPSession,
+        nonce: str,
+        event_type: str,
+        wait: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.session = session
         self.nonce = nonce
         self.event_type = event_type
+        # How to pause between asking whether a jump is done: the page's own wait, which
+        # lets another detonation on this thread go on meanwhile.
+        self.wait = wait
 
     def check(self) -> dict[str, Any] | None:
         """The hooks still ours, and what the plugin shows; None if nothing answered."""
@@ -421,8 +419,20 @@ class Channel:
         }
 
     def clock(self, ms: int) -> bool:
-        """Jump simulated time; True when the instrumentation moved it."""
-        return isinstance(self._call("clock", ms=ms), dict)
+        """Jump simulated time; True once the instrumentation moved it and its timers ran
+        (a jump yields to the page between interval ticks, so it may take a while)."""
+        answer = self._call("clock", ms=ms)
+        give_up = time.monotonic() + JUMP_WAIT_S
+        while isinstance(answer, dict) and not answer.get("done"):
+            if time.monotonic() > give_up:
+                return False
+            self.wait(0.005)
+            answer = self._call("jumped")
+        return isinstance(answer, dict)
+
+    def call(self, op: str, **args: Any) -> Any:
+        """Another command (mount, unmount, fields): its answer, or None."""
+        return self._call(op, **args)
 
     def _call(self, op: str, **args: Any) -> Any:
         try:
@@ -454,8 +464,6 @@ class Channel:
                     "objectId": handler["objectId"],
                     "arguments": [{"value": {"nonce": self.nonce, "op": op, **args}}],
                     "returnByValue": True,
-                    # A clock jump answers once its timers ran (it yields between them).
-                    "awaitPromise": True,
                 },
             )
         except (PlaywrightError, KeyError, TypeError):
@@ -484,25 +492,8 @@ def _merge_checks(*checks: dict[str, Any] | None) -> dict[str, Any] | None:
 def _provoke(page: Page, channel: Channel, c: Canaries, deadline: float) -> bool:
     """Act like a user, with trusted input: type into fields, press keys, click, submit,
     and let time pass. False when the deadline cut it short."""
-    fields = page.evaluate(
-        """([c, max, sel]) => {
-      const root = document.getElementById("plugin-root");
-      const pick = (el) => {
-        if (root && root.contains(el)) return /mail/.test(el.type + el.name) ? c.inside + "@example.com" : c.inside;
-        const hint = ((el.name || "") + " " + (el.type || "") + " " + (el.autocomplete || "") + " " + (el.id || "")).toLowerCase();
-        if (/pass/.test(hint)) return null;  // typed key by key below
-        if (/card|cc-number/.test(hint)) return c.card;
-        if (/cvc|cvv|csc/.test(hint)) return "123";
-        if (/mail/.test(hint)) return c.email;
-        return "hello " + c.email;
-      };
-      const all = Array.from(document.querySelectorAll(sel));
-      const out = [];
-      all.forEach((el, i) => { const v = pick(el); if (v !== null) out.push([i, v]); });
-      return out.slice(0, max);
-    }""",
-        [c.values(), FIELDS_TO_FILL, TEXT_FIELDS],
-    )
+    answer = channel.call("fields", c=c.values(), max=FIELDS_TO_FILL, sel=TEXT_FIELDS)
+    fields = answer if isinstance(answer, list) else []
     fields_locator = page.locator(TEXT_FIELDS)
     for index, value in fields:
         if time.monotonic() > deadline:

