@@ -41,7 +41,9 @@ STREAM_BYTES = 2 * 1024 * 1024  # per origin, searched as one text for split sec
 RAW_BINDING = "__ghRaw"
 OBJECT_GROUP = "gatehouse-channel"
 FIELDS_TO_FILL = 12
-MOUSE_MOVES = 30
+# Each move waits for the page's next frame (about 16 ms): a dozen, across the page, is a
+# person's gesture; thirty cost half a second per role.
+MOUSE_MOVES = 12
 # How long a clock jump may take to run its timers (it stops catching up after 0.5 s).
 JUMP_WAIT_S = 5.0
 TEXT_FIELDS = "input:not([type=hidden]):not([type=checkbox]):not([type=radio]), textarea"
@@ -513,7 +515,7 @@ def _provoke(page: Page, channel: Channel, c: Canaries, deadline: float) -> bool
     # A person moves the mouse and scrolls before clicking: some payloads wait for that.
     with contextlib.suppress(PlaywrightError):
         for i in range(MOUSE_MOVES):
-            page.mouse.move(40 + i * 23 % 900, 60 + i * 37 % 600)
+            page.mouse.move(40 + i * 71 % 900, 60 + i * 47 % 600)
         page.mouse.wheel(0, 240)
     for button in page.locator("#plugin-root button, #plugin-root [role=button]").all()[:10]:
         if time.monotonic() > deadline:

