@@ -335,11 +335,13 @@ class Detonator:
             trace.page_cpu_seconds = round(page_cpu_after - page_cpu_before, 2)
         before = channel.check()
         trace.screenshot = page.screenshot(type="png", caret="initial", animations="allow")
-        calls = self._unmount(channel, trace)
+        self._unmount(channel, trace)
         # Once more after unmount: hooks replaced on the way out count as well.
         after = channel.check()
         trace.integrity = _merge_checks(mounted_look, before, after)
-        if calls:
+        # Counted last: a token read in a timer the unmount left behind counts too.
+        calls = channel.call("tokens")
+        if isinstance(calls, int) and calls > 0:
             recorder.add_event({"type": "token-read", "count": calls})
 
     def _mount(self, channel: Channel, req: DetonationRequest, c: Canaries, trace: Trace) -> bool:
@@ -356,14 +358,12 @@ class Detonator:
         trace.mount_error = str(error)[:500] if error else None
         return not error
 
-    def _unmount(self, channel: Channel, trace: Trace) -> int:
-        """Run the plugin's unmount function, then a minute; how often it read the token."""
+    def _unmount(self, channel: Channel, trace: Trace) -> None:
+        """Run the plugin's unmount function, then let a minute pass."""
         answer = channel.call("unmount")
-        answer = answer if isinstance(answer, dict) else {}
-        if answer.get("error"):
+        if isinstance(answer, dict) and answer.get("error"):
             trace.events.append({"type": "unmount-error", "message": str(answer["error"])[:300]})
         channel.clock(60_000)
-        return int(answer.get("tokens") or 0)
 
 
 def _seed_storage(value: str) -> str:
@@ -428,7 +428,10 @@ class Channel:
         while isinstance(answer, dict) and not answer.get("done"):
             if time.monotonic() > give_up:
                 return False
-            self.wait(0.005)
+            try:
+                self.wait(0.005)
+            except PlaywrightError:
+                return False  # the page went away mid-jump
             answer = self._call("jumped")
         return isinstance(answer, dict)
 
@@ -462,7 +465,7 @@ class Channel:
             answer = self.session.send(
                 "Runtime.callFunctionOn",
                 {
-                    "functionDeclaration": "function (command) { return this(command); }",
+                    "functionDeclaration": 'function (command) { "use strict"; return this(command); }',
                     "objectId": handler["objectId"],
                     "arguments": [{"value": {"nonce": self.nonce, "op": op, **args}}],
                     "returnByValue": True,
@@ -491,11 +494,18 @@ def _merge_checks(*checks: dict[str, Any] | None) -> dict[str, Any] | None:
     return merged
 
 
+def _rows(answer: Any) -> list[tuple[int, str]]:
+    """The (field index, value) pairs of a fields answer; anything else in it is dropped."""
+    if not isinstance(answer, list):
+        return []
+    rows = [row for row in answer if isinstance(row, list) and len(row) == 2]
+    return [(i, v) for i, v in rows if isinstance(i, int) and isinstance(v, str)]
+
+
 def _provoke(page: Page, channel: Channel, c: Canaries, deadline: float) -> bool:
     """Act like a user, with trusted input: type into fields, press keys, click, submit,
     and let time pass. False when the deadline cut it short."""
-    answer = channel.call("fields", c=c.values(), max=FIELDS_TO_FILL, sel=TEXT_FIELDS)
-    fields = answer if isinstance(answer, list) else []
+    fields = _rows(channel.call("fields", c=c.values(), max=FIELDS_TO_FILL, sel=TEXT_FIELDS))
     fields_locator = page.locator(TEXT_FIELDS)
     for index, value in fields:
         if time.monotonic() > deadline:

@@ -12,6 +12,9 @@
 // records the network anyway; these hooks add what never reaches it (reads, DOM changes,
 // code made at run time).
 (() => {
+  // Strict: a plugin's stack trace hides the function and receiver of every frame of ours
+  // (CallSite getFunction/getThis), so it cannot take a command's nonce off the stack.
+  "use strict";
   const NONCE = "__GH_NONCE__", CHANNEL = "__GH_CHANNEL__";
   const report = window.__ghRaw;
   try { delete window.__ghRaw; } catch (e) {}
@@ -23,10 +26,10 @@
   const RApply = Reflect.apply, RConstruct = Reflect.construct, RGet = Reflect.get, RSet = Reflect.set;
   const ROwnKeys = Reflect.ownKeys, RDefine = Reflect.defineProperty, RDelete = Reflect.deleteProperty;
   const GetDesc = Object.getOwnPropertyDescriptor, DefProp = Object.defineProperty;
-  const Stringify = JSON.stringify, FnToString = Function.prototype.toString;
+  const Stringify = JSON.stringify, FnToString = Function.prototype.toString, StringCtor = String;
   const DateNow = Date.now, ErrorCtor = Error, WeakMapCtor = WeakMap, ProxyCtor = Proxy;
   const StrSlice = String.prototype.slice, StrLower = String.prototype.toLowerCase;
-  const ArrJoin = Array.prototype.join, ArrPush = Array.prototype.push, ArrSlice = Array.prototype.slice;
+  const ArrJoin = Array.prototype.join, ArrSlice = Array.prototype.slice;
   const StrSplit = String.prototype.split, RegTest = RegExp.prototype.test, NullObject = Object.create;
   const MapCtor = Map, MapGet = Map.prototype.get, MapSet = Map.prototype.set, MapDelete = Map.prototype.delete;
   const MapHas = Map.prototype.has, MapForEach = Map.prototype.forEach, MathMax = Math.max;
@@ -40,8 +43,11 @@
   const StrIncludes = String.prototype.includes;
   const WMGet = WeakMap.prototype.get, WMSet = WeakMap.prototype.set, WMHas = WeakMap.prototype.has;
   const call = (fn, self, ...args) => RApply(fn, self, args);
+  // Arrays handed to the host are filled by definition, not assignment: a setter the page
+  // put on Array.prototype (an index, or a Proxy prototype) never sees or changes them.
+  const push = (arr, v) => { DefProp(arr, arr.length, { value: v, writable: true, enumerable: true, configurable: true }); };
   const AddListener = EventTarget.prototype.addEventListener, PreventDefault = Event.prototype.preventDefault;
-  const str = (v) => { try { return String(v); } catch (e) { return "?"; } };
+  const str = (v) => { try { return StringCtor(v); } catch (e) { return "?"; } };
   const cut = (s, n) => call(StrSlice, s, 0, n);
 
   const MAX = 2000;
@@ -52,7 +58,7 @@
       if (v instanceof URLSearchParams) return cut(str(v), MAX);
       if (typeof FormData !== "undefined" && v instanceof FormData) {
         const parts = [];
-        for (const [k, val] of v.entries()) call(ArrPush, parts, k + "=" + str(val));
+        for (const [k, val] of v.entries()) push(parts, k + "=" + str(val));
         return cut(call(ArrJoin, parts, "&"), MAX);
       }
       if (v instanceof Blob) return "[blob " + v.size + "]";
@@ -102,7 +108,7 @@
       return RApply(target, unwrapStorage(self), args);
     });
     obj[name] = wrapped;
-    call(ArrPush, installed, { label: label || name, obj, name, value: wrapped, accessor: null });
+    push(installed, { label: label || name, obj, name, value: wrapped, accessor: null });
   };
   const hookProperty = (proto, prop, onGet, onSet, label) => {
     const d = GetDesc(proto, prop);
@@ -117,7 +123,7 @@
       return RApply(target, self, args);
     });
     DefProp(proto, prop, { configurable: true, enumerable: d.enumerable, get, set });
-    call(ArrPush, installed, { label: label || prop, obj: proto, name: prop, value: null, accessor: get || set });
+    push(installed, { label: label || prop, obj: proto, name: prop, value: null, accessor: get || set });
   };
   const construct = (name, onConstruct) => {
     const Orig = window[name];
@@ -128,7 +134,7 @@
     });
     window[name] = P;
     call(WMSet, mine, P, Orig);
-    call(ArrPush, installed, { label: name, obj: window, name, value: P, accessor: null });
+    push(installed, { label: name, obj: window, name, value: P, accessor: null });
   };
 
   // Credentials and storage: every way to read them, not only the obvious method.
@@ -173,7 +179,7 @@
       return cached;
     };
     DefProp(owner, prop, { configurable: true, enumerable: d.enumerable, get });
-    call(ArrPush, installed, { label: prop, obj: owner, name: prop, value: null, accessor: get });
+    push(installed, { label: prop, obj: owner, name: prop, value: null, accessor: get });
   }
   if (window.IDBObjectStore) {
     for (const C of [IDBObjectStore, IDBIndex]) {
@@ -199,7 +205,7 @@
     return RApply(target, self, args);
   });
   window.eval = evalHook;
-  call(ArrPush, installed, { label: "eval", obj: window, name: "eval", value: evalHook, accessor: null });
+  push(installed, { label: "eval", obj: window, name: "eval", value: evalHook, accessor: null });
   construct("Function", (args) => emit("function", { code: sample(args[args.length - 1]) }));
   // (function(){}).constructor is another way to the Function constructor, and so are the
   // async and generator ones: all of them make code from strings.
@@ -259,7 +265,7 @@
       throw new DOMException("WebRTC is blocked in the sandbox", "NotAllowedError");
     } });
     window[C] = P;
-    call(ArrPush, installed, { label: C, obj: window, name: C, value: P, accessor: null });
+    push(installed, { label: C, obj: window, name: C, value: P, accessor: null });
   }
 
   // Listeners on the page outside the plugin's container: the whole page, or one of the
@@ -341,14 +347,14 @@
         if (h.accessor) {
           const d = GetDesc(h.obj, h.name);
           now = d ? (d.get || d.set) : undefined;
-          if (now !== h.accessor) call(ArrPush, tampered, h.label);
+          if (now !== h.accessor) push(tampered, h.label);
           continue;
         }
         now = h.obj[h.name];
-      } catch (e) { call(ArrPush, tampered, h.label); continue; }
+      } catch (e) { push(tampered, h.label); continue; }
       if (now === h.value) continue;
-      if (typeof now === "function" && !isNative(now) && !call(WMHas, mine, now)) call(ArrPush, overrides, h.label);
-      else call(ArrPush, tampered, h.label);
+      if (typeof now === "function" && !isNative(now) && !call(WMHas, mine, now)) push(overrides, h.label);
+      else push(tampered, h.label);
     }
     for (const name of overrides) emit("override", { name });
     const shown = looks();
@@ -391,7 +397,7 @@
     for (const n of r.addedNodes || []) {
       // The first script after the container is the host's own: the plugin's entry.
       if (!entrySeen && n.tagName === "SCRIPT") { entrySeen = true; continue; }
-      if (n.isConnected && !(n.nodeType === 3 && !n.textContent.trim())) call(ArrPush, added, n);
+      if (n.isConnected && !(n.nodeType === 3 && !n.textContent.trim())) push(added, n);
     }
     if (root && (r.target === root || root.contains(r.target))) return;
     if (r.type === "childList" && added.length === 0) return;
@@ -453,7 +459,7 @@
   for (const [name, hook] of [["setTimeout", schedule(false)], ["setInterval", schedule(true)], ["clearTimeout", cancel], ["clearInterval", cancel]]) {
     const h = disguise(window[name], hook);
     window[name] = h;
-    call(ArrPush, installed, { label: name, obj: window, name, value: h, accessor: null });
+    push(installed, { label: name, obj: window, name, value: h, accessor: null });
   }
   const DateHook = new ProxyCtor(OrigDate, {
     construct(target, args, nt) { return RConstruct(target, args.length ? args : [vnow()], nt === DateHook ? target : nt); },
@@ -577,7 +583,6 @@
     const out = NullObject(null);
     out.error = null;
     try { if (unmountFn) call(unmountFn, window); } catch (e) { out.error = cut(explain(e), 300); }
-    out.tokens = tokenCalls;
     return out;
   };
   const has = (text, part) => call(StrIncludes, text, part);
@@ -600,7 +605,7 @@
         else if (has(hint, "mail")) value = c.email;
         else value = "hello " + c.email;
       }
-      call(ArrPush, out, [i, value]);
+      push(out, [i, value]);
     }
     return out;
   };
@@ -615,6 +620,7 @@
     if (cmd.op === "jumped") return jumpAnswer();
     if (cmd.op === "mount") return mount(cmd);
     if (cmd.op === "unmount") return unmount();
+    if (cmd.op === "tokens") return tokenCalls;
     if (cmd.op === "fields") return fields(cmd);
     return null;
   });
@@ -622,5 +628,5 @@
   // Last: source text of every hook is its native's (hooks of hooks included).
   const toStringHook = disguise(FnToString, (target, self, args) => RApply(target, call(WMHas, mine, self) ? call(WMGet, mine, self) : self, args));
   DefProp(Function.prototype, "toString", { value: toStringHook, writable: true, configurable: true, enumerable: false });
-  call(ArrPush, installed, { label: "Function.toString", obj: Function.prototype, name: "toString", value: toStringHook, accessor: null });
+  push(installed, { label: "Function.toString", obj: Function.prototype, name: "toString", value: toStringHook, accessor: null });
 })();

