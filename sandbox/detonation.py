@@ -169,6 +169,10 @@ class Trace:
     # CPU of this page's own main thread over the same time, from DevTools (the sandboxed
     # renderer cannot read its process's total); None when it could not be read.
     page_cpu_seconds: float | None = None
+    # Left out of that: the repeats clock jumps ran (an interval's hours of ticks run in a
+    # moment), how many and their main-thread seconds; heavy repeats are judged apart.
+    timer_repeats: int = 0
+    timer_repeat_seconds: float = 0.0
     # Origins whose received bytes, put together, hold canaries (names): split secrets.
     flows: dict[str, list[str]] = field(default_factory=dict)
 
@@ -188,6 +192,8 @@ class Trace:
             "flows": self.flows,
             "cpu_seconds": self.cpu_seconds,
             "page_cpu_seconds": self.page_cpu_seconds,
+            "timer_repeats": self.timer_repeats,
+            "timer_repeat_seconds": self.timer_repeat_seconds,
             "duration_ms": round(self.duration_ms, 1),
         }
 
@@ -329,10 +335,15 @@ class Detonator:
         if not _provoke(page, channel, c, deadline=start + req.time_limit_s):
             # The page kept us busy past the deadline: later clock steps never ran.
             recorder.add_event({"type": "provocation-cut", "message": "ran out of time"})
-        trace.cpu_seconds = round(self.sockets.cpu_seconds() - cpu_before, 2)
+        trace.cpu_seconds = round(
+            max(0.0, self.sockets.cpu_seconds() - cpu_before - channel.catch_up_cpu), 2
+        )
         page_cpu_after = _renderer_cpu(session)
         if page_cpu_before is not None and page_cpu_after is not None:
-            trace.page_cpu_seconds = round(page_cpu_after - page_cpu_before, 2)
+            spent = page_cpu_after - page_cpu_before - channel.catch_up_cpu
+            trace.page_cpu_seconds = round(max(0.0, spent), 2)
+        trace.timer_repeats = channel.repeats
+        trace.timer_repeat_seconds = round(channel.catch_up_cpu, 3)
         before = channel.check()
         trace.screenshot = page.screenshot(type="png", caret="initial", animations="allow")
         self._unmount(channel, trace)
@@ -406,6 +417,10 @@ class Channel:
         # How to pause between asking whether a jump is done: the page's own wait, which
         # lets another detonation on this thread go on meanwhile.
         self.wait = wait
+        # Main-thread time of the repeats jumps ran (an interval's hours of ticks in a
+        # moment): the simulation's doing, not a burn the plugin causes on a visitor's page.
+        self.catch_up_cpu = 0.0
+        self.repeats = 0
 
     def check(self) -> dict[str, Any] | None:
         """The hooks still ours, and what the plugin shows; None if nothing answered."""
@@ -433,7 +448,12 @@ class Channel:
             except PlaywrightError:
                 return False  # the page went away mid-jump
             answer = self._call("jumped")
-        return isinstance(answer, dict)
+        if not isinstance(answer, dict):
+            return False
+        with contextlib.suppress(TypeError, ValueError):
+            self.catch_up_cpu += max(0.0, float(answer.get("catchUpMs") or 0)) / 1000
+            self.repeats += max(0, int(answer.get("repeats") or 0))
+        return True
 
     def call(self, op: str, **args: Any) -> Any:
         """Another command (mount, unmount, fields): its answer, or None."""

@@ -422,13 +422,14 @@
   // order, and running animations are moved on by the same amount. Real time goes on as
   // usual in between, so a page sees one clock, never a fake one it could name.
   const OrigDate = Date, RealNow = Date.now, RealSetTimeout = window.setTimeout;
-  const RealClearTimeout = window.clearTimeout, PerfNow = Performance.prototype.now;
+  const RealClearTimeout = window.clearTimeout, PerfNow = Performance.prototype.now, perf = window.performance;
   const GetAnimations = Document.prototype.getAnimations;
   const animTime = GetDesc(Animation.prototype, "currentTime"), animState = getter(Animation.prototype, "playState");
   let skew = 0;
   const vnow = () => call(RealNow, OrigDate) + skew;
-  const timers = new MapCtor();  // id -> {fn, args, due, every, real, burst}
+  const timers = new MapCtor();  // id -> {fn, args, due, every, delay, real, id, line}
   let jumping = false;  // during a jump, the jump alone fires timers (real ones are re-armed after)
+  let lineNow = null;  // during a jump, the line of the timer that fired last
   const arm = (rec) => {
     rec.real = call(RealSetTimeout, window, () => { if (!jumping) fire(rec); }, call(MathMax, Math, 0, rec.due - vnow()));
   };
@@ -445,7 +446,10 @@
     const [fn, delay, ...rest] = args;
     if (typeof fn === "string") emit("string-timer", { code: sample(fn) });
     const ms = call(MathMax, Math, 0, +delay || 0);
-    const rec = { fn, args: rest, due: vnow() + ms, every: every ? call(MathMax, Math, 1, ms) : 0, real: 0, id: 0, burst: 0 };
+    // A timer set by a timer a jump fired (or by its promise jobs) joins that timer's line:
+    // a chain of timeouts is capped as one interval is.
+    const line = lineNow !== null ? lineNow : { burst: 0, quiet: 0, fired: 0 };
+    const rec = { fn, args: rest, due: vnow() + ms, every: every ? call(MathMax, Math, 1, ms) : 0, delay: ms, real: 0, id: 0, line };
     arm(rec);
     rec.id = rec.real;  // the id the page holds stays the same however often it is re-armed
     call(MapSet, timers, rec.id, rec);
@@ -471,30 +475,37 @@
   DefProp(OrigDate.prototype, "constructor", { value: DateHook, writable: true, configurable: true, enumerable: false });
   window.Date = DateHook;
   Performance.prototype.now = disguise(PerfNow, (target, self, args) => RApply(target, self, args) + skew);
-  // A jump fires every due timer in order, intervals once per missed tick, with two
-  // limits. An interval tick that did something we record (a request, a cookie read),
-  // itself or in the promise jobs it queued, counts, and at most BURST of those catch up
-  // per jump: without that a benign poll every 5 s fires 5,000 times in the 7 hours
-  // jumped, each a request through the proxy, which reads as CPU burn and floods the
-  // trace. A tick that records nothing (a counter of ticks before a payload acts) is not
-  // capped: the payload still fires once its count is reached. And catching up stops
-  // after CATCH_UP_MS of real time per jump: the rest of the missed ticks are skipped, as
-  // a browser skips them for a page it kept from running. One-shot timers always fire.
-  // Between two interval ticks the jump yields a task (a private message port), so the
-  // promise jobs of a tick (an async poll's fetch) run, and count, before the next tick.
-  const BURST = 100, CATCH_UP_MS = 500;
+  // A jump fires every timer that falls due within it, each at its own due time (the
+  // clock reads that time while it runs), so timers set by timers fire within the jump
+  // too. A timer's line (an interval, or a chain of timeouts each set by the last) has
+  // limits per jump: at most BURST firings that did something we record (a request, a
+  // cookie read), itself or in the promise jobs it queued, and QUIET firings that did
+  // not. Without them a benign poll every 5 s fires 5,000 times in the 7 hours jumped,
+  // each a request through the proxy, which reads as CPU burn and floods the trace; with
+  // them a payload that silently counts ticks still fires once its count is reached, and
+  // a busy decoy timer cannot starve the others. Catching up also stops after
+  // CATCH_UP_MS of real time: the line's later firings move past the jump, as a browser
+  // skips ticks for a page it kept from running. A line's first firing always happens:
+  // a payload that waits hours fires, whatever else the page keeps busy. Between two
+  // firings the jump yields a task (a private message port), so the promise jobs of one
+  // (an async poll's fetch) run, and count, before the next.
+  const BURST = 100, QUIET = 2000, CATCH_UP_MS = 500;
   const hopChannel = new MessageChannelCtor();
   const hopIn = call(Port1, hopChannel), hopOut = call(Port2, hopChannel);
   let hopNext = null;
   call(SetOnMessage, hopIn, () => { const f = hopNext; hopNext = null; if (f) f(); });
   const hop = (f) => { hopNext = f; call(PortPost, hopOut, 0); };
+  // The clock moves forward only: to a timer's due time, or to the jump's end.
+  const moveTo = (t) => { const s = t - call(RealNow, OrigDate); if (s > skew) skew = s; };
   const advance = (ms, done) => {
-    skew += ms;
+    const target = vnow() + ms;
     jumping = true;
-    call(MapForEach, timers, (rec) => { rec.burst = 0; });
+    call(MapForEach, timers, (rec) => { rec.line.burst = 0; rec.line.quiet = 0; rec.line.fired = 0; });
     const began = call(RealNow, OrigDate);
-    let fired = 0, round = 0, last = null, before = 0;
+    let fired = 0, round = 0, last = null, before = 0, catchUp = 0, repeats = 0;
     const finish = () => {
+      lineNow = null;
+      moveTo(target);
       jumping = false;
       // Timers run on real time again; ticks still missed (past the round cap) are skipped.
       call(MapForEach, timers, (rec) => {
@@ -509,24 +520,39 @@
           if (call(animState, a) === "running") call(animTime.set, a, (call(animTime.get, a) || 0) + ms);
         }
       } catch (e) {}
-      done(fired);
+      done(fired, catchUp, repeats);
     };
     const step = () => {
-      if (last !== null && emitted !== before) last.burst += 1;
-      last = null;
+      if (last !== null) {
+        if (emitted !== before) last.burst += 1; else last.quiet += 1;
+        last = null;
+      }
+      lineNow = null;
       while (round < 10000) {
         round++;
         let next = null;
-        call(MapForEach, timers, (rec) => { if (rec.due <= vnow() && (!next || rec.due < next.due)) next = rec; });
-        if (!next) break;
-        if (next.every && (next.burst >= BURST || call(RealNow, OrigDate) - began > CATCH_UP_MS)) {
-          next.due = vnow() + next.every;
+        call(MapForEach, timers, (rec) => { if (rec.due <= target && (!next || rec.due < next.due)) next = rec; });
+        if (next === null) break;
+        const line = next.line;
+        const late = call(RealNow, OrigDate) - began > CATCH_UP_MS;
+        if (line.fired > 0 && (line.burst >= BURST || line.quiet >= QUIET || late)) {
+          next.due = target + (next.every || call(MathMax, Math, 1, next.delay));
           continue;
         }
+        moveTo(next.due);
+        line.fired += 1;
+        last = line;
+        lineNow = line;
         before = emitted;
+        const t0 = call(PerfNow, perf);
         fire(next);
+        // A repeat of a line is hours of ticks run in a moment: its own time is the
+        // simulation's, reported so the host leaves it out of the page's CPU. A first
+        // firing counts as on a visitor's page (a payload that burns once it wakes).
+        if (line.fired > 1) { catchUp += call(PerfNow, perf) - t0; repeats += 1; }
         fired++;
-        if (next.every) { last = next; hop(step); return; }
+        hop(step);
+        return;
       }
       finish();
     };
@@ -540,14 +566,23 @@
     const out = NullObject(null);
     out.done = lastJump.done;
     out.fired = lastJump.fired;
+    out.catchUpMs = lastJump.catchUpMs;
+    out.repeats = lastJump.repeats;
     return out;
   };
   const jump = (ms) => {
     const state = NullObject(null);
     state.done = false;
     state.fired = 0;
+    state.catchUpMs = 0;
+    state.repeats = 0;
     lastJump = state;
-    advance(ms, (fired) => { state.done = true; state.fired = fired; });
+    advance(ms, (fired, catchUp, repeats) => {
+      state.done = true;
+      state.fired = fired;
+      state.catchUpMs = catchUp;
+      state.repeats = repeats;
+    });
     return jumpAnswer();
   };
 

