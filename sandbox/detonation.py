@@ -170,9 +170,12 @@ class Trace:
     # renderer cannot read its process's total); None when it could not be read.
     page_cpu_seconds: float | None = None
     # Left out of that: the repeats clock jumps ran (an interval's hours of ticks run in a
-    # moment), how many and their main-thread seconds; heavy repeats are judged apart.
+    # moment), how many, and the main-thread seconds credited to them (no more of each
+    # than a light duty cycle of the simulated time it stood for).
     timer_repeats: int = 0
     timer_repeat_seconds: float = 0.0
+    # The busiest line of timers' work over the simulated time its repeats stood for.
+    timer_busy_share: float = 0.0
     # Origins whose received bytes, put together, hold canaries (names): split secrets.
     flows: dict[str, list[str]] = field(default_factory=dict)
 
@@ -194,6 +197,7 @@ class Trace:
             "page_cpu_seconds": self.page_cpu_seconds,
             "timer_repeats": self.timer_repeats,
             "timer_repeat_seconds": self.timer_repeat_seconds,
+            "timer_busy_share": self.timer_busy_share,
             "duration_ms": round(self.duration_ms, 1),
         }
 
@@ -344,6 +348,9 @@ class Detonator:
             trace.page_cpu_seconds = round(max(0.0, spent), 2)
         trace.timer_repeats = channel.repeats
         trace.timer_repeat_seconds = round(channel.catch_up_cpu, 3)
+        trace.timer_busy_share = round(channel.busiest, 3)
+        if channel.postponed:
+            recorder.add_event({"type": "timers-postponed", "count": channel.postponed})
         before = channel.check()
         trace.screenshot = page.screenshot(type="png", caret="initial", animations="allow")
         self._unmount(channel, trace)
@@ -421,6 +428,9 @@ class Channel:
         # moment): the simulation's doing, not a burn the plugin causes on a visitor's page.
         self.catch_up_cpu = 0.0
         self.repeats = 0
+        self.postponed = 0  # firings moved past a jump's end by its bounds
+        # The busiest line of timers' share of the simulated time its repeats stood for.
+        self.busiest = 0.0
 
     def check(self) -> dict[str, Any] | None:
         """The hooks still ours, and what the plugin shows; None if nothing answered."""
@@ -438,6 +448,7 @@ class Channel:
     def clock(self, ms: int) -> bool:
         """Jump simulated time; True once the instrumentation moved it and its timers ran
         (a jump yields to the page between interval ticks, so it may take a while)."""
+        cpu_before = _renderer_cpu(self.session)
         answer = self._call("clock", ms=ms)
         give_up = time.monotonic() + JUMP_WAIT_S
         while isinstance(answer, dict) and not answer.get("done"):
@@ -450,9 +461,19 @@ class Channel:
             answer = self._call("jumped")
         if not isinstance(answer, dict):
             return False
+        cpu_after = _renderer_cpu(self.session)
         with contextlib.suppress(TypeError, ValueError):
-            self.catch_up_cpu += max(0.0, float(answer.get("catchUpMs") or 0)) / 1000
+            credit = max(0.0, float(answer.get("catchUpMs") or 0)) / 1000
+            # Never more than the main thread really spent over the jump: the page's clock
+            # counts waits (a synchronous request, the machine's load) as work too.
+            if cpu_before is not None and cpu_after is not None:
+                credit = min(credit, max(0.0, cpu_after - cpu_before))
+            else:
+                credit = 0.0
+            self.catch_up_cpu += credit
             self.repeats += max(0, int(answer.get("repeats") or 0))
+            self.postponed += max(0, int(answer.get("postponed") or 0))
+            self.busiest = max(self.busiest, float(answer.get("busiest") or 0))
         return True
 
     def call(self, op: str, **args: Any) -> Any:

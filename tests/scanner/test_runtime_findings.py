@@ -248,21 +248,18 @@ def test_cpu_burn_is_judged_on_the_page_own_main_thread() -> None:
     assert [m.split(" kept")[0] for m in _burn(3.5, 0.4, worker)] == ["HIGH"]
 
 
-def test_repeated_timer_ticks_are_judged_by_their_weight() -> None:
-    def burn(repeats: int, seconds: float) -> list[str]:
+def test_timers_busy_for_a_share_of_their_simulated_time_are_a_burn() -> None:
+    def burn(share: float) -> list[str]:
         trace = _trace()
-        trace.update(cpu_seconds=0.5, page_cpu_seconds=0.3)
-        trace.update(timer_repeats=repeats, timer_repeat_seconds=seconds)
+        trace.update(cpu_seconds=0.5, page_cpu_seconds=0.3, timer_busy_share=share)
         return [
             f.message for f in trace_findings(trace, Capabilities()) if f.severity > Severity.INFO
         ]
 
-    # A poll's hours of light ticks, run in a moment by the clock jumps: no burn.
-    assert burn(1000, 2.0) == []
-    # Tens of milliseconds of work a tick is a burn whatever the tick rate.
-    assert burn(100, 3.0) == [
-        "its timers ran 30 ms of work a tick (100 ticks while the clock was moved on):"
-        " a visitor's page would run that all the time (as user)"
+    # A poll re-rendering every few seconds: a fraction of one per cent.
+    assert burn(0.004) == []
+    # A throttled miner's ticks: a third of the time.
+    assert burn(0.35) == [
+        "its timers kept its page busy 35% of the time they stood for, as hours were run"
+        " in a moment (a visitor's page would burn that) (as user)"
     ]
-    # A few heavy ticks, under a second in all, are not enough to say.
-    assert burn(10, 0.5) == []
