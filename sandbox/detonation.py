@@ -434,7 +434,7 @@ class Channel:
 
     def check(self) -> dict[str, Any] | None:
         """The hooks still ours, and what the plugin shows; None if nothing answered."""
-        result = self._call("check")
+        result = self.call("check")
         if not isinstance(result, dict):
             return None
         return {
@@ -449,7 +449,7 @@ class Channel:
         """Jump simulated time; True once the instrumentation moved it and its timers ran
         (a jump yields to the page between interval ticks, so it may take a while)."""
         cpu_before = _renderer_cpu(self.session)
-        answer = self._call("clock", ms=ms)
+        answer = self.call("clock", ms=ms)
         give_up = time.monotonic() + JUMP_WAIT_S
         while isinstance(answer, dict) and not answer.get("done"):
             if time.monotonic() > give_up:
@@ -458,7 +458,7 @@ class Channel:
                 self.wait(0.005)
             except PlaywrightError:
                 return False  # the page went away mid-jump
-            answer = self._call("jumped")
+            answer = self.call("jumped")
         if not isinstance(answer, dict):
             return False
         cpu_after = _renderer_cpu(self.session)
@@ -477,10 +477,7 @@ class Channel:
         return True
 
     def call(self, op: str, **args: Any) -> Any:
-        """Another command (mount, unmount, fields): its answer, or None."""
-        return self._call(op, **args)
-
-    def _call(self, op: str, **args: Any) -> Any:
+        """A command (mount, unmount, fields, tokens, ...): its answer, or None."""
         try:
             return self._call_in_group(op, args)
         finally:

@@ -34,11 +34,11 @@
   const MapCtor = Map, MapGet = Map.prototype.get, MapSet = Map.prototype.set, MapDelete = Map.prototype.delete;
   const MapHas = Map.prototype.has, MapForEach = Map.prototype.forEach, MathMax = Math.max, MathMin = Math.min;
   const MessageChannelCtor = MessageChannel, PortPost = MessagePort.prototype.postMessage;
-  const Port1 = Object.getOwnPropertyDescriptor(MessageChannel.prototype, "port1").get;
-  const Port2 = Object.getOwnPropertyDescriptor(MessageChannel.prototype, "port2").get;
-  const SetOnMessage = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage").set;
+  const Port1 = GetDesc(MessageChannel.prototype, "port1").get;
+  const Port2 = GetDesc(MessageChannel.prototype, "port2").get;
+  const SetOnMessage = GetDesc(MessagePort.prototype, "onmessage").set;
   const GetById = Document.prototype.getElementById, DocQueryAll = Document.prototype.querySelectorAll;
-  const ListLength = Object.getOwnPropertyDescriptor(NodeList.prototype, "length").get, ListItem = NodeList.prototype.item;
+  const ListLength = GetDesc(NodeList.prototype, "length").get, ListItem = NodeList.prototype.item;
   const GetAttr = Element.prototype.getAttribute, Contains = Node.prototype.contains;
   const StrIncludes = String.prototype.includes;
   const WMGet = WeakMap.prototype.get, WMSet = WeakMap.prototype.set, WMHas = WeakMap.prototype.has;
@@ -500,13 +500,13 @@
   const hop = (f) => { hopNext = f; call(PortPost, hopOut, 0); };
   // The clock moves forward only: to a timer's due time, or to the jump's end.
   const moveTo = (t) => { const s = t - call(RealNow, OrigDate); if (s > skew) skew = s; };
-  const advance = (ms, done) => {
+  const advance = (ms, state) => {
     const target = vnow() + ms;
     jumping = true;
     call(MapForEach, timers, (rec) => { rec.line.burst = 0; rec.line.quiet = 0; rec.line.fired = 0; });
     const dueBefore = vnow();
     const began = call(RealNow, OrigDate);
-    let fired = 0, round = 0, last = null, before = 0, catchUp = 0, repeats = 0, postponed = 0;
+    let round = 0, last = null, before = 0;
     const finish = () => {
       lineNow = null;
       moveTo(target);
@@ -524,7 +524,8 @@
           if (call(animState, a) === "running") call(animTime.set, a, (call(animTime.get, a) || 0) + ms);
         }
       } catch (e) {}
-      done(fired, catchUp, repeats, postponed);
+      state.busiest = busiest;
+      state.done = true;
     };
     const step = () => {
       if (last !== null) {
@@ -542,7 +543,7 @@
         if (line.fired > 0 && (line.burst >= BURST || line.quiet >= QUIET || late)) {
           // Past the jump: an interval's next tick, a timeout just after the jump's end.
           next.due = target + (next.every || 1);
-          postponed += 1;
+          state.postponed += 1;
           continue;
         }
         moveTo(next.due);
@@ -563,8 +564,8 @@
         // the timers are chained (a zero-delay chain stands for no time at all).
         if (line.fired > 1) {
           const took = call(PerfNow, perf) - t0;
-          catchUp += call(MathMin, Math, took, 1 + DUTY * call(MathMax, Math, 0, span));
-          repeats += 1;
+          state.catchUpMs += call(MathMin, Math, took, 1 + DUTY * call(MathMax, Math, 0, span));
+          state.repeats += 1;
           // A line's share of the simulated time it stood for, over all jumps: a throttled
           // miner's ticks keep a page busy a third of the time, a poll's a fraction of 1 %.
           line.work += took;
@@ -574,7 +575,7 @@
             if (share > busiest) busiest = share;
           }
         }
-        fired++;
+        state.fired += 1;
         hop(step);
         return;
       }
@@ -584,34 +585,19 @@
   };
   // The host starts a jump and asks until it is done (a promise for it to await would be
   // resolved through "then" and "constructor" lookups the page could have redefined).
+  // What the host reads: the last jump's record, null-prototype, primitives only.
   let lastJump = null;
-  const jumpAnswer = () => {
-    if (lastJump === null) return null;
-    const out = NullObject(null);
-    out.done = lastJump.done;
-    out.fired = lastJump.fired;
-    out.catchUpMs = lastJump.catchUpMs;
-    out.postponed = lastJump.postponed;
-    out.busiest = busiest;
-    out.repeats = lastJump.repeats;
-    return out;
-  };
   const jump = (ms) => {
     const state = NullObject(null);
     state.done = false;
     state.fired = 0;
     state.catchUpMs = 0;
-    state.postponed = 0;
     state.repeats = 0;
+    state.postponed = 0;
+    state.busiest = busiest;
     lastJump = state;
-    advance(ms, (fired, catchUp, repeats, postponed) => {
-      state.done = true;
-      state.fired = fired;
-      state.catchUpMs = catchUp;
-      state.postponed = postponed;
-      state.repeats = repeats;
-    });
-    return jumpAnswer();
+    advance(ms, state);
+    return lastJump;
   };
 
   // The host mounts and unmounts the plugin, and finds the fields to fill, from here:
@@ -680,7 +666,7 @@
     if (!cmd || cmd.nonce !== NONCE) return noop();
     if (cmd.op === "check") return check();
     if (cmd.op === "clock") return jump(+cmd.ms || 0);
-    if (cmd.op === "jumped") return jumpAnswer();
+    if (cmd.op === "jumped") return lastJump;
     if (cmd.op === "mount") return mount(cmd);
     if (cmd.op === "unmount") return unmount();
     if (cmd.op === "tokens") return tokenCalls;

